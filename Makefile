@@ -1,0 +1,47 @@
+# Entry points. Everything a fresh Debian 12 machine needs is installed by scripts/setup.sh.
+#   make run            install, build (Release), start the bridge on 127.0.0.1:8080 / :50051
+#   make test           install, build, run the whole suite through ctest
+#   make test SANITIZE=1  the same with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench          run the benchmark scenarios (see docs/benchmarks.md)
+#   make fmt            clang-format every C++ file we own
+JOBS ?= 2
+SANITIZE ?= 0
+ARGS ?=
+CTEST_ARGS ?=
+
+ifeq ($(SANITIZE),1)
+  TEST_DIR := build/asan
+  TEST_CMAKE := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBRIDGE_SANITIZE=ON
+else
+  TEST_DIR := build/test
+  TEST_CMAKE := -DCMAKE_BUILD_TYPE=RelWithDebInfo
+endif
+
+.PHONY: setup run build test bench fmt clean
+
+setup:
+	@scripts/setup.sh --with-browser
+
+build: setup
+	@cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRIDGE_BUILD_TESTS=OFF >/dev/null
+	@cmake --build build/release -j$(JOBS) --target gathering-bridge
+
+run: build
+	./build/release/src/app/gathering-bridge $(ARGS)
+
+test: setup
+	@cmake -S . -B $(TEST_DIR) -G Ninja $(TEST_CMAKE) >/dev/null
+	@cmake --build $(TEST_DIR) -j$(JOBS)
+	@cd $(TEST_DIR) && ctest --output-on-failure --timeout 600 $(CTEST_ARGS)
+
+bench: setup
+	@scripts/setup.sh --with-bench
+	@cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRIDGE_BUILD_TESTS=OFF >/dev/null
+	@cmake --build build/release -j$(JOBS)
+	@bench/run.sh
+
+fmt:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build
