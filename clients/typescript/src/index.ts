@@ -1,0 +1,37 @@
+export { BridgeClient } from "./client.js";
+export type {
+  BridgeClientOptions,
+  ChannelPosition,
+  CloseInfo,
+  ConnectionState,
+  GapInfo,
+  ReconnectOptions,
+  StateChange,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./client.js";
+export { decodeEvent, eventSchemas, isKnownEventType, stringifyFrame } from "./events.js";
+export type {
+  BridgeEvent,
+  CustomBridgeEvent,
+  EventPayloads,
+  Frame,
+  KnownBridgeEvent,
+  KnownEventType,
+  SubscribedFrame,
+} from "./events.js";
+export type {
+  AgentJoined,
+  AgentLeft,
+  AgentMessage,
+  CircleStatus,
+  Custom,
+  Error as ErrorEvent,
+  Event,
+  FileChanged,
+  FileCreated,
+  FileDeleted,
+  GitStatus,
+  PublishResponse,
+  PublishStreamResponse,
+} from "./gen/gathering/bridge/v1/events_pb.js";

@@ -1,0 +1,178 @@
+// BridgePublisher: the backend side. A typed wrapper over @grpc/grpc-js for EventService, using
+// the generated schemas for (de)serialisation (no proto-loader, no runtime .proto parsing).
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, fromJson, toBinary, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  ClientMessageSchema,
+  EventSchema,
+  PublishRequestSchema,
+  PublishResponseSchema,
+  PublishStreamResponseSchema,
+  SubscribeRequestSchema,
+  type ClientMessage,
+  type Event,
+  type PublishRequest,
+  type PublishResponse,
+  type PublishStreamResponse,
+} from "./gen/gathering/bridge/v1/events_pb.js";
+import { eventSchemas, isKnownEventType, type KnownEventType } from "./events.js";
+
+const SERVICE = "/gathering.bridge.v1.EventService/";
+
+/** What `publish` accepts as `data` for each known type (the generated init shape, camelCase). */
+export type PayloadInit = { [K in KnownEventType]: MessageInitShape<(typeof eventSchemas)[K]> };
+
+/** One event for `publishStream`: a known type with its typed data, or a custom type with JSON. */
+export type PublishItem =
+  | { [K in KnownEventType]: { channel: string; type: K; data: PayloadInit[K]; timestamp?: Date } }[KnownEventType]
+  | { channel: string; type: string; data: JsonObject; timestamp?: Date }
+  | { event: Event };
+
+export interface BridgePublisherOptions {
+  credentials?: grpc.ChannelCredentials;
+  /** Deadline of each unary call, ms (default 10 000). */
+  deadlineMs?: number;
+  /** Wait for the channel to connect instead of failing fast while the bridge is down. */
+  waitForReady?: boolean;
+  channelOptions?: grpc.ChannelOptions;
+}
+
+const camel = (s: string) => s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
+
+/**
+ * Builds an `Event`: `type` a known payload name (`agent_message`, ... with typed `data`) or a
+ * custom type (its `data` any JSON object).
+ */
+export function buildEvent<K extends KnownEventType>(channel: string, type: K, data: PayloadInit[K], timestamp?: Date): Event;
+export function buildEvent(channel: string, type: string, data: JsonObject, timestamp?: Date): Event;
+export function buildEvent(channel: string, type: string, data: any, timestamp?: Date): Event {
+  const ts = timestamp ? timestampFromDate(timestamp) : undefined;
+  if (isKnownEventType(type)) {
+    const value = create(eventSchemas[type] as any, data);
+    return create(EventSchema, { channel, timestamp: ts, payload: { case: camel(type), value } as any });
+  }
+  return create(EventSchema, { channel, timestamp: ts, payload: { case: "custom", value: { type, data } } });
+}
+
+/** Builds an `Event` from proto3 JSON data with proto field names (`{"agent_id":7}`). */
+export function buildEventFromJson(channel: string, type: string, data: JsonObject, timestamp?: Date): Event {
+  if (isKnownEventType(type)) {
+    const value = fromJson(eventSchemas[type] as any, data as JsonValue);
+    return create(EventSchema, { channel, timestamp: timestamp ? timestampFromDate(timestamp) : undefined, payload: { case: camel(type), value } as any });
+  }
+  return buildEvent(channel, type, data, timestamp);
+}
+
+export class BridgePublisher {
+  private readonly client: grpc.Client;
+  private readonly deadlineMs: number;
+  private readonly wfr: boolean;
+
+  constructor(target: string, options: BridgePublisherOptions = {}) {
+    this.client = new grpc.Client(target, options.credentials ?? grpc.credentials.createInsecure(), options.channelOptions);
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.wfr = options.waitForReady ?? false;
+  }
+
+  /** Publishes one event; resolves with its offset, the channel's epoch and its timestamp. */
+  publish<K extends KnownEventType>(channel: string, type: K, data: PayloadInit[K], options?: { timestamp?: Date }): Promise<PublishResponse>;
+  publish(channel: string, type: string, data: JsonObject, options?: { timestamp?: Date }): Promise<PublishResponse>;
+  publish(channel: string, type: string, data: any, options: { timestamp?: Date } = {}): Promise<PublishResponse> {
+    return this.publishEvent(buildEvent(channel, type, data, options.timestamp));
+  }
+
+  /** Publishes a prepared `Event`. */
+  publishEvent(event: Event, metadata = new grpc.Metadata()): Promise<PublishResponse> {
+    const req = create(PublishRequestSchema, { event });
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest<PublishRequest, PublishResponse>(
+        SERVICE + "Publish",
+        (m) => Buffer.from(toBinary(PublishRequestSchema, m)),
+        (b) => fromBinary(PublishResponseSchema, b),
+        req,
+        this.meta(metadata),
+        { deadline: Date.now() + this.deadlineMs },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
+  }
+
+  /**
+   * Publishes a stream of events (an array, iterable or async iterable) on one PublishStream call,
+   * honouring flow control; resolves with the accepted/rejected counts.
+   */
+  async publishStream(items: Iterable<PublishItem> | AsyncIterable<PublishItem>, metadata = new grpc.Metadata()): Promise<PublishStreamResponse> {
+    let call!: grpc.ClientWritableStream<PublishRequest>;
+    const done = new Promise<PublishStreamResponse>((resolve, reject) => {
+      call = this.client.makeClientStreamRequest<PublishRequest, PublishStreamResponse>(
+        SERVICE + "PublishStream",
+        (m) => Buffer.from(toBinary(PublishRequestSchema, m)),
+        (b) => fromBinary(PublishStreamResponseSchema, b),
+        this.meta(metadata),
+        {},
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
+    try {
+      for await (const item of items as AsyncIterable<PublishItem>) {
+        const event = "event" in item ? item.event : buildEvent(item.channel, item.type, item.data as JsonObject, item.timestamp);
+        if (!call.write(create(PublishRequestSchema, { event }))) {
+          await new Promise<void>((resolve, reject) => {
+            const onDrain = () => { call.off("error", onError); resolve(); };
+            const onError = (e: Error) => { call.off("drain", onDrain); reject(e); };
+            call.once("drain", onDrain);
+            call.once("error", onError);
+          });
+        }
+      }
+    } catch (err) {
+      call.cancel();
+      await done.catch(() => undefined);
+      throw err;
+    }
+    call.end();
+    return done;
+  }
+
+  /**
+   * Streams what WebSocket clients send on channels matching `channels` (exact names,
+   * `namespace/*` or `*`). Iterate it; `return()`/`break` cancels the call.
+   */
+  subscribe(channels: string[], metadata = new grpc.Metadata()): AsyncIterable<ClientMessage> & { cancel(): void } {
+    const call = this.client.makeServerStreamRequest(
+      SERVICE + "Subscribe",
+      (m: ReturnType<typeof create<typeof SubscribeRequestSchema>>) => Buffer.from(toBinary(SubscribeRequestSchema, m)),
+      (b: Buffer) => fromBinary(ClientMessageSchema, b),
+      create(SubscribeRequestSchema, { channels }),
+      this.meta(metadata),
+      {},
+    );
+    const iterable = (async function* () {
+      try {
+        for await (const m of call as AsyncIterable<ClientMessage>) yield m;
+      } catch (err) {
+        if ((err as grpc.ServiceError).code !== grpc.status.CANCELLED) throw err;
+      } finally {
+        call.cancel();
+      }
+    })();
+    return Object.assign(iterable, { cancel: () => call.cancel() });
+  }
+
+  /** Resolves when the gRPC channel is connected (or rejects after `timeoutMs`). */
+  waitForReady(timeoutMs = 10_000): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private meta(metadata: grpc.Metadata): grpc.Metadata {
+    if (this.wfr) metadata.setOptions({ waitForReady: true });
+    return metadata;
+  }
+}

@@ -1,0 +1,145 @@
+// The reconnect policy on its own, with a scripted WebSocket (no bridge needed): exponential
+// bounds with full jitter, the backoff starting over after a subscription, and the stop codes.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { BridgeClient, type StateChange } from "../src/index.js";
+
+class FakeSocket {
+  static all: FakeSocket[] = [];
+  readyState = 0;
+  sent: string[] = [];
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  constructor(readonly url: string) {
+    FakeSocket.all.push(this);
+  }
+  send(s: string) {
+    this.sent.push(s);
+  }
+  close(code = 1000, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+  // Scripted server side:
+  accept() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  frame(obj: unknown) {
+    this.onmessage?.({ data: JSON.stringify(obj) });
+  }
+  drop(code: number, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+}
+
+const last = () => FakeSocket.all[FakeSocket.all.length - 1];
+
+describe("reconnect policy", () => {
+  beforeEach(() => {
+    FakeSocket.all = [];
+    vi.useFakeTimers();
+  });
+  afterEach(() => vi.useRealTimers());
+
+  it("waits random * min(max, min * factor^n) between attempts and starts over after a subscription", () => {
+    const states: StateChange[] = [];
+    const c = new BridgeClient({
+      url: "ws://bridge.test/ws/circles/a",
+      WebSocket: FakeSocket,
+      reconnect: { minDelayMs: 100, maxDelayMs: 1000, factor: 3 },
+      random: () => 0.5,
+    });
+    c.onState((s) => states.push(s));
+    c.connect().catch(() => undefined);
+    expect(FakeSocket.all).toHaveLength(1);
+    expect(last().url).toBe("ws://bridge.test/ws/circles/a");
+    const delays: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      last().drop(1006);
+      delays.push(states[states.length - 1].delayMs!);
+      vi.advanceTimersByTime(delays[i]);
+      expect(FakeSocket.all).toHaveLength(i + 2);
+    }
+    // 0.5 * [100, 300, 900, 1000 (capped), 1000]
+    expect(delays).toEqual([50, 150, 450, 500, 500]);
+    expect(c.reconnects).toBe(5);
+    last().accept();
+    last().frame({ type: "subscribed", channel: "circles/a", epoch: "e1", offset: 7 });
+    expect(c.state).toBe("open");
+    last().drop(1001);
+    expect(states[states.length - 1]).toMatchObject({ state: "reconnecting", delayMs: 50 });
+    vi.advanceTimersByTime(50);
+    // The resume asks for what follows offset 7 of epoch e1.
+    expect(last().url).toBe("ws://bridge.test/ws/circles/a?since=7&epoch=e1");
+    c.close();
+  });
+
+  it.each([4001, 4003])("stops for good on close code %i", async (code) => {
+    const c = new BridgeClient({ url: "ws://bridge.test/ws/circles/a", WebSocket: FakeSocket, random: () => 0 });
+    const p = c.connect();
+    last().drop(code, "nope");
+    await expect(p).rejects.toThrow(String(code));
+    expect(c.state).toBe("closed");
+    vi.advanceTimersByTime(60_000);
+    expect(FakeSocket.all).toHaveLength(1);
+  });
+
+  it("stops after maxAttempts and never reconnects after close()", () => {
+    const c = new BridgeClient({ url: "ws://bridge.test/", channels: ["circles/a"], WebSocket: FakeSocket, reconnect: { maxAttempts: 2, minDelayMs: 10 }, random: () => 1 });
+    c.connect().catch(() => undefined);
+    last().drop(1006);
+    vi.advanceTimersByTime(10);
+    last().drop(1006);
+    vi.advanceTimersByTime(20);
+    last().drop(1006);
+    expect(c.state).toBe("closed");
+    expect(FakeSocket.all).toHaveLength(3);
+
+    const d = new BridgeClient({ url: "ws://bridge.test/ws/circles/a", WebSocket: FakeSocket, random: () => 1 });
+    d.connect().catch(() => undefined);
+    const s = last();
+    d.close();
+    expect(s.readyState).toBe(3);
+    vi.advanceTimersByTime(60_000);
+    expect(FakeSocket.all).toHaveLength(4);
+  });
+
+  it("multiplexes on /ws with auth and subscribe frames, resuming each channel", () => {
+    const c = new BridgeClient({
+      url: "ws://bridge.test",
+      channels: ["circles/a", "workspace/1"],
+      token: "t0k",
+      tokenTransport: "frame",
+      WebSocket: FakeSocket,
+      random: () => 0,
+    });
+    let ready = false;
+    c.connect().then(() => (ready = true));
+    expect(last().url).toBe("ws://bridge.test/ws");
+    last().accept();
+    expect(last().sent.map((s) => JSON.parse(s))).toEqual([
+      { type: "auth", token: "t0k" },
+      { type: "subscribe", channel: "circles/a" },
+      { type: "subscribe", channel: "workspace/1" },
+    ]);
+    last().frame({ type: "subscribed", channel: "circles/a", epoch: "E", offset: 2 });
+    last().frame({ type: "subscribed", channel: "workspace/1", epoch: "E", offset: 0 });
+    last().frame({ type: "agent_message", channel: "circles/a", offset: 3, timestamp: "2026-11-25T17:00:00.123Z", data: { agent_id: 7 } });
+    last().frame({ type: "ping" });
+    expect(JSON.parse(last().sent[last().sent.length - 1])).toEqual({ type: "pong" });
+    expect(() => c.send({ type: "message" })).toThrow(/several channels/);
+    last().drop(1006);
+    vi.advanceTimersByTime(0);
+    last().accept();
+    expect(last().sent.slice(1).map((s) => JSON.parse(s))).toEqual([
+      { type: "subscribe", channel: "circles/a", since: 3, epoch: "E" },
+      { type: "subscribe", channel: "workspace/1", since: 0, epoch: "E" },
+    ]);
+    expect(c.positions()).toEqual({ "circles/a": { epoch: "E", offset: 3 }, "workspace/1": { epoch: "E", offset: 0 } });
+    c.close();
+    return Promise.resolve().then(() => expect(ready).toBe(true));
+  });
+});
