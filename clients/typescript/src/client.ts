@@ -341,6 +341,11 @@ export class BridgeClient {
     return st;
   }
 
+  /** Open, and every channel's subscription acknowledged by the bridge. */
+  get isSubscribed(): boolean {
+    return this.isReady();
+  }
+
   private isReady(): boolean {
     return this._state === "open" && [...this.channels.values()].every((c) => c.acked);
   }

@@ -16,6 +16,7 @@ export interface UseChannelResult {
   /** The latest events, oldest first, at most `maxMessages`. */
   messages: BridgeEvent[];
   lastEvent: BridgeEvent | undefined;
+  /** The socket is open and the bridge acknowledged the subscription(s). */
   isConnected: boolean;
   state: ConnectionState;
   reconnects: number;
@@ -39,6 +40,7 @@ export function useChannel(urlOrOptions: string | UseChannelOptions): UseChannel
   const [lastEvent, setLastEvent] = useState<BridgeEvent | undefined>(undefined);
   const [state, setState] = useState<ConnectionState>("idle");
   const [reconnects, setReconnects] = useState(0);
+  const [subscribed, setSubscribed] = useState(false);
   const [client, setClient] = useState<BridgeClient | undefined>(undefined);
   const clientRef = useRef<BridgeClient | undefined>(undefined);
   const maxRef = useRef(maxMessages);
@@ -68,7 +70,9 @@ export function useChannel(urlOrOptions: string | UseChannelOptions): UseChannel
       c.onState((s) => {
         setState(s.state);
         setReconnects(s.reconnects);
+        setSubscribed(c.isSubscribed);
       }),
+      c.onSubscribed(() => setSubscribed(c.isSubscribed)),
     ];
     const timer = setTimeout(() => {
       c.connect().catch(() => undefined);
@@ -93,7 +97,7 @@ export function useChannel(urlOrOptions: string | UseChannelOptions): UseChannel
   );
 
   return useMemo(
-    () => ({ messages, lastEvent, isConnected: state === "open", state, reconnects, send, client }),
-    [messages, lastEvent, state, reconnects, send, client],
+    () => ({ messages, lastEvent, isConnected: state === "open" && subscribed, state, reconnects, send, client }),
+    [messages, lastEvent, state, subscribed, reconnects, send, client],
   );
 }

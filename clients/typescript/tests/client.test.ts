@@ -1,7 +1,7 @@
 // BridgeClient and BridgePublisher against the real bridge (BRIDGE_BIN), over loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { BridgeClient, type BridgeClientOptions, type BridgeEvent, type Frame, type GapInfo, type SubscribedFrame } from "../src/index.js";
+import { BridgeClient, type BridgeClientOptions, type CloseInfo, type StateChange, type BridgeEvent, type Frame, type GapInfo, type SubscribedFrame } from "../src/index.js";
 import { BridgePublisher } from "../src/publisher.js";
 import { startBridge, type RunningBridge } from "./helpers/bridge.js";
 import { collect, nextOf, waitUntil } from "./helpers/wait.js";
@@ -283,12 +283,12 @@ describe("recovery", () => {
     await waitUntil("three events", () => all.items.length >= 3);
 
     down = true;
-    const reconnecting = nextOf("state reconnecting", (fn) => c.onState(fn), (s) => s.state === "reconnecting");
+    const reconnecting = nextOf<StateChange>("state reconnecting", (fn) => c.onState(fn), (s) => s.state === "reconnecting");
     for (const s of live) s.terminate();
     await reconnecting;
     for (let i = 4; i <= 6; i++) await publisher.publish(channel, "agent_message", { content: `m${i}` });
     // Let it fail at least once against the closed port, then let it through.
-    await nextOf("a failed attempt", (fn) => c.onClose(fn), (i) => i.willReconnect, 5000);
+    await nextOf<CloseInfo>("a failed attempt", (fn) => c.onClose(fn), (i) => i.willReconnect, 5000);
     const resubscribed = nextOf<SubscribedFrame>("resubscription", (fn) => c.onSubscribed(fn), (f) => f.channel === channel, 10_000);
     down = false;
     expect(await resubscribed).toMatchObject({ recovered: true });
@@ -311,7 +311,7 @@ describe("recovery", () => {
       expect((await e1).offset).toBe(1);
       pub1.close();
 
-      const closed = nextOf("close 1001", (fn) => c.onClose(fn));
+      const closed = nextOf<CloseInfo>("close 1001", (fn) => c.onClose(fn));
       expect(await b.stop()).toBe(0);
       expect(await closed).toMatchObject({ code: 1001, willReconnect: true });
       const gap = nextOf<GapInfo>("gap after restart", (fn) => c.onGap(fn));
