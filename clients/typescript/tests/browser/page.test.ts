@@ -1,0 +1,108 @@
+// The demo page (clients/web/index.html, served by the bridge at GET /) in Debian's Chromium:
+// connect, receive a gRPC-published event, send, survive a SIGKILL + restart of the bridge on the
+// same ports (reconnect, new epoch shown as a gap), receive again; screenshot in test-artifacts/.
+import { mkdirSync, mkdtempSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import WebSocket from "ws";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BridgeClient, type BridgeEvent } from "../../src/index.js";
+import { BridgePublisher } from "../../src/publisher.js";
+import { startBridge, type RunningBridge } from "../helpers/bridge.js";
+import { nextOf } from "../helpers/wait.js";
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
+const ARTIFACTS = join(REPO, "test-artifacts");
+
+let bridge: RunningBridge | undefined;
+let ctx: BrowserContext | undefined;
+let profile: string | undefined;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_BIN)`);
+  bridge = await startBridge();
+  profile = mkdtempSync(join(tmpdir(), "bridge-chromium-"));
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+    viewport: { width: 1200, height: 800 },
+  });
+});
+
+afterAll(async () => {
+  await ctx?.close();
+  await bridge?.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+async function publish(b: RunningBridge, channel: string, content: string) {
+  const p = new BridgePublisher(b.grpcTarget);
+  try {
+    return await p.publish(channel, "agent_message", { agentId: 7, agentName: "ada", content });
+  } finally {
+    p.close();
+  }
+}
+
+const row = (page: Page, offset: number, text: string) =>
+  page.waitForFunction(
+    ([o, t]) => [...document.querySelectorAll(`#events tr[data-type="agent_message"][data-offset="${o}"]`)].some((r) => r.textContent!.includes(t as string)),
+    [offset, text] as const,
+    { timeout: 20_000 },
+  );
+
+describe("demo page", () => {
+  it("shows live events, sends, and reconnects after the bridge is killed and restarted", async () => {
+    const page = ctx!.pages()[0] ?? (await ctx!.newPage());
+    const consoleErrors: string[] = [];
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+    const channel = `circles/page-${Date.now()}`;
+    const resp = await page.goto(`http://127.0.0.1:${bridge!.wsPort}/`);
+    expect(resp?.status()).toBe(200);
+    expect(await page.title()).toBe("gathering-bridge");
+
+    await page.fill("#channel", channel);
+    await page.click("#connect");
+    await page.waitForSelector('#state[data-state="open"]', { timeout: 10_000 });
+    await page.waitForSelector('#events tr.notice[data-kind="subscribed"]', { timeout: 10_000 });
+
+    await publish(bridge!, channel, "hello from grpc");
+    await row(page, 1, "hello from grpc");
+
+    // What the page sends reaches another subscriber of the channel.
+    const peer = new BridgeClient({ url: `${bridge!.wsUrl}/ws/${channel}`, WebSocket, reconnect: false });
+    await peer.connect();
+    const got = nextOf<BridgeEvent>("the page's message at a peer", (fn) => peer.onEvent(fn), (e) => e.type === "message");
+    await page.fill("#message", "hi from the page");
+    await page.click("#send");
+    expect((await got).data).toEqual({ content: "hi from the page" });
+    peer.close();
+
+    // SIGKILL: no close frame; the page notices the dead socket and retries with backoff.
+    const { wsPort, grpcPort } = bridge!;
+    await bridge!.kill();
+    await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10_000 });
+    bridge = await startBridge({ wsPort, grpcPort });
+    expect([bridge.wsPort, bridge.grpcPort]).toEqual([wsPort, grpcPort]);
+    await page.waitForSelector('#state[data-state="open"]', { timeout: 20_000 });
+    // The new bridge has a new epoch: the page resumes with since/epoch and reports the gap.
+    await page.waitForSelector('#events tr.notice[data-kind="gap"]', { timeout: 10_000 });
+    expect(await page.textContent("#recovery")).toBe("gap");
+    const reconnects = Number(await page.textContent("#reconnects"));
+    expect(reconnects).toBeGreaterThanOrEqual(1);
+
+    await publish(bridge, channel, "after restart");
+    await row(page, 1, "after restart");
+    // Both events are on the page: the one before the restart was kept.
+    await row(page, 1, "hello from grpc");
+    expect(consoleErrors).toEqual([]);
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, "page.png"), fullPage: true });
+  });
+});
