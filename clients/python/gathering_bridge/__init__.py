@@ -1,0 +1,24 @@
+"""Python client of gathering-bridge: typed WebSocket subscriber and gRPC publisher.
+
+Stubs are generated from proto/ on first import (clients/python/generate.sh) into
+gathering_bridge/gen/, or read from $GATHERING_BRIDGE_GEN_DIR.
+"""
+from ._gen import pb, pb_grpc
+from .events import EVENT_TYPES, Event, Gap, decode_event
+from .publisher import AsyncBridgePublisher, BridgePublisher, build_event
+from .subscriber import BridgeClosed, BridgeSubscriber
+
+__all__ = [
+    "AsyncBridgePublisher",
+    "BridgeClosed",
+    "BridgePublisher",
+    "BridgeSubscriber",
+    "EVENT_TYPES",
+    "Event",
+    "Gap",
+    "build_event",
+    "decode_event",
+    "pb",
+    "pb_grpc",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,170 @@
+"""BridgePublisher (blocking) and AsyncBridgePublisher (grpc.aio): the backend side of EventService."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, AsyncIterable, Dict, Iterable, Iterator, Optional, Sequence, Union
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from ._gen import pb, pb_grpc
+from .events import EVENT_TYPES, TYPE_OF_MESSAGE
+
+Payload = Union[Message, str]
+#: What publish_stream accepts per item: an Event, a PublishRequest, a (channel, payload[, data])
+#: tuple, or a {"channel":…, "type":…, "data":…} dict.
+StreamItem = Union[Message, tuple, Dict[str, Any]]
+
+
+def build_event(
+    channel: str,
+    payload: Payload,
+    data: Optional[Dict[str, Any]] = None,
+    timestamp: Optional[datetime] = None,
+) -> Message:
+    """Builds an ``Event``.
+
+    ``payload`` is a generated message (``pb.AgentMessage(agent_id=7, content="hi")``), or a type
+    name with ``data``: a known type (``"agent_message"``, data in proto3 JSON with proto field
+    names, ``{"agent_id": 7}``) or any custom type (``"deploy.done"``, data any JSON object).
+    """
+    event = pb.Event(channel=channel)
+    if timestamp is not None:
+        if timestamp.tzinfo is None:
+            timestamp = timestamp.replace(tzinfo=timezone.utc)
+        event.timestamp.FromDatetime(timestamp.astimezone(timezone.utc).replace(tzinfo=None))
+    if isinstance(payload, Message):
+        if data is not None:
+            raise TypeError("pass either a message or a type name with data, not both")
+        name = TYPE_OF_MESSAGE.get(payload.DESCRIPTOR.full_name)
+        if name is not None:
+            getattr(event, name).CopyFrom(payload)
+        elif payload.DESCRIPTOR.full_name == pb.Custom.DESCRIPTOR.full_name:
+            event.custom.CopyFrom(payload)
+        else:
+            raise TypeError(f"not an event payload: {payload.DESCRIPTOR.full_name}")
+        return event
+    if not isinstance(payload, str):
+        raise TypeError("payload must be a generated message or an event type name")
+    cls = EVENT_TYPES.get(payload)
+    if cls is not None:
+        getattr(event, payload).CopyFrom(json_format.ParseDict(data or {}, cls()))
+    else:
+        event.custom.type = payload
+        if data:
+            event.custom.data.update(data)
+        else:
+            event.custom.data.SetInParent()
+    return event
+
+
+def _request(item: StreamItem) -> Message:
+    if isinstance(item, Message):
+        if item.DESCRIPTOR.full_name == pb.PublishRequest.DESCRIPTOR.full_name:
+            return item
+        if item.DESCRIPTOR.full_name == pb.Event.DESCRIPTOR.full_name:
+            return pb.PublishRequest(event=item)
+        raise TypeError(f"cannot publish a {item.DESCRIPTOR.full_name}")
+    if isinstance(item, dict):
+        return pb.PublishRequest(event=build_event(item["channel"], item["type"], item.get("data"), item.get("timestamp")))
+    return pb.PublishRequest(event=build_event(*item))
+
+
+class BridgePublisher:
+    """Blocking publisher::
+
+        with BridgePublisher("127.0.0.1:50051") as pub:
+            r = pub.publish("circles/dev-team", "agent_message", {"agent_id": 7, "content": "hi"})
+            print(r.offset, r.epoch)
+    """
+
+    def __init__(self, target: str, *, credentials: Optional[grpc.ChannelCredentials] = None,
+                 timeout: float = 10.0, wait_for_ready: bool = False,
+                 options: Sequence[tuple] = ()) -> None:
+        self.target = target
+        self._channel = (grpc.secure_channel(target, credentials, options=options) if credentials
+                         else grpc.insecure_channel(target, options=options))
+        self._stub = pb_grpc.EventServiceStub(self._channel)
+        self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
+
+    def __enter__(self) -> "BridgePublisher":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def publish(self, channel: str, payload: Payload, data: Optional[Dict[str, Any]] = None, *,
+                timestamp: Optional[datetime] = None, timeout: Optional[float] = None,
+                metadata: Optional[Sequence[tuple]] = None) -> Message:
+        """Publishes one event; returns the ``PublishResponse`` (offset, epoch, timestamp).
+        Raises ``grpc.RpcError`` (INVALID_ARGUMENT, UNAVAILABLE, ...)."""
+        req = pb.PublishRequest(event=build_event(channel, payload, data, timestamp))
+        return self._stub.Publish(req, timeout=timeout or self.timeout, metadata=metadata,
+                                  wait_for_ready=self.wait_for_ready)
+
+    def publish_stream(self, items: Iterable[StreamItem], *, timeout: Optional[float] = None,
+                       metadata: Optional[Sequence[tuple]] = None) -> Message:
+        """Publishes many events on one PublishStream call; returns ``PublishStreamResponse``."""
+        return self._stub.PublishStream((_request(i) for i in items), timeout=timeout,
+                                        metadata=metadata, wait_for_ready=self.wait_for_ready)
+
+    def subscribe(self, channels: Sequence[str], *, metadata: Optional[Sequence[tuple]] = None) -> Iterator[Message]:
+        """Streams ``ClientMessage``s that WebSocket clients send on matching channels
+        (exact names, ``namespace/*`` or ``*``). ``.cancel()`` the returned iterator to stop."""
+        return self._stub.Subscribe(pb.SubscribeRequest(channels=list(channels)), metadata=metadata,
+                                    wait_for_ready=self.wait_for_ready)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+
+class AsyncBridgePublisher:
+    """The same on ``grpc.aio``::
+
+        async with AsyncBridgePublisher("127.0.0.1:50051") as pub:
+            await pub.publish("circles/dev-team", pb.AgentMessage(agent_id=7, content="hi"))
+    """
+
+    def __init__(self, target: str, *, credentials: Optional[grpc.ChannelCredentials] = None,
+                 timeout: float = 10.0, wait_for_ready: bool = False,
+                 options: Sequence[tuple] = ()) -> None:
+        self.target = target
+        self._channel = (grpc.aio.secure_channel(target, credentials, options=options) if credentials
+                         else grpc.aio.insecure_channel(target, options=options))
+        self._stub = pb_grpc.EventServiceStub(self._channel)
+        self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
+
+    async def __aenter__(self) -> "AsyncBridgePublisher":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def publish(self, channel: str, payload: Payload, data: Optional[Dict[str, Any]] = None, *,
+                      timestamp: Optional[datetime] = None, timeout: Optional[float] = None,
+                      metadata: Optional[Sequence[tuple]] = None) -> Message:
+        req = pb.PublishRequest(event=build_event(channel, payload, data, timestamp))
+        return await self._stub.Publish(req, timeout=timeout or self.timeout, metadata=metadata,
+                                        wait_for_ready=self.wait_for_ready)
+
+    async def publish_stream(self, items: Union[Iterable[StreamItem], AsyncIterable[StreamItem]], *,
+                             timeout: Optional[float] = None,
+                             metadata: Optional[Sequence[tuple]] = None) -> Message:
+        call = self._stub.PublishStream(timeout=timeout, metadata=metadata, wait_for_ready=self.wait_for_ready)
+        if hasattr(items, "__aiter__"):
+            async for item in items:  # type: ignore[union-attr]
+                await call.write(_request(item))
+        else:
+            for item in items:  # type: ignore[union-attr]
+                await call.write(_request(item))
+        await call.done_writing()
+        return await call

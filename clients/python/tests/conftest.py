@@ -1,0 +1,128 @@
+"""Starts the real gathering-bridge (BRIDGE_BIN) on free ports for the tests, and always stops it."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from threading import Thread
+from typing import Iterator, List, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "clients" / "python"))
+
+
+def bridge_binary() -> str:
+    env = os.environ.get("BRIDGE_BIN")
+    if env:
+        if not Path(env).exists():
+            pytest.fail(f"BRIDGE_BIN={env} does not exist")
+        return env
+    for d in ("build/clients", "build/test", "build/release", "build/asan"):
+        p = REPO / d / "src/app/gathering-bridge"
+        if p.exists():
+            return str(p)
+    pytest.fail("set BRIDGE_BIN to the gathering-bridge binary (ctest does)")
+
+
+class Bridge:
+    """One bridge process. ``ws_port``/``grpc_port`` come from --ready_file."""
+
+    def __init__(self, ws_port: int = 0, grpc_port: int = 0, args: Optional[List[str]] = None,
+                 ready_timeout: float = 15.0) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="bridge-py-")
+        ready = Path(self._dir.name) / "ready.json"
+        cmd = [bridge_binary(), "--host=127.0.0.1", f"--ws_port={ws_port}", f"--grpc_port={grpc_port}",
+               f"--ready_file={ready}", *(args or [])]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._log: deque = deque(maxlen=200)
+        Thread(target=self._drain, daemon=True).start()
+        deadline = time.monotonic() + ready_timeout
+        info = None
+        while info is None:
+            if ready.exists():
+                try:
+                    info = json.loads(ready.read_text())
+                    break
+                except ValueError:
+                    pass
+            if self.proc.poll() is not None:
+                self._dir.cleanup()
+                raise RuntimeError(f"bridge exited with {self.proc.returncode} before ready: {cmd}\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"bridge not ready within {ready_timeout} s: {cmd}\n{self.log()}")
+            time.sleep(0.02)  # polling the ready file (a condition), bounded by the deadline
+        self.ws_port = int(info["ws_port"])
+        self.grpc_port = int(info["grpc_port"])
+        self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._log.append(line.decode(errors="replace").rstrip())
+            if os.environ.get("BRIDGE_LOG"):
+                print(self._log[-1], file=sys.stderr)
+
+    def log(self) -> str:
+        return "\n".join(self._log)
+
+    def stop(self, timeout: float = 10.0) -> Optional[int]:
+        """SIGTERM, wait (SIGKILL after ``timeout``); returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._dir.cleanup()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._dir.cleanup()
+
+
+@pytest.fixture(scope="session")
+def bridge() -> Iterator[Bridge]:
+    b = Bridge()
+    try:
+        yield b
+    finally:
+        code = b.stop()
+    assert code == 0, f"bridge exit code on SIGTERM: {code}\n{b.log()}"
+
+
+@pytest.fixture
+def start_bridge() -> Iterator:
+    started: List[Bridge] = []
+
+    def start(**kw) -> Bridge:
+        b = Bridge(**kw)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+_seq = 0
+
+
+@pytest.fixture
+def channel(request) -> str:
+    global _seq
+    _seq += 1
+    return f"circles/py-{os.getpid()}-{int(time.time() * 1000)}-{_seq}"
