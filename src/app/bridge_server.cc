@@ -1,0 +1,133 @@
+#include "app/bridge_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <thread>
+#include <vector>
+
+#include "core/hub.h"
+#include "core/strings.h"
+#include "ws/listener.h"
+#include "ws/shutdown.h"
+
+namespace bridge::app {
+
+namespace asio = boost::asio;
+
+struct BridgeServer::Impl {
+  ServerConfig config;
+  core::Metrics metrics;
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::unique_ptr<core::Hub> hub;
+  std::unique_ptr<ws::ServerState> state;
+  std::shared_ptr<ws::Listener> listener;
+  std::unique_ptr<rpc::EventService> service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::vector<std::thread> threads;
+  uint16_t grpc_port = 0;
+  bool stopped = false;
+
+  void JoinThreads() {
+    guards.clear();
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+    threads.clear();
+  }
+};
+
+BridgeServer::BridgeServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+BridgeServer::~BridgeServer() {
+  Shutdown();
+  // Pending handlers own sessions, which unsubscribe from the hub: destroy them first.
+  impl_->listener.reset();
+  impl_->iocs.clear();
+}
+
+uint16_t BridgeServer::ws_port() const { return impl_->listener->port(); }
+uint16_t BridgeServer::grpc_port() const { return impl_->grpc_port; }
+core::Metrics& BridgeServer::metrics() { return impl_->metrics; }
+
+absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = std::move(config);
+  const ServerConfig& c = impl->config;
+  size_t n = c.io_threads != 0 ? c.io_threads : std::max(1u, std::thread::hardware_concurrency());
+
+  std::vector<core::Hub::Executor> executors;
+  std::vector<asio::io_context*> shards;
+  for (size_t i = 0; i < n; ++i) {
+    impl->iocs.push_back(std::make_unique<asio::io_context>(1));
+    asio::io_context* ioc = impl->iocs.back().get();
+    impl->guards.push_back(asio::make_work_guard(*ioc));
+    shards.push_back(ioc);
+    executors.push_back([ioc](std::function<void()> task) { asio::post(*ioc, std::move(task)); });
+  }
+  impl->hub = std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics);
+  impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, shards);
+
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(c.host, ec);
+  if (ec) return absl::InvalidArgumentError(core::Cat("bad --host '", c.host, "'"));
+  auto listener = ws::Listener::Create(*impl->state, asio::ip::tcp::endpoint(address, c.ws_port));
+  if (!listener.ok()) return listener.status();
+  impl->listener = *listener;
+
+  impl->service = std::make_unique<rpc::EventService>(*impl->hub, c.rpc);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int selected = 0;
+  std::string grpc_host = address.is_v6() ? core::Cat("[", c.host, "]") : c.host;
+  builder.AddListeningPort(core::Cat(grpc_host, ":", c.grpc_port),
+                           grpc::InsecureServerCredentials(), &selected);
+  builder.RegisterService(impl->service.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(c.grpc_max_message_bytes));
+  impl->grpc_server = builder.BuildAndStart();
+  if (impl->grpc_server == nullptr || selected == 0) {
+    impl->JoinThreads();
+    return absl::UnavailableError(
+        core::Cat("cannot listen for gRPC on ", grpc_host, ":", c.grpc_port));
+  }
+  impl->grpc_port = static_cast<uint16_t>(selected);
+
+  for (size_t i = 0; i < n; ++i) {
+    asio::io_context* ioc = impl->iocs[i].get();
+    impl->threads.emplace_back([ioc] { ioc->run(); });
+  }
+  impl->listener->Run();
+  spdlog::info("gathering-bridge listening: ws://{}:{}/ws/..., grpc {}:{}, {} io threads", c.host,
+               impl->listener->port(), c.host, impl->grpc_port, n);
+  return std::unique_ptr<BridgeServer>(new BridgeServer(std::move(impl)));
+}
+
+void BridgeServer::Shutdown() {
+  Impl& s = *impl_;
+  if (s.stopped) return;
+  s.stopped = true;
+  auto deadline = std::chrono::steady_clock::now() + s.config.shutdown_timeout;
+  spdlog::info("shutting down: closing {} WebSocket connections, draining gRPC",
+               s.metrics.connections_current.load());
+  s.listener->Stop();
+  ws::CloseAllSessions(*s.state);
+  s.service->BeginShutdown();
+  s.grpc_server->Shutdown(std::chrono::system_clock::now() + s.config.shutdown_timeout);
+  // Close handshakes are bounded by the sessions' close timeout; wait for them, bounded too.
+  while (s.metrics.connections_current.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& ioc : s.iocs) ioc->stop();
+  s.JoinThreads();
+  s.grpc_server->Wait();
+  spdlog::info("shutdown complete");
+}
+
+}  // namespace bridge::app

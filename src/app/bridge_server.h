@@ -1,0 +1,53 @@
+// The whole bridge in one object: io threads, hub, WebSocket listener and gRPC server.
+//
+// Start() binds both listeners (port 0 picks free ports) and returns a running server; Shutdown()
+// drains it gracefully: it stops accepting, closes WebSockets with 1001, finishes open gRPC calls
+// and joins the io threads, each step bounded by `shutdown_timeout`. Shutdown() may be called
+// from any thread but not from an io thread; the destructor calls it. Used by main() and, in
+// process, by the integration tests.
+#ifndef BRIDGE_APP_BRIDGE_SERVER_H_
+#define BRIDGE_APP_BRIDGE_SERVER_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/metrics.h"
+#include "core/namespaces.h"
+#include "rpc/event_service.h"
+#include "ws/server_state.h"
+
+namespace bridge::app {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  uint16_t ws_port = 8080;
+  uint16_t grpc_port = 50051;
+  size_t io_threads = 0;  // 0: one per core
+  core::NamespaceRegistry namespaces = core::NamespaceRegistry::Defaults();
+  ws::WsOptions ws;
+  rpc::RpcOptions rpc;
+  size_t grpc_max_message_bytes = 4 * 1024 * 1024;
+  std::chrono::milliseconds shutdown_timeout{5000};
+};
+
+class BridgeServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<BridgeServer>> Start(ServerConfig config);
+  ~BridgeServer();
+
+  uint16_t ws_port() const;
+  uint16_t grpc_port() const;
+  core::Metrics& metrics();
+  void Shutdown();
+
+ private:
+  struct Impl;
+  explicit BridgeServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bridge::app
+
+#endif  // BRIDGE_APP_BRIDGE_SERVER_H_

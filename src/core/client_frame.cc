@@ -1,0 +1,101 @@
+#include "core/client_frame.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "core/frame.h"
+
+namespace bridge::core {
+namespace {
+
+std::string StringField(const boost::json::object& o, const char* key) {
+  auto it = o.find(key);
+  if (it == o.end() || !it->value().is_string()) return "";
+  const auto& s = it->value().get_string();
+  return std::string(s.data(), s.size());
+}
+
+}  // namespace
+
+std::optional<ClientFrame> ParseClientFrame(std::string_view text, ClientFrameError& error) {
+  boost::json::parse_options opts;
+  opts.max_depth = 32;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec, {}, opts);
+  if (ec) {
+    error = {"invalid_json", "frame is not valid JSON"};
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    error = {"not_an_object", "frame must be a JSON object"};
+    return std::nullopt;
+  }
+  ClientFrame f;
+  f.object = std::move(v.get_object());
+  if (auto it = f.object.find("type"); it != f.object.end() && !it->value().is_string()) {
+    error = {"invalid_type", "\"type\" must be a string"};
+    return std::nullopt;
+  }
+  if (auto it = f.object.find("channel"); it != f.object.end() && !it->value().is_string()) {
+    error = {"invalid_channel", "\"channel\" must be a string"};
+    return std::nullopt;
+  }
+  f.type = StringField(f.object, "type");
+  f.channel = StringField(f.object, "channel");
+  if (f.type == "ping") {
+    f.kind = ClientFrame::Kind::kPing;
+  } else if (f.type == "pong") {
+    f.kind = ClientFrame::Kind::kPong;
+  } else if (f.type == "auth") {
+    f.kind = ClientFrame::Kind::kAuth;
+    f.token = StringField(f.object, "token");
+  } else if (f.type == "subscribe" || f.type == "unsubscribe") {
+    f.kind =
+        f.type == "subscribe" ? ClientFrame::Kind::kSubscribe : ClientFrame::Kind::kUnsubscribe;
+    if (f.channel.empty()) {
+      error = {"invalid_channel", f.type + " needs a \"channel\""};
+      return std::nullopt;
+    }
+    if (auto it = f.object.find("since"); it != f.object.end()) {
+      const auto& sv = it->value();
+      if (sv.is_uint64()) {
+        f.since = sv.get_uint64();
+      } else if (sv.is_int64() && sv.get_int64() >= 0) {
+        f.since = static_cast<uint64_t>(sv.get_int64());
+      } else {
+        error = {"invalid_since", "\"since\" must be a non-negative integer"};
+        return std::nullopt;
+      }
+    }
+    f.epoch = StringField(f.object, "epoch");
+  } else {
+    if (IsReservedType(f.type) || f.type == "error") {
+      error = {"reserved_type", "type '" + f.type + "' is reserved for the bridge"};
+      return std::nullopt;
+    }
+    f.kind = ClientFrame::Kind::kMessage;
+  }
+  return f;
+}
+
+void BuildClientMessageFrame(boost::json::object object, std::string_view channel,
+                             std::string_view timestamp, std::string_view sender, std::string& head,
+                             std::string& tail) {
+  object.erase("channel");
+  object.erase("offset");
+  object.erase("timestamp");
+  object.erase("sender");
+  head = boost::json::serialize(object);
+  head.pop_back();  // the closing brace
+  if (!object.empty()) head.push_back(',');
+  head += "\"channel\":";
+  head += JsonQuote(channel);
+  head += ",\"offset\":";
+  tail = ",\"timestamp\":";
+  tail += JsonQuote(timestamp);
+  tail += ",\"sender\":";
+  tail += JsonQuote(sender);
+  tail += "}";
+}
+
+}  // namespace bridge::core

@@ -1,0 +1,64 @@
+// The JSON frames the bridge sends, built once per event and shared by every subscriber.
+//
+// A published frame is split around its offset (`head` + offset + `tail`) so that the hub can
+// assign the channel offset under its lock with a cheap concatenation, after the expensive
+// payload serialisation has run outside it. Pure functions; any thread.
+#ifndef BRIDGE_CORE_FRAME_H_
+#define BRIDGE_CORE_FRAME_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "gathering/bridge/v1/events.pb.h"
+
+namespace bridge::core {
+
+// One frame on its way to sockets. Immutable once built; shared by pointer.
+struct Frame {
+  std::string channel;  // empty for control frames (pong, error, ...)
+  uint64_t offset = 0;  // 0 for control frames
+  std::string text;     // the JSON text sent as one WebSocket text frame
+};
+using FramePtr = std::shared_ptr<const Frame>;
+
+// An event frame waiting for its offset.
+struct FrameParts {
+  std::string type;
+  std::string head;  // `{"type":…,"channel":…,"offset":`
+  std::string tail;  // `,"timestamp":…,"data":…}`
+  std::string timestamp;
+};
+
+// RFC 3339, UTC, milliseconds: "2026-11-25T17:00:00.123Z".
+std::string FormatTimestamp(int64_t seconds, int32_t nanos);
+std::string FormatTimestamp(std::chrono::system_clock::time_point t);
+
+// Validates `event` (channel, payload, custom type) and serialises it. `now` stamps events whose
+// timestamp is unset. INVALID_ARGUMENT says what is wrong.
+absl::StatusOr<FrameParts> EncodeEvent(const gathering::bridge::v1::Event& event,
+                                       std::chrono::system_clock::time_point now);
+
+// The frame's `type` for an event: the payload's oneof case name or the custom type, "" when no
+// payload is set.
+std::string EventType(const gathering::bridge::v1::Event& event);
+
+// Whether `type` is a name the bridge uses itself (payload names, control frames), which custom
+// events and client messages may not take.
+bool IsReservedType(std::string_view type);
+
+// Control frames.
+FramePtr MakeControlFrame(std::string text);
+FramePtr PongFrame();
+FramePtr PingFrame();
+FramePtr ErrorFrame(std::string_view code, std::string_view message);
+
+// Escapes `s` as a JSON string, with the quotes.
+std::string JsonQuote(std::string_view s);
+
+}  // namespace bridge::core
+
+#endif  // BRIDGE_CORE_FRAME_H_

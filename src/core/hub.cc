@@ -1,0 +1,207 @@
+#include "core/hub.h"
+
+#include <algorithm>
+#include <random>
+
+#include "core/channel.h"
+#include "core/strings.h"
+
+namespace bridge::core {
+namespace {
+
+std::string NewEpoch() {
+  std::random_device rd;
+  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+               static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  static const char kHex[] = "0123456789abcdef";
+  std::string s(12, '0');
+  for (char& c : s) {
+    c = kHex[v & 15];
+    v >>= 4;
+  }
+  return s;
+}
+
+}  // namespace
+
+Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics)
+    : namespaces_(std::move(namespaces)),
+      metrics_(metrics),
+      epoch_(NewEpoch()),
+      stripes_(new Stripe[kStripes]) {
+  for (auto& e : shard_executors) {
+    auto shard = std::make_unique<Shard>();
+    shard->executor = std::move(e);
+    shards_.push_back(std::move(shard));
+  }
+}
+
+Hub::~Hub() = default;
+
+Hub::Stripe& Hub::StripeFor(const std::string& channel) {
+  return stripes_[std::hash<std::string>{}(channel) % kStripes];
+}
+
+void Hub::TrimHistory(ChannelState& state, const NamespaceConfig* ns,
+                      std::chrono::steady_clock::time_point now) {
+  size_t max = ns == nullptr ? 0 : ns->history_size;
+  while (state.history.size() > max) state.history.pop_front();
+  if (ns != nullptr && ns->history_ttl.count() > 0) {
+    while (!state.history.empty() && now - state.history.front().first > ns->history_ttl) {
+      state.history.pop_front();
+    }
+  }
+}
+
+absl::StatusOr<PublishResult> Hub::Publish(const gathering::bridge::v1::Event& event) {
+  auto parts = EncodeEvent(event, std::chrono::system_clock::now());
+  if (!parts.ok()) {
+    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return parts.status();
+  }
+  if (namespaces_.Find(NamespaceOf(event.channel())) == nullptr) {
+    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return absl::InvalidArgumentError(
+        Cat("unknown namespace '", NamespaceOf(event.channel()), "'"));
+  }
+  metrics_.events_published_total.fetch_add(1, std::memory_order_relaxed);
+  return PublishFrame(event.channel(), parts->head, parts->tail, 0);
+}
+
+PublishResult Hub::PublishFrame(const std::string& channel, std::string_view head,
+                                std::string_view tail, uint64_t exclude_id) {
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  auto now = std::chrono::steady_clock::now();
+  Stripe& stripe = StripeFor(channel);
+  std::lock_guard lock(stripe.mu);
+  ChannelState& state = stripe.channels[channel];
+  uint64_t offset = ++state.offset;
+  auto frame = std::make_shared<Frame>();
+  frame->channel = channel;
+  frame->offset = offset;
+  frame->text.reserve(head.size() + 20 + tail.size());
+  frame->text.append(head);
+  internal::AppendPiece(frame->text, offset);
+  frame->text.append(tail);
+  FramePtr shared = std::move(frame);
+  if (ns != nullptr && ns->history_size > 0) state.history.emplace_back(now, shared);
+  TrimHistory(state, ns, now);
+  // Posted under the lock so every shard receives a channel's frames in offset order.
+  for (auto& shard : shards_) {
+    Shard* s = shard.get();
+    s->executor([s, shared, exclude_id] { s->Deliver(shared, exclude_id); });
+  }
+  return PublishResult{offset, epoch_};
+}
+
+void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id) {
+  auto it = channels.find(frame->channel);
+  if (it == channels.end()) return;
+  for (Entry& e : it->second) {
+    if (frame->offset <= e.last_offset) continue;
+    e.last_offset = frame->offset;
+    if (exclude_id != 0 && e.subscriber->subscriber_id() == exclude_id) continue;
+    e.subscriber->Deliver(frame);
+  }
+}
+
+SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscriber* s,
+                               const std::optional<RecoveryRequest>& recovery) {
+  SubscribeResult result;
+  result.epoch = epoch_;
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  auto now = std::chrono::steady_clock::now();
+  uint64_t last_offset = 0;
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    ChannelState& state = stripe.channels[channel];
+    TrimHistory(state, ns, now);
+    result.offset = state.offset;
+    last_offset = state.offset;
+    if (recovery.has_value()) {
+      uint64_t since = recovery->since;
+      bool same_epoch = recovery->epoch == epoch_ || (recovery->epoch.empty() && since == 0);
+      if (!same_epoch || since > state.offset) {
+        result.recovered = false;
+      } else if (since == state.offset) {
+        result.recovered = true;
+      } else {
+        uint64_t first =
+            state.history.empty() ? state.offset + 1 : state.history.front().second->offset;
+        result.recovered = first <= since + 1;
+        for (const auto& [t, f] : state.history) {
+          if (f->offset > since) result.missed.push_back(f);
+        }
+      }
+    }
+    // Registering inside the lock: frames with offsets above `last_offset` are posted after it
+    // is released and so reach this shard's queue after this task.
+    auto& entries = shards_[shard]->channels[channel];
+    for (auto& e : entries) {
+      if (e.subscriber == s) {
+        e.last_offset = std::max(e.last_offset, last_offset);
+        return result;
+      }
+    }
+    entries.push_back(Entry{s, last_offset});
+  }
+  metrics_.subscriptions_current.fetch_add(1, std::memory_order_relaxed);
+  return result;
+}
+
+void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s) {
+  auto& channels = shards_[shard]->channels;
+  auto it = channels.find(channel);
+  if (it == channels.end()) return;
+  auto& entries = it->second;
+  auto pos = std::find_if(entries.begin(), entries.end(),
+                          [s](const Entry& e) { return e.subscriber == s; });
+  if (pos == entries.end()) return;
+  entries.erase(pos);
+  metrics_.subscriptions_current.fetch_sub(1, std::memory_order_relaxed);
+  if (entries.empty()) channels.erase(it);
+}
+
+std::vector<FramePtr> Hub::History(const std::string& channel, uint64_t since, size_t limit) {
+  std::vector<FramePtr> out;
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  Stripe& stripe = StripeFor(channel);
+  std::lock_guard lock(stripe.mu);
+  auto it = stripe.channels.find(channel);
+  if (it == stripe.channels.end()) return out;
+  TrimHistory(it->second, ns, std::chrono::steady_clock::now());
+  for (const auto& [t, f] : it->second.history) {
+    if (f->offset > since && out.size() < limit) out.push_back(f);
+  }
+  return out;
+}
+
+void Hub::AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink) {
+  std::unique_lock lock(sinks_mu_);
+  sinks_.push_back(SinkEntry{std::move(patterns), std::move(sink)});
+}
+
+void Hub::RemoveSink(const ClientMessageSink* sink) {
+  std::unique_lock lock(sinks_mu_);
+  std::erase_if(sinks_, [sink](const SinkEntry& e) { return e.sink.get() == sink; });
+}
+
+size_t Hub::sink_count() const {
+  std::shared_lock lock(sinks_mu_);
+  return sinks_.size();
+}
+
+void Hub::ForwardToBackends(const ClientMessagePtr& message) {
+  std::shared_lock lock(sinks_mu_);
+  for (const auto& e : sinks_) {
+    for (const auto& p : e.patterns) {
+      if (PatternMatches(p, message->channel)) {
+        e.sink->OnClientMessage(message);
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace bridge::core

@@ -1,0 +1,55 @@
+#include "core/metrics.h"
+
+#include "core/strings.h"
+
+namespace bridge::core {
+namespace {
+
+template <typename T>
+void Add(std::string& out, const char* name, const char* type, const char* help,
+         const std::atomic<T>& v) {
+  out += Cat("# HELP bridge_", name, " ", help, "\n# TYPE bridge_", name, " ", type, "\nbridge_",
+             name, " ", v.load(std::memory_order_relaxed), "\n");
+}
+
+}  // namespace
+
+std::string Metrics::RenderPrometheus() const {
+  std::string o;
+  Add(o, "connections_current", "gauge", "Open WebSocket connections.", connections_current);
+  Add(o, "connections_total", "counter", "WebSocket connections accepted.", connections_total);
+  Add(o, "connections_rejected_total", "counter", "Upgrades refused over the connection limit.",
+      connections_rejected_total);
+  Add(o, "subscriptions_current", "gauge", "Channel subscriptions of open connections.",
+      subscriptions_current);
+  Add(o, "events_published_total", "counter", "Events accepted from backends.",
+      events_published_total);
+  Add(o, "publish_rejected_total", "counter", "Publishes refused (bad channel, payload...).",
+      publish_rejected_total);
+  Add(o, "client_messages_total", "counter", "Client frames accepted as messages.",
+      client_messages_total);
+  Add(o, "client_errors_total", "counter", "Client frames answered with an error frame.",
+      client_errors_total);
+  Add(o, "frames_sent_total", "counter", "WebSocket frames written.", frames_sent_total);
+  Add(o, "bytes_sent_total", "counter", "WebSocket payload bytes written.", bytes_sent_total);
+  Add(o, "frames_dropped_total", "counter", "Frames discarded from closing sessions' queues.",
+      frames_dropped_total);
+  Add(o, "slow_consumer_closes_total", "counter", "Connections closed 4008 for a full queue.",
+      slow_consumer_closes_total);
+  Add(o, "frame_too_big_total", "counter", "Connections closed 1009 for an oversized frame.",
+      frame_too_big_total);
+  Add(o, "idle_timeouts_total", "counter", "Connections closed for silence.", idle_timeouts_total);
+  Add(o, "http_requests_total", "counter", "HTTP requests (including upgrades).",
+      http_requests_total);
+  Add(o, "http_errors_total", "counter", "HTTP requests answered 4xx/5xx.", http_errors_total);
+  Add(o, "backend_streams_current", "gauge", "Open Subscribe streams.", backend_streams_current);
+  Add(o, "backend_messages_total", "counter", "Client messages queued to backend streams.",
+      backend_messages_total);
+  Add(o, "backend_dropped_total", "counter", "Client messages dropped for a slow backend.",
+      backend_dropped_total);
+  Add(o, "queued_bytes_current", "gauge", "Bytes waiting in session write queues.",
+      queued_bytes_current);
+  return o;
+}
+
+}  // namespace bridge::core

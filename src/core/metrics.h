@@ -1,0 +1,44 @@
+// Process-wide counters and gauges, rendered in the Prometheus text format at /metrics.
+//
+// Every field is a relaxed atomic: any thread may update or read it. Counters only grow;
+// gauges (`_current`) go up and down.
+#ifndef BRIDGE_CORE_METRICS_H_
+#define BRIDGE_CORE_METRICS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace bridge::core {
+
+struct Metrics {
+  using Counter = std::atomic<uint64_t>;
+  using Gauge = std::atomic<int64_t>;
+
+  Gauge connections_current{0};
+  Counter connections_total{0};
+  Counter connections_rejected_total{0};  // over --max_connections
+  Gauge subscriptions_current{0};
+  Counter events_published_total{0};  // from backends (gRPC)
+  Counter publish_rejected_total{0};  // INVALID_ARGUMENT and friends
+  Counter client_messages_total{0};   // client frames accepted as messages
+  Counter client_errors_total{0};     // client frames answered with an error frame
+  Counter frames_sent_total{0};
+  Counter bytes_sent_total{0};
+  Counter frames_dropped_total{0};        // discarded from queues of closing sessions
+  Counter slow_consumer_closes_total{0};  // closed with 4008 for a full write queue
+  Counter frame_too_big_total{0};         // closed with 1009
+  Counter idle_timeouts_total{0};
+  Counter http_requests_total{0};
+  Counter http_errors_total{0};  // 4xx/5xx answers
+  Gauge backend_streams_current{0};
+  Counter backend_messages_total{0};
+  Counter backend_dropped_total{0};  // a backend Subscribe stream's queue was full
+  Gauge queued_bytes_current{0};     // bytes waiting in every session's write queue
+
+  std::string RenderPrometheus() const;
+};
+
+}  // namespace bridge::core
+
+#endif  // BRIDGE_CORE_METRICS_H_

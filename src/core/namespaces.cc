@@ -1,0 +1,58 @@
+#include "core/namespaces.h"
+
+#include "core/strings.h"
+
+namespace bridge::core {
+
+NamespaceRegistry NamespaceRegistry::Defaults() {
+  NamespaceRegistry r;
+  r.namespaces_.push_back({"circles", true, 100, std::chrono::seconds(300), true});
+  r.namespaces_.push_back({"workspace", false, 100, std::chrono::seconds(300), false});
+  r.namespaces_.push_back({"agents", false, 50, std::chrono::seconds(120), false});
+  return r;
+}
+
+absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec) {
+  if (spec.empty()) return Defaults();
+  NamespaceRegistry r;
+  for (std::string_view entry : SplitNonEmpty(spec, ',')) {
+    std::vector<std::string_view> parts = SplitNonEmpty(entry, ':');
+    if (parts.empty()) continue;
+    NamespaceConfig ns;
+    ns.name = std::string(parts[0]);
+    bool valid_name = !ns.name.empty() && ns.name.find('/') == std::string::npos;
+    for (char c : ns.name) valid_name = valid_name && c != '*';
+    if (!valid_name) return absl::InvalidArgumentError(Cat("bad namespace '", entry, "'"));
+    for (size_t i = 1; i < parts.size(); ++i) {
+      std::string_view opt = parts[i];
+      uint64_t n = 0;
+      if (opt == "broadcast") {
+        ns.client_broadcast = true;
+      } else if (opt == "presence") {
+        ns.presence = true;
+      } else if (ConsumePrefix(opt, "history=") && ParseUint(opt, n)) {
+        ns.history_size = n;
+      } else if (ConsumePrefix(opt, "ttl=") && ParseUint(opt, n)) {
+        ns.history_ttl = std::chrono::seconds(n);
+      } else {
+        return absl::InvalidArgumentError(
+            Cat("bad namespace option '", parts[i], "' in '", entry,
+                "' (want broadcast, presence, history=N, ttl=SECONDS)"));
+      }
+    }
+    if (r.Find(ns.name) != nullptr) {
+      return absl::InvalidArgumentError(Cat("namespace '", ns.name, "' given twice"));
+    }
+    r.namespaces_.push_back(std::move(ns));
+  }
+  return r;
+}
+
+const NamespaceConfig* NamespaceRegistry::Find(std::string_view ns) const {
+  for (const auto& n : namespaces_) {
+    if (n.name == ns) return &n;
+  }
+  return nullptr;
+}
+
+}  // namespace bridge::core

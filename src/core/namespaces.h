@@ -1,0 +1,50 @@
+// Per-namespace behaviour: what clients may send, how much history is kept, presence.
+//
+// Built once at start-up from flags and read-only afterwards, so any thread may read it.
+#ifndef BRIDGE_CORE_NAMESPACES_H_
+#define BRIDGE_CORE_NAMESPACES_H_
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace bridge::core {
+
+struct NamespaceConfig {
+  std::string name;
+  // Whether a client's frame on a channel of this namespace is relayed to the channel's other
+  // subscribers (it always reaches backends' Subscribe streams).
+  bool client_broadcast = false;
+  // Retained messages per channel for recovery; 0 keeps none.
+  size_t history_size = 0;
+  // How long a retained message stays recoverable; zero means no age limit.
+  std::chrono::seconds history_ttl{0};
+  // Whether identified connections produce agent_joined/agent_left events.
+  bool presence = false;
+};
+
+class NamespaceRegistry {
+ public:
+  // GatheRing's defaults: circles (broadcast, history 100/5 min, presence), workspace
+  // (history 100/5 min), agents (history 50/2 min).
+  static NamespaceRegistry Defaults();
+
+  // Parses a spec such as "circles:broadcast:history=100:ttl=300:presence,workspace,agents".
+  // An empty spec gives the defaults.
+  static absl::StatusOr<NamespaceRegistry> Parse(std::string_view spec);
+
+  // The namespace's config, or nullptr when the namespace is not configured.
+  const NamespaceConfig* Find(std::string_view ns) const;
+  const std::vector<NamespaceConfig>& all() const { return namespaces_; }
+
+ private:
+  std::vector<NamespaceConfig> namespaces_;
+};
+
+}  // namespace bridge::core
+
+#endif  // BRIDGE_CORE_NAMESPACES_H_

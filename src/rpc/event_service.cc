@@ -1,0 +1,282 @@
+#include "rpc/event_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+
+#include "core/channel.h"
+#include "core/strings.h"
+
+namespace bridge::rpc {
+
+namespace pb = gathering::bridge::v1;
+
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "INTERNAL";
+  }
+}
+
+// A write reactor that fails the call at once (bad request).
+class FailedWriteReactor : public grpc::ServerWriteReactor<pb::ClientMessage> {
+ public:
+  explicit FailedWriteReactor(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> {
+ public:
+  PublishStreamReactor(EventService* service, pb::PublishStreamResponse* response)
+      : service_(service), response_(response) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    grpc::Status s = service_->PublishOne(request_, &scratch_);
+    if (s.ok()) {
+      response_->set_accepted(response_->accepted() + 1);
+    } else {
+      response_->set_rejected(response_->rejected() + 1);
+      if (response_->rejections_size() < 10) {
+        auto* r = response_->add_rejections();
+        r->set_index(index_);
+        r->set_code(CodeName(s.error_code()));
+        r->set_message(s.error_message());
+      }
+    }
+    ++index_;
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  EventService* service_;
+  pb::PublishStreamResponse* response_;
+  pb::PublishRequest request_;
+  pb::PublishResponse scratch_;
+  uint64_t index_ = 0;
+};
+
+}  // namespace
+
+// One backend Subscribe stream. The Sink half is shared with the hub (io threads push into it);
+// the reactor half belongs to gRPC and dies in OnDone, after which the sink only drops.
+class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::ClientMessage> {
+ public:
+  class Sink : public core::ClientMessageSink {
+   public:
+    Sink(SubscribeReactor* reactor, size_t max, core::Metrics& metrics)
+        : reactor_(reactor), max_(max), metrics_(metrics) {}
+
+    void OnClientMessage(const core::ClientMessagePtr& m) override {
+      SubscribeReactor* start = nullptr;
+      {
+        std::lock_guard lock(mu_);
+        if (finishing_ || reactor_ == nullptr) return;
+        if (queue_.size() >= max_) {
+          metrics_.backend_dropped_total.fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
+        metrics_.backend_messages_total.fetch_add(1, std::memory_order_relaxed);
+        queue_.push_back(m);
+        if (!writing_) start = PrepareNextLocked();
+      }
+      if (start != nullptr) start->StartWrite(&start->current_);
+    }
+
+    // Any thread. Finishes the call once the write in flight (if any) is done.
+    void Finish(grpc::Status status) {
+      SubscribeReactor* finish = nullptr;
+      {
+        std::lock_guard lock(mu_);
+        if (finishing_ || reactor_ == nullptr) return;
+        finishing_ = true;
+        final_status_ = std::move(status);
+        if (!writing_) finish = reactor_;
+      }
+      if (finish != nullptr) finish->Finish(final_status_);
+    }
+
+    void OnWriteDone(bool ok) {
+      SubscribeReactor* next = nullptr;
+      SubscribeReactor* finish = nullptr;
+      {
+        std::lock_guard lock(mu_);
+        writing_ = false;
+        if (!ok && !finishing_) {
+          finishing_ = true;
+          final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
+        }
+        if (finishing_) {
+          finish = reactor_;
+        } else if (!queue_.empty()) {
+          next = PrepareNextLocked();
+        }
+      }
+      if (finish != nullptr) finish->Finish(final_status_);
+      if (next != nullptr) next->StartWrite(&next->current_);
+    }
+
+    void Detach() {
+      std::lock_guard lock(mu_);
+      reactor_ = nullptr;
+      queue_.clear();
+    }
+
+   private:
+    SubscribeReactor* PrepareNextLocked() {
+      const core::ClientMessageRecord& r = *queue_.front();
+      pb::ClientMessage& msg = reactor_->current_;
+      msg.set_channel(r.channel);
+      msg.set_connection_id(r.connection_id);
+      msg.set_identity(r.identity);
+      auto ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(r.received_at.time_since_epoch())
+              .count();
+      msg.mutable_received_at()->set_seconds(ns / 1000000000);
+      msg.mutable_received_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+      msg.set_json(r.json);
+      queue_.pop_front();
+      writing_ = true;
+      return reactor_;
+    }
+
+    std::mutex mu_;
+    SubscribeReactor* reactor_;
+    const size_t max_;
+    core::Metrics& metrics_;
+    std::deque<core::ClientMessagePtr> queue_;
+    bool writing_ = false;
+    bool finishing_ = false;
+    grpc::Status final_status_;
+  };
+
+  SubscribeReactor(EventService* service, std::vector<std::string> patterns)
+      : service_(service),
+        sink_(std::make_shared<Sink>(this, service->options_.subscribe_queue_messages,
+                                     service->hub_.metrics())) {
+    service_->hub_.metrics().backend_streams_current.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(service_->streams_mu_);
+      std::erase_if(service_->streams_, [](const auto& w) { return w.expired(); });
+      service_->streams_.push_back(sink_);
+    }
+    service_->hub_.AddSink(std::move(patterns), sink_);
+    if (service_->shutting_down_.load()) sink_->Finish(grpc::Status::OK);
+  }
+
+  void OnWriteDone(bool ok) override { sink_->OnWriteDone(ok); }
+  void OnCancel() override {
+    sink_->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+  void OnDone() override {
+    service_->hub_.RemoveSink(sink_.get());
+    sink_->Detach();
+    service_->hub_.metrics().backend_streams_current.fetch_sub(1, std::memory_order_relaxed);
+    delete this;
+  }
+
+ private:
+  EventService* service_;
+  std::shared_ptr<Sink> sink_;
+  pb::ClientMessage current_;
+};
+
+EventService::EventService(core::Hub& hub, RpcOptions options) : hub_(hub), options_(options) {}
+
+EventService::~EventService() = default;
+
+void EventService::BeginShutdown() {
+  shutting_down_.store(true);
+  std::vector<std::shared_ptr<core::ClientMessageSink>> open;
+  {
+    std::lock_guard lock(streams_mu_);
+    for (auto& w : streams_) {
+      if (auto s = w.lock()) open.push_back(std::move(s));
+    }
+  }
+  for (auto& s : open) static_cast<SubscribeReactor::Sink*>(s.get())->Finish(grpc::Status::OK);
+}
+
+grpc::Status EventService::PublishOne(const pb::PublishRequest& request,
+                                      pb::PublishResponse* response) {
+  if (shutting_down_.load()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+  }
+  if (!request.has_event()) {
+    hub_.metrics().publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request has no event");
+  }
+  auto result = hub_.Publish(request.event());
+  if (!result.ok()) return ToGrpc(result.status());
+  response->set_offset(result->offset);
+  response->set_epoch(result->epoch);
+  if (request.event().has_timestamp()) {
+    *response->mutable_timestamp() = request.event().timestamp();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::ServerUnaryReactor* EventService::Publish(grpc::CallbackServerContext* ctx,
+                                                const pb::PublishRequest* request,
+                                                pb::PublishResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(PublishOne(*request, response));
+  return reactor;
+}
+
+grpc::ServerReadReactor<pb::PublishRequest>* EventService::PublishStream(
+    grpc::CallbackServerContext*, pb::PublishStreamResponse* response) {
+  return new PublishStreamReactor(this, response);
+}
+
+grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(
+    grpc::CallbackServerContext*, const pb::SubscribeRequest* request) {
+  if (shutting_down_.load()) {
+    return new FailedWriteReactor(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+  }
+  if (request->channels_size() == 0) {
+    return new FailedWriteReactor(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name at least one channel or pattern"));
+  }
+  if (request->channels_size() > 256) {
+    return new FailedWriteReactor(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "at most 256 channels or patterns"));
+  }
+  std::vector<std::string> patterns;
+  for (const auto& p : request->channels()) {
+    if (absl::Status s = core::ValidatePattern(p); !s.ok()) {
+      return new FailedWriteReactor(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       core::Cat("bad channel pattern '", p, "': ", s.message())));
+    }
+    patterns.push_back(p);
+  }
+  return new SubscribeReactor(this, std::move(patterns));
+}
+
+}  // namespace bridge::rpc

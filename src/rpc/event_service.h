@@ -1,0 +1,60 @@
+// The gRPC EventService (proto/gathering/bridge/v1/events.proto) on the callback API.
+//
+// Reactions never block: Publish hands the event to the hub (a lock held for a string
+// concatenation and a few posts) and answers; Subscribe streams drain a bounded queue that client
+// frames are pushed into from io threads. Shared by gRPC's threads; owned by the app, which
+// shuts the gRPC server down before destroying it.
+#ifndef BRIDGE_RPC_EVENT_SERVICE_H_
+#define BRIDGE_RPC_EVENT_SERVICE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "core/hub.h"
+#include "gathering/bridge/v1/events.grpc.pb.h"
+
+namespace bridge::rpc {
+
+struct RpcOptions {
+  size_t subscribe_queue_messages = 1024;  // per Subscribe stream; over it messages are dropped
+};
+
+class EventService final : public gathering::bridge::v1::EventService::CallbackService {
+ public:
+  EventService(core::Hub& hub, RpcOptions options);
+  ~EventService() override;
+
+  // Any thread. Refuses new calls with UNAVAILABLE and finishes open Subscribe streams (OK).
+  void BeginShutdown();
+
+  grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
+                                    const gathering::bridge::v1::PublishRequest* request,
+                                    gathering::bridge::v1::PublishResponse* response) override;
+  grpc::ServerReadReactor<gathering::bridge::v1::PublishRequest>* PublishStream(
+      grpc::CallbackServerContext* ctx,
+      gathering::bridge::v1::PublishStreamResponse* response) override;
+  grpc::ServerWriteReactor<gathering::bridge::v1::ClientMessage>* Subscribe(
+      grpc::CallbackServerContext* ctx,
+      const gathering::bridge::v1::SubscribeRequest* request) override;
+
+  // Any thread. Validates and publishes one request; the status the unary call would return.
+  grpc::Status PublishOne(const gathering::bridge::v1::PublishRequest& request,
+                          gathering::bridge::v1::PublishResponse* response);
+
+ private:
+  class SubscribeReactor;
+  friend class SubscribeReactor;
+
+  core::Hub& hub_;
+  const RpcOptions options_;
+  std::atomic<bool> shutting_down_{false};
+  std::mutex streams_mu_;
+  std::vector<std::weak_ptr<core::ClientMessageSink>> streams_;
+};
+
+}  // namespace bridge::rpc
+
+#endif  // BRIDGE_RPC_EVENT_SERVICE_H_

@@ -1,0 +1,159 @@
+#include "ws/http_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/beast/websocket.hpp>
+
+#include "core/channel.h"
+#include "core/strings.h"
+#include "core/uri.h"
+#include "ws/page.h"
+#include "ws/ws_session.h"
+
+namespace bridge::ws {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = boost::asio::ip::tcp;
+
+HttpSession::HttpSession(tcp::socket&& socket, ServerState& state, size_t shard)
+    : stream_(std::move(socket)), state_(state), shard_(shard) {}
+
+void HttpSession::Run() { DoRead(); }
+
+void HttpSession::DoRead() {
+  parser_.emplace();
+  parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
+  parser_->body_limit(4096);
+  stream_.expires_after(state_.options.handshake_timeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+}
+
+void HttpSession::OnRead(beast::error_code ec, size_t) {
+  if (ec == http::error::end_of_stream) {
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    return;
+  }
+  if (ec == http::error::header_limit) {
+    Request dummy;
+    auto res = MakeResponse(431, "text/plain", "request header too large\n", dummy);
+    res.keep_alive(false);
+    return Reply(std::move(res));
+  }
+  if (ec == http::error::body_limit) {
+    Request dummy;
+    auto res = MakeResponse(413, "text/plain", "request body too large\n", dummy);
+    res.keep_alive(false);
+    return Reply(std::move(res));
+  }
+  if (ec) return;  // timeout (slow client) or reset: drop the connection
+  Route(parser_->release());
+}
+
+HttpSession::Response HttpSession::MakeResponse(unsigned status, std::string content_type,
+                                                std::string body, const Request& req) const {
+  Response res{static_cast<http::status>(status), req.version() ? req.version() : 11};
+  res.set(http::field::server, "gathering-bridge");
+  res.set(http::field::content_type, content_type);
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  if (status >= 400) state_.metrics.http_errors_total.fetch_add(1, std::memory_order_relaxed);
+  return res;
+}
+
+void HttpSession::Route(Request req) {
+  state_.metrics.http_requests_total.fetch_add(1, std::memory_order_relaxed);
+  auto target =
+      core::ParseRequestTarget(std::string_view(req.target().data(), req.target().size()));
+  if (!target) return Reply(MakeResponse(400, "text/plain", "malformed request target\n", req));
+
+  if (auto channel = core::ChannelFromWsPath(target->path)) {
+    if (!websocket::is_upgrade(req)) {
+      auto res = MakeResponse(426, "text/plain", "this path takes a WebSocket upgrade\n", req);
+      res.set(http::field::upgrade, "websocket");
+      return Reply(std::move(res));
+    }
+    return Upgrade(std::move(req));
+  }
+  if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    auto res = MakeResponse(405, "text/plain", "method not allowed\n", req);
+    res.set(http::field::allow, "GET, HEAD");
+    return Reply(std::move(res));
+  }
+  if (target->path == "/healthz") {
+    bool draining = state_.draining.load();
+    return Reply(MakeResponse(draining ? 503 : 200, "application/json",
+                              draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"ok\"}\n",
+                              req));
+  }
+  if (target->path == "/metrics") {
+    return Reply(
+        MakeResponse(200, "text/plain; version=0.0.4", state_.metrics.RenderPrometheus(), req));
+  }
+  if (target->path == "/" || target->path == "/index.html") {
+    return Reply(MakeResponse(200, "text/html; charset=utf-8", std::string(IndexHtml()), req));
+  }
+  Reply(MakeResponse(404, "text/plain", "not found\n", req));
+}
+
+void HttpSession::Upgrade(Request req) {
+  auto target =
+      core::ParseRequestTarget(std::string_view(req.target().data(), req.target().size()));
+  WsSession::InitialSubscription initial;
+  initial.channel = *core::ChannelFromWsPath(target->path);
+  if (!initial.channel.empty()) {
+    if (absl::Status s = core::ValidateChannel(initial.channel); !s.ok()) {
+      return Reply(MakeResponse(400, "text/plain", core::Cat(s.message(), "\n"), req));
+    }
+    if (state_.hub.namespaces().Find(core::NamespaceOf(initial.channel)) == nullptr) {
+      return Reply(MakeResponse(
+          400, "text/plain",
+          core::Cat("unknown namespace '", core::NamespaceOf(initial.channel), "'\n"), req));
+    }
+  }
+  initial.ack = target->Param("ack").value_or("") == "1";
+  if (auto since = target->Param("since")) {
+    uint64_t n = 0;
+    if (!core::ParseUint(*since, n)) {
+      return Reply(MakeResponse(400, "text/plain", "since must be a non-negative integer\n", req));
+    }
+    initial.recovery = core::RecoveryRequest{n, target->Param("epoch").value_or("")};
+  }
+  if (state_.draining.load()) {
+    return Reply(MakeResponse(503, "text/plain", "server shutting down\n", req));
+  }
+  if (static_cast<size_t>(state_.metrics.connections_current.load()) >=
+      state_.options.max_connections) {
+    state_.metrics.connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return Reply(MakeResponse(503, "text/plain", "too many connections\n", req));
+  }
+  std::string identity = target->Param("client").value_or("");
+  if (identity.size() > 128) identity.resize(128);
+  stream_.expires_never();
+  auto session = std::make_shared<WsSession>(stream_.release_socket(), state_, shard_,
+                                             std::move(initial), std::move(identity));
+  session->Run(std::move(req));
+}
+
+void HttpSession::Reply(Response res) {
+  pending_ = std::make_shared<Response>(std::move(res));
+  bool close = pending_->need_eof();
+  http::async_write(stream_, *pending_,
+                    beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(), close));
+}
+
+void HttpSession::OnWrite(bool close, beast::error_code ec, size_t) {
+  pending_.reset();
+  if (ec) return;
+  if (close) {
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    return;
+  }
+  DoRead();
+}
+
+}  // namespace bridge::ws

@@ -1,0 +1,45 @@
+// One HTTP connection before (or instead of) a WebSocket upgrade: routes /ws/..., /healthz,
+// /metrics and the demo page, with bounded header size and a read deadline.
+//
+// Owns itself; runs on its shard's io thread.
+#ifndef BRIDGE_WS_HTTP_SESSION_H_
+#define BRIDGE_WS_HTTP_SESSION_H_
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <memory>
+#include <optional>
+
+#include "ws/server_state.h"
+
+namespace bridge::ws {
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(boost::asio::ip::tcp::socket&& socket, ServerState& state, size_t shard);
+  void Run();
+
+ private:
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void Route(Request req);
+  void Upgrade(Request req);
+  void Reply(Response res);
+  Response MakeResponse(unsigned status, std::string content_type, std::string body,
+                        const Request& req) const;
+  void OnWrite(bool close, boost::beast::error_code ec, size_t bytes);
+
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  ServerState& state_;
+  const size_t shard_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::shared_ptr<Response> pending_;
+};
+
+}  // namespace bridge::ws
+
+#endif  // BRIDGE_WS_HTTP_SESSION_H_

@@ -1,0 +1,59 @@
+// What the WebSocket/HTTP front end shares: the hub, the limits, the io threads' contexts and
+// each shard's open sessions.
+//
+// Owned by the app, which outlives every session. `registries[i]` is touched only on shard i's
+// thread; the atomics from any thread.
+#ifndef BRIDGE_WS_SERVER_STATE_H_
+#define BRIDGE_WS_SERVER_STATE_H_
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "core/hub.h"
+#include "core/metrics.h"
+
+namespace bridge::ws {
+
+class WsSession;
+
+// Every limit of the front end in one place; app/ fills it from flags. Zero never means
+// "unlimited" here: each has a finite default.
+struct WsOptions {
+  size_t max_frame_bytes = 64 * 1024;        // larger client frames close with 1009
+  size_t max_queue_bytes = 4 * 1024 * 1024;  // per-session write queue; over it closes 4008
+  size_t max_connections = 100000;           // over it: HTTP 503
+  size_t max_channels_per_connection = 64;   // over it: error frame too_many_channels
+  size_t max_header_bytes = 8 * 1024;        // HTTP request header limit (431)
+  std::chrono::milliseconds handshake_timeout{10000};   // HTTP request and WS upgrade
+  std::chrono::milliseconds heartbeat_interval{30000};  // JSON {"type":"ping"} period
+  std::chrono::milliseconds idle_timeout{75000};        // nothing received for this long: close
+  std::chrono::milliseconds close_timeout{5000};        // a close handshake may take this long
+};
+
+struct ServerState {
+  ServerState(core::Hub& hub, core::Metrics& metrics, WsOptions options,
+              std::vector<boost::asio::io_context*> shards)
+      : hub(hub),
+        metrics(metrics),
+        options(options),
+        shards(std::move(shards)),
+        registries(this->shards.size()) {}
+
+  core::Hub& hub;
+  core::Metrics& metrics;
+  const WsOptions options;
+  const std::vector<boost::asio::io_context*> shards;
+  std::vector<std::unordered_set<WsSession*>> registries;
+  std::atomic<bool> draining{false};
+  std::atomic<uint64_t> next_connection_id{1};
+};
+
+}  // namespace bridge::ws
+
+#endif  // BRIDGE_WS_SERVER_STATE_H_

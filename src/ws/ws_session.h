@@ -1,0 +1,89 @@
+// One WebSocket connection: its channels, its bounded write queue, its heartbeat.
+//
+// Owns itself (shared_from_this in every pending handler) and lives on one io thread, its shard:
+// every method runs there, including Deliver, which the hub calls. One write is in flight at a
+// time; frames wait in a queue bounded in bytes (WsOptions::max_queue_bytes), and a connection
+// whose queue overflows is closed with 4008 rather than allowed to grow or slow anyone else.
+#ifndef BRIDGE_WS_WS_SESSION_H_
+#define BRIDGE_WS_WS_SESSION_H_
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/client_frame.h"
+#include "core/hub.h"
+#include "ws/server_state.h"
+
+namespace bridge::ws {
+
+class WsSession : public std::enable_shared_from_this<WsSession>, public core::Subscriber {
+ public:
+  struct InitialSubscription {
+    std::string channel;  // "" for /ws (no channel yet)
+    std::optional<core::RecoveryRequest> recovery;
+    // Whether to confirm with a `subscribed` frame: always for subscribe frames; for the path's
+    // channel only when asked (`?ack=1`) or recovering, so plain clients see only events.
+    bool ack = false;
+  };
+
+  WsSession(boost::asio::ip::tcp::socket&& socket, ServerState& state, size_t shard,
+            InitialSubscription initial, std::string identity);
+  ~WsSession() override;
+
+  // Accepts the upgrade `req` and starts reading.
+  void Run(boost::beast::http::request<boost::beast::http::string_body> req);
+
+  // Closes with `code` (1001 at shutdown).
+  void Close(uint16_t code, std::string reason);
+
+  // core::Subscriber
+  void Deliver(const core::FramePtr& frame) override;
+  uint64_t subscriber_id() const override { return id_; }
+
+  const std::string& connection_id() const { return connection_id_; }
+
+ private:
+  void OnAccept(boost::beast::error_code ec);
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void HandleText(std::string_view text);
+  void HandleSubscribe(const std::string& channel,
+                       const std::optional<core::RecoveryRequest>& recovery, bool ack);
+  void HandleUnsubscribe(const std::string& channel);
+  void HandleMessage(core::ClientFrame& frame);
+  void SendError(std::string_view code, std::string_view message);
+
+  void Send(const core::FramePtr& frame);
+  void DoWrite();
+  void OnWrite(boost::beast::error_code ec, size_t bytes);
+  void ScheduleHeartbeat();
+  bool Subscribed(const std::string& channel) const;
+
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  ServerState& state_;
+  const size_t shard_;
+  const uint64_t id_;
+  const std::string connection_id_;
+  const std::string identity_;
+  InitialSubscription initial_;
+  boost::beast::flat_buffer buffer_;
+  std::deque<core::FramePtr> queue_;
+  size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool open_ = false;  // the upgrade succeeded and the session is registered
+  std::vector<std::string> channels_;
+  boost::asio::steady_timer heartbeat_timer_;
+  boost::asio::steady_timer close_timer_;
+};
+
+}  // namespace bridge::ws
+
+#endif  // BRIDGE_WS_WS_SESSION_H_
