@@ -110,7 +110,7 @@ void HttpConnection::Send(std::string target, std::string body, DoneFn done) {
   req_.keep_alive(true);
   req_.body() = std::move(body);
   req_.prepare_payload();
-  stream_.expires_after(std::chrono::seconds(10));
+  stream_.expires_after(std::chrono::seconds(30));
   if (connected_) return Write();
   stream_.async_connect(owner_.endpoint(), [this](beast::error_code ec) {
     if (ec) return Complete(false, "connect", ec);

@@ -65,10 +65,11 @@ struct ThreadCtx {
 };
 
 // A WebSocket client reduced to what a subscriber needs, on a plain socket: a fixed upgrade
-// request, then frames parsed in place from a 16 KiB buffer (grown for bigger frames), so one recv can carry many frames and
-// the receive path costs far less than the server's send path. Answers pings; reports the close
-// code. (Beast's websocket::stream costs a composed operation per message; at a million frames a
-// second on two shared cores that showed up next to the server.)
+// request, then frames parsed in place from a 16 KiB buffer (grown for bigger frames), so one
+// recv can carry many frames and the receive path costs far less than the server's send path.
+// Answers pings; reports the close code. (Beast's websocket::stream costs a composed operation
+// per message: measured against the sink, 7.8 us of the tool's CPU per delivery, against 0.7 us
+// here.)
 class WsClient : public std::enable_shared_from_this<WsClient> {
  public:
   WsClient(ThreadCtx& tc, Shared& shared, int channel, bool slow)

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Runs the benchmark scenarios against the built-in sink (the load tool's own ceiling), the
+# bridge and nginx+nchan, one fresh server per run, and writes
+#   bench/results/<date>-<scenario>.jsonl   one JSON line per run (bridge-load's output)
+#   bench/results/latest.md                 the tables of this invocation
+#
+#   bench/run.sh                    every scenario
+#   bench/run.sh fanout idle        some scenarios
+#   BENCH_QUICK=1 bench/run.sh      reduced counts (smoke check, about a minute)
+#   BENCH_TARGETS="bridge nchan"    which targets (default: sink bridge nchan)
+#   BUILD_DIR=build/bench           where gathering-bridge and bridge-load are (default build/release)
+#
+# Scenarios: fanout fanout-max fanout-light channels idle connect-storm slow-consumer.
+# Everything listens on 127.0.0.1; every run is bounded by bridge-load --max_s and `timeout`.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
+case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
+BRIDGE_BIN=${BRIDGE_BIN:-$BUILD_DIR/src/app/gathering-bridge}
+LOAD_BIN=${LOAD_BIN:-$BUILD_DIR/bench/load/bridge-load}
+TARGETS=${BENCH_TARGETS:-"sink bridge nchan"}
+QUICK=${BENCH_QUICK:-0}
+RESULTS_DIR=${BENCH_RESULTS:-$ROOT/bench/results}
+ALL_SCENARIOS="fanout fanout-max fanout-light channels idle connect-storm slow-consumer"
+SCENARIOS=${*:-$ALL_SCENARIOS}
+PY=/usr/bin/python3
+
+for s in $SCENARIOS; do
+  case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "unknown scenario: $s (one of: $ALL_SCENARIOS)" >&2; exit 2 ;; esac
+done
+[ -x "$LOAD_BIN" ] || { echo "no $LOAD_BIN: build first (make bench)" >&2; exit 1; }
+case " $TARGETS " in *" bridge "*) [ -x "$BRIDGE_BIN" ] || { echo "no $BRIDGE_BIN" >&2; exit 1; } ;; esac
+
+# 10,000 connections need 10,000 descriptors in the tool and in the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 20000 ]; then
+  echo "warning: ulimit -n is $(ulimit -n); the 10,000-connection scenarios will fail" >&2
+fi
+
+WORK=$(mktemp -d /tmp/gathering-bench.XXXXXX)
+BRIDGE_PID=""
+NCHAN_MASTER=""
+cleanup() {
+  stop_bridge || true
+  stop_nchan || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+DATE=$(date +%F)
+mkdir -p "$RESULTS_DIR"
+RUN_LINES=$WORK/run.jsonl
+: >"$RUN_LINES"
+
+log() { echo "[bench $(date +%T)] $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Servers.
+
+free_port() {
+  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_bridge [extra flags...]: sets BRIDGE_PID WS_PORT GRPC_PORT.
+start_bridge() {
+  rm -f "$WORK/ready.json"
+  "$BRIDGE_BIN" --host=127.0.0.1 --ws_port=0 --grpc_port=0 --ready_file="$WORK/ready.json" \
+    --log_level=warn "$@" >>"$WORK/bridge.log" 2>&1 &
+  BRIDGE_PID=$!
+  for _ in $(seq 200); do
+    [ -s "$WORK/ready.json" ] && break
+    kill -0 "$BRIDGE_PID" 2>/dev/null || { log "bridge exited at start:"; tail -20 "$WORK/bridge.log" >&2; BRIDGE_PID=""; return 1; }
+    sleep 0.1
+  done
+  [ -s "$WORK/ready.json" ] || { log "bridge not ready in 20 s"; return 1; }
+  WS_PORT=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["ws_port"])' "$WORK/ready.json")
+  GRPC_PORT=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["grpc_port"])' "$WORK/ready.json")
+}
+
+stop_bridge() {
+  [ -n "$BRIDGE_PID" ] || return 0
+  kill -TERM "$BRIDGE_PID" 2>/dev/null || true
+  local rc=0
+  for _ in $(seq 100); do kill -0 "$BRIDGE_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$BRIDGE_PID" 2>/dev/null; then
+    log "bridge did not exit 10 s after SIGTERM: SIGKILL"
+    kill -KILL "$BRIDGE_PID" 2>/dev/null || true
+  fi
+  wait "$BRIDGE_PID" 2>/dev/null || rc=$?
+  [ "$rc" = 0 ] || log "bridge exit status $rc after SIGTERM (expected 0)"
+  BRIDGE_PID=""
+}
+
+nchan_module() {
+  for f in /usr/lib/nginx/modules/ngx_nchan_module.so /usr/share/nginx/modules/ngx_nchan_module.so; do
+    [ -f "$f" ] && { echo "$f"; return; }
+  done
+  # Debian's modules-available snippet names it.
+  sed -n 's/^load_module \(.*\);/\1/p' /usr/share/nginx/modules-available/mod-nchan.conf 2>/dev/null | head -1
+}
+
+# start_nchan: sets NCHAN_MASTER NCHAN_PORT NCHAN_WORKERS (comma list).
+start_nchan() {
+  local dir=$WORK/nchan module
+  module=$(nchan_module)
+  [ -n "$module" ] || { log "nchan module not found: scripts/setup.sh --with-bench"; return 1; }
+  rm -rf "$dir" && mkdir -p "$dir"
+  NCHAN_PORT=$(free_port)
+  sed -e "s#@PREFIX@#$dir#g" -e "s#@PORT@#$NCHAN_PORT#g" -e "s#@MODULE@#$module#g" \
+    "$ROOT/bench/nchan/nginx.conf.in" >"$dir/nginx.conf"
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" 2>>"$dir/error.log"
+  for _ in $(seq 100); do [ -s "$dir/nginx.pid" ] && break; sleep 0.1; done
+  NCHAN_MASTER=$(cat "$dir/nginx.pid")
+  for _ in $(seq 100); do
+    NCHAN_WORKERS=$(pgrep -P "$NCHAN_MASTER" | paste -sd, || true)
+    [ "$(echo "$NCHAN_WORKERS" | tr ',' '\n' | grep -c .)" -ge 2 ] && break
+    sleep 0.1
+  done
+}
+
+stop_nchan() {
+  [ -n "$NCHAN_MASTER" ] || return 0
+  kill -TERM "$NCHAN_MASTER" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$NCHAN_MASTER" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$NCHAN_MASTER" 2>/dev/null && kill -KILL "$NCHAN_MASTER" 2>/dev/null || true
+  NCHAN_MASTER=""
+}
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios: q FULL QUICK picks the count.
+q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+
+# scenario_args NAME: bridge-load flags common to every target.
+scenario_args() {
+  case "$1" in
+    fanout)        echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 2000 400) --rate=1000" ;;
+    fanout-max)    echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 5000 1000) --rate=0" ;;
+    fanout-light)  echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 400 60) --rate=20" ;;
+    channels)      echo "--subscribers=$(q 5000 1000) --channels=$(q 5000 1000) --events=$(q 20000 4000) --rate=0" ;;
+    idle)          echo "--subscribers=$(q 10000 1000) --events=0 --idle_s=$(q 5 1) --connect_concurrency=500" ;;
+    connect-storm) echo "--subscribers=$(q 10000 1000) --events=0 --connect_concurrency=10000" ;;
+    slow-consumer) echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 2000 400) --rate=1000 --slow_fraction=0.05 --payload_bytes=1024" ;;
+  esac
+}
+
+# The bridge's flags per scenario (slow consumers meet a small queue bound).
+bridge_args() {
+  case "$1" in
+    slow-consumer) echo "--max_queue_bytes=262144" ;;
+    *) echo "" ;;
+  esac
+}
+
+# publish modes per target and scenario
+publish_modes() {
+  case "$2" in
+    bridge) if [ "$1" = channels ]; then echo "unary stream"; else echo "unary"; fi ;;
+    nchan) echo "http" ;;
+    sink) echo "sink" ;;
+  esac
+}
+
+run_load() {  # scenario target publish pids ws_port grpc_port
+  local scenario=$1 target=$2 publish=$3 pids=$4 ws=$5 grpc=$6 out
+  # shellcheck disable=SC2046
+  out=$(timeout 300 "$LOAD_BIN" --scenario="$scenario" --target="$target" --publish="$publish" \
+          --ws_port="$ws" --grpc_port="$grpc" --server_pids="$pids" --max_s=240 \
+          $(scenario_args "$scenario") 2>>"$WORK/load.err") || {
+    log "bridge-load failed ($scenario/$target/$publish), status $?"; tail -5 "$WORK/load.err" >&2; return 0; }
+  echo "$out" >>"$RESULTS_DIR/$DATE-$scenario.jsonl"
+  echo "$out" >>"$RUN_LINES"
+  echo "$out" | $PY -c 'import json,sys; r=json.load(sys.stdin); print("  %-14s %-7s %-6s ready %s/%s delivered %s/%s lost %s dup %s  %.0f/s  p50 %.2f p99 %.2f max %.2f ms  cpu %.2f s  errors %s" % (r["scenario"], r["target"], r["publish"], r["connections_ready"], r["subscribers"], r["delivered"], r["expected"], r["lost"], r["duplicated"], r["deliveries_per_sec"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["server_cpu_seconds"], r["errors"]))' >&2
+}
+
+START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+log "scenarios: $SCENARIOS; targets: $TARGETS; quick=$QUICK; load $START_LOAD"
+for scenario in $SCENARIOS; do
+  for target in $TARGETS; do
+    for publish in $(publish_modes "$scenario" "$target"); do
+      case "$target" in
+        sink)
+          run_load "$scenario" sink sink "" 0 0 ;;
+        bridge)
+          # shellcheck disable=SC2046
+          if start_bridge $(bridge_args "$scenario"); then
+            run_load "$scenario" bridge "$publish" "$BRIDGE_PID" "$WS_PORT" "$GRPC_PORT"
+          fi
+          stop_bridge ;;
+        nchan)
+          if start_nchan; then
+            run_load "$scenario" nchan http "$NCHAN_WORKERS" "$NCHAN_PORT" 0
+          fi
+          stop_nchan ;;
+      esac
+      sleep 1
+    done
+  done
+done
+END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+
+$PY "$ROOT/bench/report.py" --load-start="$START_LOAD" --load-end="$END_LOAD" --quick="$QUICK" \
+  "$RUN_LINES" >"$RESULTS_DIR/latest.md"
+log "wrote $RESULTS_DIR/latest.md and $RESULTS_DIR/$DATE-<scenario>.jsonl"
