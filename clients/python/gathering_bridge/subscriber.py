@@ -265,6 +265,8 @@ class BridgeSubscriber:
                 query["since"] = str(st.offset)
                 query["epoch"] = st.epoch
                 st.asked_since = True
+            # Ask for the `subscribed` frame (epoch + offset) a path subscription sends on request.
+            query["ack"] = "1"
         path = "/ws/" + quote(names[0], safe="/:@") if use_path else "/ws"
         return self.base_url + path + ("?" + urlencode(query) if query else "")
 

@@ -399,6 +399,8 @@ export class BridgeClient {
         url.searchParams.set("epoch", st.epoch);
         st.askedSince = true;
       }
+      // Ask for the `subscribed` frame (epoch + offset) that a path subscription sends only on request.
+      url.searchParams.set("ack", "1");
     }
     this.setState(this._state === "idle" || this._state === "connecting" ? "connecting" : "reconnecting");
     let ws: WebSocketLike;

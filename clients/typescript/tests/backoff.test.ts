@@ -55,7 +55,7 @@ describe("reconnect policy", () => {
     c.onState((s) => states.push(s));
     c.connect().catch(() => undefined);
     expect(FakeSocket.all).toHaveLength(1);
-    expect(last().url).toBe("ws://bridge.test/ws/circles/a");
+    expect(last().url).toBe("ws://bridge.test/ws/circles/a?ack=1");
     const delays: number[] = [];
     for (let i = 0; i < 5; i++) {
       last().drop(1006);
@@ -73,7 +73,7 @@ describe("reconnect policy", () => {
     expect(states[states.length - 1]).toMatchObject({ state: "reconnecting", delayMs: 50 });
     vi.advanceTimersByTime(50);
     // The resume asks for what follows offset 7 of epoch e1.
-    expect(last().url).toBe("ws://bridge.test/ws/circles/a?since=7&epoch=e1");
+    expect(last().url).toBe("ws://bridge.test/ws/circles/a?since=7&epoch=e1&ack=1");
     c.close();
   });
 

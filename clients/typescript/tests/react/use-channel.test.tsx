@@ -78,7 +78,7 @@ describe("useChannel", () => {
 
     // Another client on the channel gets what the hook sends.
     const peerGot = new Promise<string>((resolve, reject) => {
-      const peer = new WS(`${bridge.wsUrl}/ws/${channel}`);
+      const peer = new WS(`${bridge.wsUrl}/ws/${channel}?ack=1`);
       const t = setTimeout(() => reject(new Error("peer got nothing within 5 s")), 5000);
       peer.on("message", (d) => {
         const f = JSON.parse(String(d));
