@@ -312,7 +312,10 @@ class BridgeSubscriber:
                     try:
                         async for text in ws:
                             if isinstance(text, str):
-                                await self._handle(text)
+                                try:
+                                    await self._handle(text)
+                                except Exception:  # a callback raised: keep the connection
+                                    log.exception("error handling a bridge frame")
                     except ConnectionClosed:
                         pass
                     code, reason = _close_info(ws)
