@@ -1,0 +1,111 @@
+// Graceful shutdown: WebSockets close 1001, Subscribe streams finish, the process exits 0.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <boost/json/parse.hpp>
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+
+#include "test_support.h"
+
+namespace bridge::testing {
+namespace {
+
+namespace pb = gathering::bridge::v1;
+
+TEST(ShutdownTest, InProcessShutdownClosesWith1001AndFinishesStreams) {
+  auto server = StartBridge();
+  ASSERT_NE(server, nullptr);
+  auto c = WsClient::Connect(server->ws_port(), "/ws/circles/a?ack=1");
+  ASSERT_NE(c, nullptr);
+  c->RecvJson();
+  auto stub = MakeStub(server->grpc_port());
+  grpc::ClientContext ctx;
+  pb::SubscribeRequest req;
+  req.add_channels("*");
+  auto reader = stub->Subscribe(&ctx, req);
+  ASSERT_TRUE(WaitFor([&] { return server->metrics().backend_streams_current.load() == 1; }));
+
+  auto start = std::chrono::steady_clock::now();
+  std::thread stopper([&] { server->Shutdown(); });
+  EXPECT_EQ(c->AwaitClose(), 1001);
+  pb::ClientMessage m;
+  EXPECT_FALSE(reader->Read(&m));
+  EXPECT_TRUE(reader->Finish().ok());
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+class ProcessTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+  void Spawn() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("bridge-test-" + std::to_string(getpid()) + "-" + std::to_string(rand()));
+    std::filesystem::create_directories(dir_);
+    std::string ready = (dir_ / "ready.json").string();
+    std::string ready_flag = "--ready_file=" + ready;
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl(BRIDGE_BINARY, BRIDGE_BINARY, "--ws_port=0", "--grpc_port=0", ready_flag.c_str(),
+            "--log_level=warn", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(ready); }, 10s))
+        << "bridge did not write its ready file";
+    std::ifstream f(ready);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto v = boost::json::parse(ss.str());
+    ws_port_ = static_cast<uint16_t>(v.at("ws_port").to_number<int>());
+    grpc_port_ = static_cast<uint16_t>(v.at("grpc_port").to_number<int>());
+    EXPECT_EQ(v.at("pid").to_number<int>(), pid_);
+  }
+  int WaitExit(std::chrono::milliseconds timeout) {
+    int status = 0;
+    bool exited = WaitFor([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+    if (!exited) return -1;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+  uint16_t ws_port_ = 0;
+  uint16_t grpc_port_ = 0;
+};
+
+TEST_F(ProcessTest, SigtermDrainsAndExitsZero) {
+  Spawn();
+  auto c = WsClient::Connect(ws_port_, "/ws/circles/dev-team?ack=1");
+  ASSERT_NE(c, nullptr);
+  c->RecvJson();
+  auto stub = MakeStub(grpc_port_);
+  ASSERT_TRUE(PublishMessage(*stub, "circles/dev-team", 7, "hi").ok());
+  EXPECT_EQ(c->RecvEvent().at("data").at("content"), "hi");
+  ASSERT_EQ(kill(pid_, SIGTERM), 0);
+  EXPECT_EQ(c->AwaitClose(), 1001);
+  EXPECT_EQ(WaitExit(10s), 0);
+}
+
+TEST_F(ProcessTest, SigintExitsZeroWithNoClients) {
+  Spawn();
+  ASSERT_EQ(kill(pid_, SIGINT), 0);
+  EXPECT_EQ(WaitExit(10s), 0);
+}
+
+}  // namespace
+}  // namespace bridge::testing

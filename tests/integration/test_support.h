@@ -1,0 +1,77 @@
+// Real-socket helpers for integration tests: an in-process bridge on free loopback ports, a
+// Beast WebSocket client with bounded waits, a gRPC stub, and a bounded condition wait.
+#ifndef BRIDGE_TESTS_INTEGRATION_TEST_SUPPORT_H_
+#define BRIDGE_TESTS_INTEGRATION_TEST_SUPPORT_H_
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/json/value.hpp>
+
+#include "app/bridge_server.h"
+#include "gathering/bridge/v1/events.grpc.pb.h"
+
+namespace bridge::testing {
+
+using namespace std::chrono_literals;
+
+// Polls `pred` until it holds or `timeout` passes; false on timeout.
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5s);
+
+// A bridge on 127.0.0.1 with ports picked by the kernel.
+std::unique_ptr<app::BridgeServer> StartBridge(app::ServerConfig config = {});
+
+std::unique_ptr<gathering::bridge::v1::EventService::Stub> MakeStub(uint16_t grpc_port);
+
+// Publishes an agent_message; returns the gRPC status.
+grpc::Status PublishMessage(gathering::bridge::v1::EventService::Stub& stub,
+                            const std::string& channel, int agent_id, const std::string& content,
+                            gathering::bridge::v1::PublishResponse* response = nullptr);
+
+// Sends one HTTP/1.1 request (optionally a WebSocket upgrade) and returns the status code, or 0
+// when the connection failed.
+int HttpStatus(uint16_t port, const std::string& target, bool upgrade = false,
+               std::string* body = nullptr);
+
+class WsClient {
+ public:
+  // Connects and upgrades; nullptr (and `error`) when refused.
+  // `receive_buffer` > 0 shrinks the socket's kernel receive buffer (stalled-reader tests).
+  static std::unique_ptr<WsClient> Connect(uint16_t port, const std::string& target,
+                                           std::string* error = nullptr, int receive_buffer = 0);
+  ~WsClient();
+
+  void Send(const std::string& text);
+  void SendBinary(const std::string& bytes);
+  // The next text frame; nullopt when the connection closed or `timeout` passed (then closed()
+  // or timed_out() says which).
+  std::optional<std::string> Recv(std::chrono::milliseconds timeout = 5s);
+  // The next frame parsed as JSON; a null value on close/timeout/parse failure.
+  boost::json::value RecvJson(std::chrono::milliseconds timeout = 5s);
+  // The next frame whose type is not "ping" (server heartbeats).
+  boost::json::value RecvEvent(std::chrono::milliseconds timeout = 5s);
+  // Reads until the server closes; returns its close code (0 when none arrived in time).
+  int AwaitClose(std::chrono::milliseconds timeout = 5s);
+
+  bool closed() const { return closed_; }
+  bool timed_out() const { return timed_out_; }
+  int close_code() const { return close_code_; }
+
+ private:
+  WsClient();
+  boost::asio::io_context ioc_;
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  bool closed_ = false;
+  bool timed_out_ = false;
+  int close_code_ = 0;
+};
+
+}  // namespace bridge::testing
+
+#endif  // BRIDGE_TESTS_INTEGRATION_TEST_SUPPORT_H_
