@@ -126,6 +126,7 @@ void BridgeServer::Shutdown() {
   }
   for (auto& ioc : s.iocs) ioc->stop();
   s.JoinThreads();
+  s.hub->Stop();  // sessions destroyed with the io contexts must not post to them
   s.grpc_server->Wait();
   spdlog::info("shutdown complete");
 }

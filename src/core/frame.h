@@ -21,7 +21,9 @@ namespace bridge::core {
 struct Frame {
   std::string channel;  // empty for control frames (pong, error, ...)
   uint64_t offset = 0;  // 0 for control frames
+  int ns = -1;          // the channel's namespace index in the registry; -1 for control frames
   std::string text;     // the JSON text sent as one WebSocket text frame
+  bool is_control() const { return offset == 0; }
 };
 using FramePtr = std::shared_ptr<const Frame>;
 

@@ -28,6 +28,7 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
     : namespaces_(std::move(namespaces)),
       metrics_(metrics),
       epoch_(NewEpoch()),
+      namespace_stats_(new NamespaceStats[namespaces_.all().size() + 1]),
       stripes_(new Stripe[kStripes]) {
   for (auto& e : shard_executors) {
     auto shard = std::make_unique<Shard>();
@@ -79,6 +80,7 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   auto frame = std::make_shared<Frame>();
   frame->channel = channel;
   frame->offset = offset;
+  frame->ns = namespaces_.IndexOf(NamespaceOf(channel));
   frame->text.reserve(head.size() + 20 + tail.size());
   frame->text.append(head);
   internal::AppendPiece(frame->text, offset);
@@ -87,6 +89,7 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   if (ns != nullptr && ns->history_size > 0) state.history.emplace_back(now, shared);
   TrimHistory(state, ns, now);
   // Posted under the lock so every shard receives a channel's frames in offset order.
+  if (stopped_.load(std::memory_order_relaxed)) return PublishResult{offset, epoch_};
   for (auto& shard : shards_) {
     Shard* s = shard.get();
     s->executor([s, shared, exclude_id] { s->Deliver(shared, exclude_id); });
@@ -112,6 +115,7 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   auto now = std::chrono::steady_clock::now();
   uint64_t last_offset = 0;
+  bool joined = false;
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
@@ -145,12 +149,52 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
       }
     }
     entries.push_back(Entry{s, last_offset});
+    ++state.connections;
+    if (!s->identity().empty()) {
+      Member& m = state.members[s->identity()];
+      if (m.connections++ == 0) {
+        m.joined_at = std::chrono::system_clock::now();
+        joined = ns != nullptr && ns->presence;
+      }
+    }
   }
   metrics_.subscriptions_current.fetch_add(1, std::memory_order_relaxed);
+  if (joined) PublishPresence(channel, s->identity(), true, "");
+  if (lifecycle_sinks_.load(std::memory_order_relaxed) > 0) {
+    ForwardLifecycle(channel, *s, true, "");
+  }
   return result;
 }
 
-void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s) {
+void Hub::PublishPresence(const std::string& channel, const std::string& identity, bool joined,
+                          std::string_view reason) {
+  gathering::bridge::v1::Event e;
+  e.set_channel(channel);
+  if (joined) {
+    e.mutable_agent_joined()->set_identity(identity);
+  } else {
+    e.mutable_agent_left()->set_identity(identity);
+    e.mutable_agent_left()->set_reason(std::string(reason));
+  }
+  auto parts = EncodeEvent(e, std::chrono::system_clock::now());
+  if (parts.ok()) PublishFrame(channel, parts->head, parts->tail, 0);
+}
+
+void Hub::ForwardLifecycle(const std::string& channel, const Subscriber& s, bool subscribed,
+                           std::string_view reason) {
+  auto r = std::make_shared<ClientMessageRecord>();
+  r->kind = subscribed ? ClientMessageRecord::Kind::kSubscribed
+                       : ClientMessageRecord::Kind::kUnsubscribed;
+  r->reason = std::string(reason);
+  r->channel = channel;
+  r->connection_id = s.connection_id();
+  r->identity = s.identity();
+  r->received_at = std::chrono::system_clock::now();
+  ForwardToBackends(r);
+}
+
+void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
+                      std::string_view reason) {
   auto& channels = shards_[shard]->channels;
   auto it = channels.find(channel);
   if (it == channels.end()) return;
@@ -161,30 +205,104 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s) {
   entries.erase(pos);
   metrics_.subscriptions_current.fetch_sub(1, std::memory_order_relaxed);
   if (entries.empty()) channels.erase(it);
+
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  bool left = false;
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    ChannelState& state = stripe.channels[channel];
+    if (state.connections > 0) --state.connections;
+    auto m = state.members.find(s->identity());
+    if (!s->identity().empty() && m != state.members.end() && --m->second.connections == 0) {
+      state.members.erase(m);
+      left = ns != nullptr && ns->presence;
+    }
+  }
+  if (left) PublishPresence(channel, s->identity(), false, reason);
+  if (lifecycle_sinks_.load(std::memory_order_relaxed) > 0) {
+    ForwardLifecycle(channel, *s, false, reason);
+  }
 }
 
-std::vector<FramePtr> Hub::History(const std::string& channel, uint64_t since, size_t limit) {
-  std::vector<FramePtr> out;
+PresenceResult Hub::Presence(const std::string& channel) {
+  PresenceResult r;
+  Stripe& stripe = StripeFor(channel);
+  std::lock_guard lock(stripe.mu);
+  auto it = stripe.channels.find(channel);
+  if (it == stripe.channels.end()) return r;
+  r.connection_count = it->second.connections;
+  for (const auto& [identity, m] : it->second.members) {
+    r.members.push_back({identity, m.connections, m.joined_at});
+  }
+  std::sort(r.members.begin(), r.members.end(),
+            [](const auto& a, const auto& b) { return a.identity < b.identity; });
+  return r;
+}
+
+std::string Hub::RenderNamespaceMetrics() const {
+  std::string out;
+  const auto& all = namespaces_.all();
+  auto family = [&](const char* name, const char* type, const char* help, auto field) {
+    out += Cat("# HELP bridge_namespace_", name, " ", help, "\n# TYPE bridge_namespace_", name, " ",
+               type, "\n");
+    for (size_t i = 0; i < all.size(); ++i) {
+      out += Cat("bridge_namespace_", name, "{namespace=\"", all[i].name, "\"} ",
+                 field(namespace_stats_[i]), "\n");
+    }
+  };
+  family("dropped_total", "counter", "Frames dropped by drop_oldest/latest_only.",
+         [](const NamespaceStats& s) { return s.dropped.load(); });
+  family("gaps_total", "counter", "Gap frames sent.",
+         [](const NamespaceStats& s) { return s.gaps.load(); });
+  family("slow_closes_total", "counter", "Connections closed 4008.",
+         [](const NamespaceStats& s) { return s.slow_closes.load(); });
+  family("queued_bytes", "gauge", "Bytes of the namespace's frames waiting in write queues.",
+         [](const NamespaceStats& s) { return s.queued_bytes.load(); });
+  return out;
+}
+
+HistoryResult Hub::History(const std::string& channel, uint64_t since, size_t limit) {
+  HistoryResult out;
+  out.epoch = epoch_;
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   Stripe& stripe = StripeFor(channel);
   std::lock_guard lock(stripe.mu);
   auto it = stripe.channels.find(channel);
-  if (it == stripe.channels.end()) return out;
-  TrimHistory(it->second, ns, std::chrono::steady_clock::now());
-  for (const auto& [t, f] : it->second.history) {
-    if (f->offset > since && out.size() < limit) out.push_back(f);
+  if (it == stripe.channels.end()) {
+    out.complete = since == 0;
+    return out;
+  }
+  ChannelState& state = it->second;
+  TrimHistory(state, ns, std::chrono::steady_clock::now());
+  out.offset = state.offset;
+  uint64_t first = state.history.empty() ? state.offset + 1 : state.history.front().second->offset;
+  out.complete = since >= state.offset || first <= since + 1;
+  for (const auto& [t, f] : state.history) {
+    if (f->offset <= since) continue;
+    if (limit != 0 && out.frames.size() >= limit) {
+      out.complete = false;
+      break;
+    }
+    out.frames.push_back(f);
   }
   return out;
 }
 
-void Hub::AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink) {
+void Hub::AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink,
+                  bool lifecycle) {
   std::unique_lock lock(sinks_mu_);
-  sinks_.push_back(SinkEntry{std::move(patterns), std::move(sink)});
+  if (lifecycle) lifecycle_sinks_.fetch_add(1);
+  sinks_.push_back(SinkEntry{std::move(patterns), std::move(sink), lifecycle});
 }
 
 void Hub::RemoveSink(const ClientMessageSink* sink) {
   std::unique_lock lock(sinks_mu_);
-  std::erase_if(sinks_, [sink](const SinkEntry& e) { return e.sink.get() == sink; });
+  std::erase_if(sinks_, [this, sink](const SinkEntry& e) {
+    if (e.sink.get() != sink) return false;
+    if (e.lifecycle) lifecycle_sinks_.fetch_sub(1);
+    return true;
+  });
 }
 
 size_t Hub::sink_count() const {
@@ -193,8 +311,10 @@ size_t Hub::sink_count() const {
 }
 
 void Hub::ForwardToBackends(const ClientMessagePtr& message) {
+  bool is_lifecycle = message->kind != ClientMessageRecord::Kind::kMessage;
   std::shared_lock lock(sinks_mu_);
   for (const auto& e : sinks_) {
+    if (is_lifecycle && !e.lifecycle) continue;
     for (const auto& p : e.patterns) {
       if (PatternMatches(p, message->channel)) {
         e.sink->OnClientMessage(message);

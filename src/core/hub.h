@@ -43,10 +43,16 @@ class Subscriber {
   virtual void Deliver(const FramePtr& frame) = 0;
   // A unique id, used to keep a client's own messages from coming back to it.
   virtual uint64_t subscriber_id() const = 0;
+  // The connection's identity for presence ("" when anonymous) and its id for backends.
+  virtual const std::string& identity() const = 0;
+  virtual const std::string& connection_id() const = 0;
 };
 
 // A frame a WebSocket client sent, on its way to backends.
 struct ClientMessageRecord {
+  enum class Kind { kMessage, kSubscribed, kUnsubscribed };
+  Kind kind = Kind::kMessage;
+  std::string reason;  // kUnsubscribed: why
   std::string channel;
   std::string connection_id;
   std::string identity;
@@ -72,6 +78,31 @@ struct SubscribeResult {
   uint64_t offset = 0;           // the channel's latest offset when the subscription began
   bool recovered = false;        // only meaningful when `since` was given
   std::vector<FramePtr> missed;  // frames after `since`, in order, when recovering
+};
+
+struct HistoryResult {
+  std::string epoch;
+  uint64_t offset = 0;    // the channel's latest offset
+  bool complete = false;  // the frames cover everything after `since`
+  std::vector<FramePtr> frames;
+};
+
+struct PresenceResult {
+  struct Member {
+    std::string identity;
+    uint32_t connections = 0;
+    std::chrono::system_clock::time_point joined_at;
+  };
+  std::vector<Member> members;
+  uint32_t connection_count = 0;
+};
+
+// Per-namespace delivery counters (rendered with a `namespace` label). Any thread.
+struct NamespaceStats {
+  Metrics::Counter dropped{0};      // frames dropped by drop_oldest / latest_only
+  Metrics::Counter gaps{0};         // gap frames sent
+  Metrics::Counter slow_closes{0};  // connections closed 4008
+  Metrics::Gauge queued_bytes{0};   // bytes of this namespace's frames waiting in queues
 };
 
 struct RecoveryRequest {
@@ -104,15 +135,30 @@ class Hub {
 
   // Shard thread only. Adds `s` to `channel` on shard `shard`; with `recovery`, returns the frames
   // it missed. `s` must be removed (Unsubscribe/UnsubscribeAll) before it is destroyed.
+  // Joins presence (agent_joined) for an identity's first connection on a presence namespace.
   SubscribeResult Subscribe(size_t shard, const std::string& channel, Subscriber* s,
                             const std::optional<RecoveryRequest>& recovery);
-  void Unsubscribe(size_t shard, const std::string& channel, Subscriber* s);
+  // `reason` reaches backends' lifecycle streams and the agent_left event.
+  void Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
+                   std::string_view reason = "unsubscribed");
 
-  // Any thread. The retained frames of `channel` after `since` (up to `limit`).
-  std::vector<FramePtr> History(const std::string& channel, uint64_t since, size_t limit);
+  // Any thread. The retained frames of `channel` after `since` (at most `limit`; 0: all).
+  HistoryResult History(const std::string& channel, uint64_t since, size_t limit);
 
-  // Backend Subscribe streams. Any thread.
-  void AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink);
+  // Any thread. The channel's members.
+  PresenceResult Presence(const std::string& channel);
+
+  // Any thread. Stats of the namespace at `index` in namespaces().all().
+  NamespaceStats& namespace_stats(int index) { return namespace_stats_[index]; }
+  std::string RenderNamespaceMetrics() const;
+
+  // Called once the io threads are joined: later publishes post nothing.
+  void Stop() { stopped_.store(true); }
+
+  // Backend Subscribe streams. Any thread. `lifecycle` sinks also get subscribe/unsubscribe
+  // records.
+  void AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink,
+               bool lifecycle = false);
   void RemoveSink(const ClientMessageSink* sink);
   void ForwardToBackends(const ClientMessagePtr& message);
   size_t sink_count() const;
@@ -128,8 +174,14 @@ class Hub {
     std::unordered_map<std::string, std::vector<Entry>> channels;
     void Deliver(const FramePtr& frame, uint64_t exclude_id);
   };
+  struct Member {
+    uint32_t connections = 0;
+    std::chrono::system_clock::time_point joined_at;
+  };
   struct ChannelState {
     uint64_t offset = 0;
+    uint32_t connections = 0;
+    std::unordered_map<std::string, Member> members;
     std::deque<std::pair<std::chrono::steady_clock::time_point, FramePtr>> history;
   };
   struct Stripe {
@@ -139,9 +191,14 @@ class Hub {
   struct SinkEntry {
     std::vector<std::string> patterns;
     std::shared_ptr<ClientMessageSink> sink;
+    bool lifecycle = false;
   };
 
   Stripe& StripeFor(const std::string& channel);
+  void PublishPresence(const std::string& channel, const std::string& identity, bool joined,
+                       std::string_view reason);
+  void ForwardLifecycle(const std::string& channel, const Subscriber& s, bool subscribed,
+                        std::string_view reason);
   static void TrimHistory(ChannelState& state, const NamespaceConfig* ns,
                           std::chrono::steady_clock::time_point now);
 
@@ -149,6 +206,9 @@ class Hub {
   NamespaceRegistry namespaces_;
   Metrics& metrics_;
   std::string epoch_;
+  std::unique_ptr<NamespaceStats[]> namespace_stats_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<size_t> lifecycle_sinks_{0};
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Stripe[]> stripes_;
   mutable std::shared_mutex sinks_mu_;

@@ -34,10 +34,17 @@ absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec
         ns.history_size = n;
       } else if (ConsumePrefix(opt, "ttl=") && ParseUint(opt, n)) {
         ns.history_ttl = std::chrono::seconds(n);
+      } else if (parts[i] == "slow=disconnect") {
+        ns.slow_policy = SlowPolicy::kDisconnect;
+      } else if (parts[i] == "slow=drop_oldest") {
+        ns.slow_policy = SlowPolicy::kDropOldest;
+      } else if (parts[i] == "slow=latest_only") {
+        ns.slow_policy = SlowPolicy::kLatestOnly;
       } else {
         return absl::InvalidArgumentError(
             Cat("bad namespace option '", parts[i], "' in '", entry,
-                "' (want broadcast, presence, history=N, ttl=SECONDS)"));
+                "' (want broadcast, presence, history=N, ttl=SECONDS, "
+                "slow=disconnect|drop_oldest|latest_only)"));
       }
     }
     if (r.Find(ns.name) != nullptr) {
@@ -46,6 +53,13 @@ absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec
     r.namespaces_.push_back(std::move(ns));
   }
   return r;
+}
+
+int NamespaceRegistry::IndexOf(std::string_view ns) const {
+  for (size_t i = 0; i < namespaces_.size(); ++i) {
+    if (namespaces_[i].name == ns) return static_cast<int>(i);
+  }
+  return -1;
 }
 
 const NamespaceConfig* NamespaceRegistry::Find(std::string_view ns) const {

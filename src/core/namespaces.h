@@ -14,6 +14,13 @@
 
 namespace bridge::core {
 
+// What to do with a client whose write queue is full (docs/protocol.md, "Slow consumers").
+enum class SlowPolicy {
+  kDisconnect,  // close 4008; the client reconnects and recovers from history
+  kDropOldest,  // drop the oldest queued events, then tell the client with a `gap` frame
+  kLatestOnly,  // keep only the newest queued event per channel (state-like channels)
+};
+
 struct NamespaceConfig {
   std::string name;
   // Whether a client's frame on a channel of this namespace is relayed to the channel's other
@@ -25,6 +32,7 @@ struct NamespaceConfig {
   std::chrono::seconds history_ttl{0};
   // Whether identified connections produce agent_joined/agent_left events.
   bool presence = false;
+  SlowPolicy slow_policy = SlowPolicy::kDisconnect;
 };
 
 class NamespaceRegistry {
@@ -33,12 +41,15 @@ class NamespaceRegistry {
   // (history 100/5 min), agents (history 50/2 min).
   static NamespaceRegistry Defaults();
 
-  // Parses a spec such as "circles:broadcast:history=100:ttl=300:presence,workspace,agents".
+  // Parses a spec such as
+  // "circles:broadcast:history=100:ttl=300:presence,workspace:slow=drop_oldest,agents".
   // An empty spec gives the defaults.
   static absl::StatusOr<NamespaceRegistry> Parse(std::string_view spec);
 
   // The namespace's config, or nullptr when the namespace is not configured.
   const NamespaceConfig* Find(std::string_view ns) const;
+  // The namespace's position in all(), or -1.
+  int IndexOf(std::string_view ns) const;
   const std::vector<NamespaceConfig>& all() const { return namespaces_; }
 
  private:

@@ -159,6 +159,18 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
       msg.mutable_received_at()->set_seconds(ns / 1000000000);
       msg.mutable_received_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
       msg.set_json(r.json);
+      switch (r.kind) {
+        case core::ClientMessageRecord::Kind::kMessage:
+          msg.set_kind(pb::ClientMessage::MESSAGE);
+          break;
+        case core::ClientMessageRecord::Kind::kSubscribed:
+          msg.set_kind(pb::ClientMessage::SUBSCRIBED);
+          break;
+        case core::ClientMessageRecord::Kind::kUnsubscribed:
+          msg.set_kind(pb::ClientMessage::UNSUBSCRIBED);
+          break;
+      }
+      msg.set_reason(r.reason);
       queue_.pop_front();
       writing_ = true;
       return reactor_;
@@ -174,7 +186,7 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
     grpc::Status final_status_;
   };
 
-  SubscribeReactor(EventService* service, std::vector<std::string> patterns)
+  SubscribeReactor(EventService* service, std::vector<std::string> patterns, bool lifecycle)
       : service_(service),
         sink_(std::make_shared<Sink>(this, service->options_.subscribe_queue_messages,
                                      service->hub_.metrics())) {
@@ -184,7 +196,7 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
       std::erase_if(service_->streams_, [](const auto& w) { return w.expired(); });
       service_->streams_.push_back(sink_);
     }
-    service_->hub_.AddSink(std::move(patterns), sink_);
+    service_->hub_.AddSink(std::move(patterns), sink_, lifecycle);
     if (service_->shutting_down_.load()) sink_->Finish(grpc::Status::OK);
   }
 
@@ -276,7 +288,59 @@ grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(
     }
     patterns.push_back(p);
   }
-  return new SubscribeReactor(this, std::move(patterns));
+  return new SubscribeReactor(this, std::move(patterns), request->lifecycle());
+}
+
+namespace {
+
+void SetTimestamp(std::chrono::system_clock::time_point t, google::protobuf::Timestamp* ts) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  ts->set_seconds(ns / 1000000000);
+  ts->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* EventService::History(grpc::CallbackServerContext* ctx,
+                                                const pb::HistoryRequest* request,
+                                                pb::HistoryResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (absl::Status s = core::ValidateChannel(request->channel()); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
+  auto h = hub_.History(request->channel(), request->since(), request->limit());
+  response->set_epoch(h.epoch);
+  response->set_offset(h.offset);
+  response->set_complete(h.complete);
+  for (const auto& f : h.frames) {
+    auto* m = response->add_messages();
+    m->set_offset(f->offset);
+    m->set_json(f->text);
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* EventService::Presence(grpc::CallbackServerContext* ctx,
+                                                 const pb::PresenceRequest* request,
+                                                 pb::PresenceResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (absl::Status s = core::ValidateChannel(request->channel()); !s.ok()) {
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
+  auto p = hub_.Presence(request->channel());
+  for (const auto& m : p.members) {
+    auto* out = response->add_members();
+    out->set_identity(m.identity);
+    out->set_connections(m.connections);
+    SetTimestamp(m.joined_at, out->mutable_joined_at());
+  }
+  response->set_member_count(static_cast<uint32_t>(p.members.size()));
+  response->set_connection_count(p.connection_count);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 }  // namespace bridge::rpc

@@ -40,6 +40,13 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
       grpc::CallbackServerContext* ctx,
       const gathering::bridge::v1::SubscribeRequest* request) override;
 
+  grpc::ServerUnaryReactor* History(grpc::CallbackServerContext* ctx,
+                                    const gathering::bridge::v1::HistoryRequest* request,
+                                    gathering::bridge::v1::HistoryResponse* response) override;
+  grpc::ServerUnaryReactor* Presence(grpc::CallbackServerContext* ctx,
+                                     const gathering::bridge::v1::PresenceRequest* request,
+                                     gathering::bridge::v1::PresenceResponse* response) override;
+
   // Any thread. Validates and publishes one request; the status the unary call would return.
   grpc::Status PublishOne(const gathering::bridge::v1::PublishRequest& request,
                           gathering::bridge::v1::PublishResponse* response);

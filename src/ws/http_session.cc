@@ -92,7 +92,8 @@ void HttpSession::Route(Request req) {
   }
   if (target->path == "/metrics") {
     return Reply(
-        MakeResponse(200, "text/plain; version=0.0.4", state_.metrics.RenderPrometheus(), req));
+        MakeResponse(200, "text/plain; version=0.0.4",
+                     state_.metrics.RenderPrometheus() + state_.hub.RenderNamespaceMetrics(), req));
   }
   if (target->path == "/" || target->path == "/index.html") {
     return Reply(MakeResponse(200, "text/html; charset=utf-8", std::string(IndexHtml()), req));

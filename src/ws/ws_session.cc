@@ -44,11 +44,10 @@ WsSession::WsSession(tcp::socket&& socket, ServerState& state, size_t shard,
 }
 
 WsSession::~WsSession() {
-  for (const auto& ch : channels_) state_.hub.Unsubscribe(shard_, ch, this);
+  for (const auto& ch : channels_) state_.hub.Unsubscribe(shard_, ch, this, leave_reason_);
   if (open_) state_.registries[shard_].erase(this);
   state_.metrics.connections_current.fetch_sub(1, std::memory_order_relaxed);
-  state_.metrics.queued_bytes_current.fetch_sub(static_cast<int64_t>(queued_bytes_),
-                                                std::memory_order_relaxed);
+  for (const auto& f : queue_) Account(*f, false);
   if (!queue_.empty()) {
     state_.metrics.frames_dropped_total.fetch_add(queue_.size(), std::memory_order_relaxed);
   }
@@ -97,10 +96,12 @@ void WsSession::DoRead() {
 void WsSession::OnRead(beast::error_code ec, size_t) {
   if (ec) {
     if (ec == websocket::error::message_too_big) {
+      leave_reason_ = "frame_too_big";
       state_.metrics.frame_too_big_total.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("{}: closed 1009, frame over {} bytes", connection_id_,
                    state_.options.max_frame_bytes);
     } else if (ec == beast::error::timeout) {
+      leave_reason_ = "idle_timeout";
       state_.metrics.idle_timeouts_total.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("{}: idle timeout", connection_id_);
     }
@@ -174,7 +175,7 @@ void WsSession::HandleSubscribe(const std::string& channel,
 
 void WsSession::HandleUnsubscribe(const std::string& channel) {
   if (!Subscribed(channel)) return SendError("not_subscribed", "not subscribed to " + channel);
-  state_.hub.Unsubscribe(shard_, channel, this);
+  state_.hub.Unsubscribe(shard_, channel, this, "unsubscribed");
   std::erase(channels_, channel);
   Send(core::MakeControlFrame(
       core::Cat(R"({"type":"unsubscribed","channel":)", core::JsonQuote(channel), "}")));
@@ -222,22 +223,103 @@ void WsSession::SendError(std::string_view code, std::string_view message) {
 
 void WsSession::Deliver(const core::FramePtr& frame) { Send(frame); }
 
+void WsSession::Account(const core::Frame& frame, bool add) {
+  auto n = static_cast<int64_t>(frame.text.size());
+  if (add) {
+    queued_bytes_ += frame.text.size();
+  } else {
+    queued_bytes_ -= frame.text.size();
+    n = -n;
+  }
+  state_.metrics.queued_bytes_current.fetch_add(n, std::memory_order_relaxed);
+  if (frame.ns >= 0) {
+    state_.hub.namespace_stats(frame.ns).queued_bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+}
+
 void WsSession::Send(const core::FramePtr& frame) {
   if (closing_ || !open_) {
     state_.metrics.frames_dropped_total.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (queued_bytes_ + frame->text.size() > state_.options.max_queue_bytes) {
-    state_.metrics.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("{}: slow consumer, {} bytes queued; closing 4008", connection_id_, queued_bytes_);
-    Close(kCloseSlowConsumer, "slow consumer");
-    return;
+  const size_t max = state_.options.max_queue_bytes;
+  if (queued_bytes_ + frame->text.size() > max) {
+    // Control frames (pong, subscribed, error, gap) are never dropped: they may pass the bound
+    // by a small allowance before the client counts as stalled.
+    constexpr size_t kControlAllowance = 64 * 1024;
+    bool fits = frame->is_control() ? queued_bytes_ + frame->text.size() <= max + kControlAllowance
+                                    : MakeRoom(*frame);
+    if (!fits) return CloseSlow(frame->ns);
   }
-  queued_bytes_ += frame->text.size();
-  state_.metrics.queued_bytes_current.fetch_add(static_cast<int64_t>(frame->text.size()),
-                                                std::memory_order_relaxed);
+  Account(*frame, true);
   queue_.push_back(frame);
   if (!writing_) DoWrite();
+}
+
+bool WsSession::MakeRoom(const core::Frame& frame) {
+  const auto& namespaces = state_.hub.namespaces().all();
+  if (frame.ns < 0 || static_cast<size_t>(frame.ns) >= namespaces.size()) return false;
+  const core::SlowPolicy policy = namespaces[frame.ns].slow_policy;
+  if (policy == core::SlowPolicy::kDisconnect) return false;
+  const size_t max = state_.options.max_queue_bytes;
+  core::NamespaceStats& stats = state_.hub.namespace_stats(frame.ns);
+  // The frame at the front is being written when writing_: it stays.
+  const size_t first = writing_ ? 1 : 0;
+  std::deque<core::FramePtr> kept(queue_.begin(), queue_.begin() + first);
+  struct Gap {
+    std::string channel;
+    uint64_t from, to;
+  };
+  std::vector<Gap> gaps;
+  for (size_t i = first; i < queue_.size(); ++i) {
+    const core::FramePtr& f = queue_[i];
+    bool drop = false;
+    if (!f->is_control()) {
+      if (policy == core::SlowPolicy::kLatestOnly) {
+        drop = f->channel == frame.channel;
+      } else {
+        drop = queued_bytes_ + frame.text.size() > max;
+      }
+    }
+    if (!drop) {
+      kept.push_back(f);
+      continue;
+    }
+    Account(*f, false);
+    stats.dropped.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.frames_dropped_total.fetch_add(1, std::memory_order_relaxed);
+    if (policy == core::SlowPolicy::kDropOldest) {
+      auto g = std::find_if(gaps.begin(), gaps.end(),
+                            [&](const Gap& x) { return x.channel == f->channel; });
+      if (g == gaps.end()) {
+        gaps.push_back({f->channel, f->offset, f->offset});
+      } else {
+        g->from = std::min(g->from, f->offset);
+        g->to = std::max(g->to, f->offset);
+      }
+    }
+  }
+  queue_ = std::move(kept);
+  // Gap frames are control frames: they may use the control allowance, not the event's room.
+  const bool fits = queued_bytes_ + frame.text.size() <= max;
+  // Gap frames go where the dropped frames were: before what is left of the queue.
+  for (auto it = gaps.rbegin(); it != gaps.rend(); ++it) {
+    auto gap = core::MakeControlFrame(core::Cat(R"({"type":"gap","channel":)",
+                                                core::JsonQuote(it->channel), R"(,"from":)",
+                                                it->from, R"(,"to":)", it->to, "}"));
+    Account(*gap, true);
+    queue_.insert(queue_.begin() + first, gap);
+    stats.gaps.fetch_add(1, std::memory_order_relaxed);
+  }
+  return fits;
+}
+
+void WsSession::CloseSlow(int ns) {
+  state_.metrics.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
+  if (ns >= 0) state_.hub.namespace_stats(ns).slow_closes.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("{}: slow consumer, {} bytes queued; closing 4008", connection_id_, queued_bytes_);
+  leave_reason_ = "slow_consumer";
+  Close(kCloseSlowConsumer, "slow consumer");
 }
 
 void WsSession::DoWrite() {
@@ -250,10 +332,7 @@ void WsSession::DoWrite() {
 void WsSession::OnWrite(beast::error_code ec, size_t bytes) {
   writing_ = false;
   if (!queue_.empty()) {
-    size_t n = queue_.front()->text.size();
-    queued_bytes_ -= n;
-    state_.metrics.queued_bytes_current.fetch_sub(static_cast<int64_t>(n),
-                                                  std::memory_order_relaxed);
+    Account(*queue_.front(), false);
     queue_.pop_front();
   }
   if (ec) {

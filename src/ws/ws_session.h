@@ -46,8 +46,8 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   // core::Subscriber
   void Deliver(const core::FramePtr& frame) override;
   uint64_t subscriber_id() const override { return id_; }
-
-  const std::string& connection_id() const { return connection_id_; }
+  const std::string& identity() const override { return identity_; }
+  const std::string& connection_id() const override { return connection_id_; }
 
  private:
   void OnAccept(boost::beast::error_code ec);
@@ -61,6 +61,10 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void SendError(std::string_view code, std::string_view message);
 
   void Send(const core::FramePtr& frame);
+  // Applies the frame's namespace slow-consumer policy; false when the frame still can't fit.
+  bool MakeRoom(const core::Frame& frame);
+  void CloseSlow(int ns);
+  void Account(const core::Frame& frame, bool add);
   void DoWrite();
   void OnWrite(boost::beast::error_code ec, size_t bytes);
   void ScheduleHeartbeat();
@@ -78,7 +82,8 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool closing_ = false;
-  bool open_ = false;  // the upgrade succeeded and the session is registered
+  bool open_ = false;                    // the upgrade succeeded and the session is registered
+  std::string leave_reason_ = "closed";  // told to backends and presence when we leave
   std::vector<std::string> channels_;
   boost::asio::steady_timer heartbeat_timer_;
   boost::asio::steady_timer close_timer_;

@@ -1,9 +1,9 @@
 // Client frames reach backends' Subscribe streams over real gRPC.
-#include <thread>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
-#include <gtest/gtest.h>
-#include <grpcpp/grpcpp.h>
+#include <thread>
 
 #include "test_support.h"
 

@@ -1,6 +1,7 @@
 // What WebSocket clients send: control frames, messages broadcast to the channel, bad input.
-#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
 
 #include "test_support.h"
 
@@ -16,7 +17,9 @@ class ClientFramesTest : public ::testing::Test {
   std::unique_ptr<WsClient> Join(const std::string& channel) {
     auto c = WsClient::Connect(server_->ws_port(), "/ws/" + channel + "?ack=1");
     EXPECT_NE(c, nullptr);
-    if (c != nullptr) EXPECT_EQ(c->RecvJson().at("type"), "subscribed");
+    if (c != nullptr) {
+      EXPECT_EQ(c->RecvJson().at("type"), "subscribed");
+    }
     return c;
   }
   std::unique_ptr<app::BridgeServer> server_;
@@ -64,18 +67,14 @@ TEST_F(ClientFramesTest, BadFramesGetErrorFramesAndTheConnectionStaysOpen) {
     bool binary;
     const char* code;
   };
-  for (const auto& k : {Case{"not json", false, "invalid_json"},
-                        Case{"[1,2,3]", false, "not_an_object"},
-                        Case{"42", false, "not_an_object"},
-                        Case{"\x01\x02", true, "binary_not_supported"},
-                        Case{R"({"type":"agent_message"})", false, "reserved_type"},
-                        Case{R"({"type":"subscribe","channel":"bad name"})", false,
-                             "invalid_channel"},
-                        Case{R"({"type":"unsubscribe","channel":"circles/zz"})", false,
-                             "not_subscribed"},
-                        Case{R"({"type":"message","channel":"circles/other"})", false,
-                             "not_subscribed"},
-                        Case{std::string(1000, '['), false, "invalid_json"}}) {
+  for (const auto& k :
+       {Case{"not json", false, "invalid_json"}, Case{"[1,2,3]", false, "not_an_object"},
+        Case{"42", false, "not_an_object"}, Case{"\x01\x02", true, "binary_not_supported"},
+        Case{R"({"type":"agent_message"})", false, "reserved_type"},
+        Case{R"({"type":"subscribe","channel":"bad name"})", false, "invalid_channel"},
+        Case{R"({"type":"unsubscribe","channel":"circles/zz"})", false, "not_subscribed"},
+        Case{R"({"type":"message","channel":"circles/other"})", false, "not_subscribed"},
+        Case{std::string(1000, '['), false, "invalid_json"}}) {
     if (k.binary) {
       a->SendBinary(k.frame);
     } else {

@@ -1,10 +1,10 @@
 // Limits: oversized frames, slow consumers, connection caps, silent clients. Each is answered
 // and costs nothing to a well-behaved client on the same server.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <grpcpp/grpcpp.h>
 
 #include "test_support.h"
 

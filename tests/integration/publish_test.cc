@@ -1,8 +1,9 @@
 // Backend publishes over real gRPC; real WebSocket clients receive.
-#include <boost/json/parse.hpp>
-#include <gtest/gtest.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
 
 #include "google/protobuf/util/json_util.h"
 #include "test_support.h"

@@ -1,17 +1,16 @@
 // Graceful shutdown: WebSockets close 1001, Subscribe streams finish, the process exits 0.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/json/parse.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <boost/json/parse.hpp>
-#include <gtest/gtest.h>
-#include <grpcpp/grpcpp.h>
 
 #include "test_support.h"
 

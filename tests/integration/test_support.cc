@@ -1,12 +1,12 @@
 #include "test_support.h"
 
-#include <thread>
+#include <grpcpp/grpcpp.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
-#include <grpcpp/grpcpp.h>
+#include <thread>
 
 namespace bridge::testing {
 
@@ -41,9 +41,8 @@ std::unique_ptr<pb::EventService::Stub> MakeStub(uint16_t grpc_port) {
   return pb::EventService::NewStub(channel);
 }
 
-grpc::Status PublishMessage(pb::EventService::Stub& stub, const std::string& channel,
-                            int agent_id, const std::string& content,
-                            pb::PublishResponse* response) {
+grpc::Status PublishMessage(pb::EventService::Stub& stub, const std::string& channel, int agent_id,
+                            const std::string& content, pb::PublishResponse* response) {
   pb::PublishRequest req;
   req.mutable_event()->set_channel(channel);
   req.mutable_event()->mutable_agent_message()->set_agent_id(agent_id);

@@ -3,16 +3,15 @@
 #ifndef BRIDGE_TESTS_INTEGRATION_TEST_SUPPORT_H_
 #define BRIDGE_TESTS_INTEGRATION_TEST_SUPPORT_H_
 
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/json/value.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/websocket.hpp>
-#include <boost/json/value.hpp>
 
 #include "app/bridge_server.h"
 #include "gathering/bridge/v1/events.grpc.pb.h"

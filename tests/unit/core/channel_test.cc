@@ -1,8 +1,8 @@
 #include "core/channel.h"
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 namespace bridge::core {
 namespace {

@@ -1,7 +1,8 @@
 #include "core/client_frame.h"
 
-#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
 
 namespace bridge::core {
 namespace {
@@ -13,8 +14,8 @@ TEST(ClientFrameTest, ControlFrames) {
   auto auth = ParseClientFrame(R"({"type":"auth","token":"abc"})", err);
   EXPECT_EQ(auth->kind, ClientFrame::Kind::kAuth);
   EXPECT_EQ(auth->token, "abc");
-  auto sub = ParseClientFrame(R"({"type":"subscribe","channel":"circles/a","since":5,"epoch":"e"})",
-                              err);
+  auto sub =
+      ParseClientFrame(R"({"type":"subscribe","channel":"circles/a","since":5,"epoch":"e"})", err);
   ASSERT_TRUE(sub.has_value());
   EXPECT_EQ(sub->kind, ClientFrame::Kind::kSubscribe);
   EXPECT_EQ(sub->channel, "circles/a");
@@ -38,14 +39,14 @@ TEST(ClientFrameTest, RefusalsCarryCodes) {
     const char* text;
     const char* code;
   };
-  for (const Case& c : {Case{"not json", "invalid_json"}, Case{"[1,2]", "not_an_object"},
-                        Case{"\"s\"", "not_an_object"}, Case{R"({"type":7})", "invalid_type"},
-                        Case{R"({"type":"subscribe"})", "invalid_channel"},
-                        Case{R"({"type":"subscribe","channel":"circles/a","since":-1})",
-                             "invalid_since"},
-                        Case{R"({"type":"agent_message"})", "reserved_type"},
-                        Case{R"({"type":"error"})", "reserved_type"},
-                        Case{R"({"channel":5})", "invalid_channel"}}) {
+  for (const Case& c :
+       {Case{"not json", "invalid_json"}, Case{"[1,2]", "not_an_object"},
+        Case{"\"s\"", "not_an_object"}, Case{R"({"type":7})", "invalid_type"},
+        Case{R"({"type":"subscribe"})", "invalid_channel"},
+        Case{R"({"type":"subscribe","channel":"circles/a","since":-1})", "invalid_since"},
+        Case{R"({"type":"agent_message"})", "reserved_type"},
+        Case{R"({"type":"error"})", "reserved_type"},
+        Case{R"({"channel":5})", "invalid_channel"}}) {
     ClientFrameError err;
     EXPECT_FALSE(ParseClientFrame(c.text, err).has_value()) << c.text;
     EXPECT_EQ(err.code, c.code) << c.text;
@@ -61,8 +62,8 @@ TEST(ClientFrameTest, DeepNestingIsRefusedNotRecursed) {
 
 TEST(ClientFrameTest, BroadcastFrameAddsServerFields) {
   ClientFrameError err;
-  auto m = ParseClientFrame(R"({"type":"message","content":"Hello","channel":"spoof","sender":"x"})",
-                            err);
+  auto m = ParseClientFrame(
+      R"({"type":"message","content":"Hello","channel":"spoof","sender":"x"})", err);
   ASSERT_TRUE(m.has_value());
   std::string head, tail;
   BuildClientMessageFrame(std::move(m->object), "circles/a", "2026-01-01T00:00:00.000Z", "c-1",

@@ -1,7 +1,9 @@
 #include "core/frame.h"
 
-#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+#include <cctype>
 
 #include "google/protobuf/util/json_util.h"
 
@@ -51,14 +53,16 @@ INSTANTIATE_TEST_SUITE_P(
                R"(,"agent_message":{"agent_id":7,"content":"hi"}})",
                R"({"type":"agent_message","channel":"circles/dev-team","offset":42,)"
                R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"agent_id":7,"content":"hi"}})"},
-        Golden{R"({"channel":"circles/dev-team",)" TS_IN
-               R"(,"agent_joined":{"agent_id":3,"agent_name":"Ada"}})",
-               R"({"type":"agent_joined","channel":"circles/dev-team","offset":42,)"
-               R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"agent_id":3,"agent_name":"Ada"}})"},
-        Golden{R"({"channel":"circles/dev-team",)" TS_IN
-               R"(,"agent_left":{"agent_id":3,"reason":"closed"}})",
-               R"({"type":"agent_left","channel":"circles/dev-team","offset":42,)"
-               R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"agent_id":3,"reason":"closed"}})"},
+        Golden{
+            R"({"channel":"circles/dev-team",)" TS_IN
+            R"(,"agent_joined":{"agent_id":3,"agent_name":"Ada"}})",
+            R"({"type":"agent_joined","channel":"circles/dev-team","offset":42,)"
+            R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"agent_id":3,"agent_name":"Ada"}})"},
+        Golden{
+            R"({"channel":"circles/dev-team",)" TS_IN
+            R"(,"agent_left":{"agent_id":3,"reason":"closed"}})",
+            R"({"type":"agent_left","channel":"circles/dev-team","offset":42,)"
+            R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"agent_id":3,"reason":"closed"}})"},
         Golden{R"({"channel":"circles/dev-team",)" TS_IN
                R"(,"circle_status":{"circle":"dev-team","status":"running","active_agents":4}})",
                R"({"type":"circle_status","channel":"circles/dev-team","offset":42,)"
@@ -83,10 +87,18 @@ INSTANTIATE_TEST_SUITE_P(
         Golden{R"({"channel":"agents/7",)" TS_IN R"(,"error":{"code":"E1","message":"boom"}})",
                R"({"type":"error","channel":"agents/7","offset":42,)"
                R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"code":"E1","message":"boom"}})"},
-        Golden{R"({"channel":"agents/7",)" TS_IN
-               R"(,"custom":{"type":"tool_call","data":{"tool":"grep","n":3,"ok":true}}})",
-               R"({"type":"tool_call","channel":"agents/7","offset":42,)"
-               R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"tool":"grep","n":3,"ok":true}})"}));
+        Golden{
+            R"({"channel":"agents/7",)" TS_IN
+            R"(,"custom":{"type":"tool_call","data":{"tool":"grep","n":3,"ok":true}}})",
+            R"({"type":"tool_call","channel":"agents/7","offset":42,)"
+            R"("timestamp":"2026-11-25T17:00:00.123Z","data":{"tool":"grep","n":3,"ok":true}})"}),
+    [](const testing::TestParamInfo<Golden>& info) {
+      std::string frame = info.param.frame;
+      size_t start = frame.find(':') + 2;
+      std::string type = frame.substr(start, frame.find('"', start) - start);
+      for (char& c : type) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return type;
+    });
 
 TEST(FrameTest, StampsMissingTimestampWithNow) {
   pb::Event e = EventFromJson(R"({"channel":"circles/x","agent_message":{"content":"a"}})");
@@ -100,8 +112,7 @@ TEST(FrameTest, StampsMissingTimestampWithNow) {
 TEST(FrameTest, RefusesBadEvents) {
   auto now = std::chrono::system_clock::now();
   EXPECT_FALSE(EncodeEvent(EventFromJson(R"({"channel":"circles/x"})"), now).ok());
-  EXPECT_FALSE(
-      EncodeEvent(EventFromJson(R"({"channel":"bad","agent_message":{}})"), now).ok());
+  EXPECT_FALSE(EncodeEvent(EventFromJson(R"({"channel":"bad","agent_message":{}})"), now).ok());
   EXPECT_FALSE(
       EncodeEvent(EventFromJson(R"({"channel":"circles/x","custom":{"type":"Bad Type"}})"), now)
           .ok());

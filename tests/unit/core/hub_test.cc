@@ -1,9 +1,9 @@
 #include "core/hub.h"
 
+#include <gtest/gtest.h>
+
 #include <deque>
 #include <functional>
-
-#include <gtest/gtest.h>
 
 namespace bridge::core {
 namespace {
@@ -12,13 +12,18 @@ namespace pb = gathering::bridge::v1;
 
 class RecordingSubscriber : public Subscriber {
  public:
-  explicit RecordingSubscriber(uint64_t id) : id_(id) {}
+  explicit RecordingSubscriber(uint64_t id, std::string identity = "")
+      : id_(id), identity_(std::move(identity)), connection_id_("c-" + std::to_string(id)) {}
   void Deliver(const FramePtr& f) override { frames.push_back(f); }
   uint64_t subscriber_id() const override { return id_; }
+  const std::string& identity() const override { return identity_; }
+  const std::string& connection_id() const override { return connection_id_; }
   std::vector<FramePtr> frames;
 
  private:
   uint64_t id_;
+  std::string identity_;
+  std::string connection_id_;
 };
 
 // Shards whose tasks wait in a queue until the test runs them, like an io thread would.
@@ -83,7 +88,7 @@ TEST_F(HubTest, UnsubscribeStopsDelivery) {
   RecordingSubscriber a(1);
   hub_.Subscribe(0, "circles/x", &a, std::nullopt);
   hub_.Unsubscribe(0, "circles/x", &a);
-  PublishMessage("circles/x", "hi");
+  (void)PublishMessage("circles/x", "hi");
   RunAll();
   EXPECT_TRUE(a.frames.empty());
   EXPECT_EQ(metrics_.subscriptions_current.load(), 0);
@@ -93,7 +98,7 @@ TEST_F(HubTest, ExcludedSenderDoesNotReceiveItsOwnFrame) {
   RecordingSubscriber a(1), b(2);
   hub_.Subscribe(0, "circles/x", &a, std::nullopt);
   hub_.Subscribe(0, "circles/x", &b, std::nullopt);
-  hub_.PublishFrame("circles/x", R"({"type":"message","offset":)", "}", /*exclude_id=*/1);
+  (void)hub_.PublishFrame("circles/x", R"({"type":"message","offset":)", "}", /*exclude_id=*/1);
   RunAll();
   EXPECT_TRUE(a.frames.empty());
   ASSERT_EQ(b.frames.size(), 1u);
@@ -102,23 +107,23 @@ TEST_F(HubTest, ExcludedSenderDoesNotReceiveItsOwnFrame) {
 
 TEST_F(HubTest, FramesPublishedBeforeSubscribingAreNotDelivered) {
   RecordingSubscriber a(1);
-  PublishMessage("circles/x", "old");  // posted, not yet run on the shard
+  (void)PublishMessage("circles/x", "old");  // posted, not yet run on the shard
   hub_.Subscribe(0, "circles/x", &a, std::nullopt);
-  PublishMessage("circles/x", "new");
+  (void)PublishMessage("circles/x", "new");
   RunAll();
   ASSERT_EQ(a.frames.size(), 1u);
   EXPECT_EQ(a.frames[0]->offset, 2u);
 }
 
 TEST_F(HubTest, RecoveryReturnsMissedFramesWithoutDuplicates) {
-  for (int i = 0; i < 5; ++i) PublishMessage("circles/x", "m");
+  for (int i = 0; i < 5; ++i) (void)PublishMessage("circles/x", "m");
   RecordingSubscriber a(1);
   // Frames 1..5 are still queued for the shard when the subscription recovers from 2.
   auto r = hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{2, hub_.epoch()});
   EXPECT_TRUE(r.recovered);
   ASSERT_EQ(r.missed.size(), 3u);
   EXPECT_EQ(r.missed[0]->offset, 3u);
-  PublishMessage("circles/x", "live");
+  (void)PublishMessage("circles/x", "live");
   RunAll();
   ASSERT_EQ(a.frames.size(), 1u);
   EXPECT_EQ(a.frames[0]->offset, 6u);
@@ -126,7 +131,7 @@ TEST_F(HubTest, RecoveryReturnsMissedFramesWithoutDuplicates) {
 
 TEST_F(HubTest, RecoveryFailsForOtherEpochOrTooOld) {
   RecordingSubscriber a(1);
-  for (int i = 0; i < 150; ++i) PublishMessage("circles/x", "m");  // history keeps 100
+  for (int i = 0; i < 150; ++i) (void)PublishMessage("circles/x", "m");  // history keeps 100
   EXPECT_FALSE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{10, hub_.epoch()}).recovered);
   EXPECT_FALSE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{140, "other"}).recovered);
   EXPECT_TRUE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{50, hub_.epoch()}).recovered);
@@ -138,6 +143,37 @@ TEST_F(HubTest, RejectsUnknownNamespace) {
   auto r = PublishMessage("nope/x", "hi");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(metrics_.publish_rejected_total.load(), 1u);
+}
+
+TEST_F(HubTest, PresenceJoinsOnFirstConnectionAndLeavesOnLast) {
+  RecordingSubscriber observer(1), tab1(2, "alice"), tab2(3, "alice");
+  hub_.Subscribe(0, "circles/p", &observer, std::nullopt);
+  hub_.Subscribe(0, "circles/p", &tab1, std::nullopt);
+  hub_.Subscribe(1, "circles/p", &tab2, std::nullopt);
+  RunAll();
+  ASSERT_EQ(observer.frames.size(), 1u);
+  EXPECT_NE(observer.frames[0]->text.find(R"("type":"agent_joined")"), std::string::npos);
+  auto p = hub_.Presence("circles/p");
+  ASSERT_EQ(p.members.size(), 1u);
+  EXPECT_EQ(p.members[0].connections, 2u);
+  EXPECT_EQ(p.connection_count, 3u);
+  hub_.Unsubscribe(0, "circles/p", &tab1, "closed");
+  RunAll();
+  EXPECT_EQ(observer.frames.size(), 1u);
+  hub_.Unsubscribe(1, "circles/p", &tab2, "slow_consumer");
+  RunAll();
+  ASSERT_EQ(observer.frames.size(), 2u);
+  EXPECT_NE(observer.frames[1]->text.find(R"("reason":"slow_consumer")"), std::string::npos);
+  EXPECT_TRUE(hub_.Presence("circles/p").members.empty());
+}
+
+TEST_F(HubTest, NoPresenceOutsidePresenceNamespaces) {
+  RecordingSubscriber observer(1), alice(2, "alice");
+  hub_.Subscribe(0, "workspace/1", &observer, std::nullopt);
+  hub_.Subscribe(0, "workspace/1", &alice, std::nullopt);
+  RunAll();
+  EXPECT_TRUE(observer.frames.empty());
+  EXPECT_EQ(hub_.Presence("workspace/1").members.size(), 1u);
 }
 
 class RecordingSink : public ClientMessageSink {

@@ -15,8 +15,8 @@
 // @generated from file gathering/bridge/v1/events.proto (package gathering.bridge.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { StructJson, Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -25,7 +25,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file gathering/bridge/v1/events.proto.
  */
 export const file_gathering_bridge_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("CiBnYXRoZXJpbmcvYnJpZGdlL3YxL2V2ZW50cy5wcm90bxITZ2F0aGVyaW5nLmJyaWRnZS52MSKWAQoMQWdlbnRNZXNzYWdlEhAKCGFnZW50X2lkGAEgASgFEg8KB2NvbnRlbnQYAiABKAkSEgoKYWdlbnRfbmFtZRgDIAEoCRISCgptZXNzYWdlX2lkGAQgASgJEhAKCHJlcGx5X3RvGAUgASgJEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJFCgtBZ2VudEpvaW5lZBIQCghhZ2VudF9pZBgBIAEoBRISCgphZ2VudF9uYW1lGAIgASgJEhAKCGlkZW50aXR5GAMgASgJIlMKCUFnZW50TGVmdBIQCghhZ2VudF9pZBgBIAEoBRISCgphZ2VudF9uYW1lGAIgASgJEhAKCGlkZW50aXR5GAMgASgJEg4KBnJlYXNvbhgEIAEoCSJVCgxDaXJjbGVTdGF0dXMSDgoGY2lyY2xlGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIVCg1hY3RpdmVfYWdlbnRzGAMgASgFEg4KBmRldGFpbBgEIAEoCSJPCgtGaWxlQ2hhbmdlZBIMCgRwYXRoGAEgASgJEhAKCGFnZW50X2lkGAIgASgFEgwKBGRpZmYYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoAyJBCgtGaWxlQ3JlYXRlZBIMCgRwYXRoGAEgASgJEhAKCGFnZW50X2lkGAIgASgFEhIKCnNpemVfYnl0ZXMYAyABKAMiLQoLRmlsZURlbGV0ZWQSDAoEcGF0aBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoBSJ/CglHaXRTdGF0dXMSDgoGYnJhbmNoGAEgASgJEg4KBmNvbW1pdBgCIAEoCRINCgVhaGVhZBgDIAEoBRIOCgZiZWhpbmQYBCABKAUSDgoGc3RhZ2VkGAUgAygJEhAKCG1vZGlmaWVkGAYgAygJEhEKCXVudHJhY2tlZBgHIAMoCSImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiPQoGQ3VzdG9tEgwKBHR5cGUYASABKAkSJQoEZGF0YRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiigUKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZvZmZzZXQYAyABKAQSOgoNYWdlbnRfbWVzc2FnZRgKIAEoCzIhLmdhdGhlcmluZy5icmlkZ2UudjEuQWdlbnRNZXNzYWdlSAASOAoMYWdlbnRfam9pbmVkGAsgASgLMiAuZ2F0aGVyaW5nLmJyaWRnZS52MS5BZ2VudEpvaW5lZEgAEjQKCmFnZW50X2xlZnQYDCABKAsyHi5nYXRoZXJpbmcuYnJpZGdlLnYxLkFnZW50TGVmdEgAEjoKDWNpcmNsZV9zdGF0dXMYDSABKAsyIS5nYXRoZXJpbmcuYnJpZGdlLnYxLkNpcmNsZVN0YXR1c0gAEjgKDGZpbGVfY2hhbmdlZBgOIAEoCzIgLmdhdGhlcmluZy5icmlkZ2UudjEuRmlsZUNoYW5nZWRIABI4CgxmaWxlX2NyZWF0ZWQYDyABKAsyIC5nYXRoZXJpbmcuYnJpZGdlLnYxLkZpbGVDcmVhdGVkSAASOAoMZmlsZV9kZWxldGVkGBAgASgLMiAuZ2F0aGVyaW5nLmJyaWRnZS52MS5GaWxlRGVsZXRlZEgAEjQKCmdpdF9zdGF0dXMYESABKAsyHi5nYXRoZXJpbmcuYnJpZGdlLnYxLkdpdFN0YXR1c0gAEisKBWVycm9yGBIgASgLMhouZ2F0aGVyaW5nLmJyaWRnZS52MS5FcnJvckgAEi0KBmN1c3RvbRgeIAEoCzIbLmdhdGhlcmluZy5icmlkZ2UudjEuQ3VzdG9tSABCCQoHcGF5bG9hZCI7Cg5QdWJsaXNoUmVxdWVzdBIpCgVldmVudBgBIAEoCzIaLmdhdGhlcmluZy5icmlkZ2UudjEuRXZlbnQiXwoPUHVibGlzaFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCRItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKCVJlamVjdGlvbhINCgVpbmRleBgBIAEoBBIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkibwoVUHVibGlzaFN0cmVhbVJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEhAKCHJlamVjdGVkGAIgASgEEjIKCnJlamVjdGlvbnMYAyADKAsyHi5nYXRoZXJpbmcuYnJpZGdlLnYxLlJlamVjdGlvbiIkChBTdWJzY3JpYmVSZXF1ZXN0EhAKCGNoYW5uZWxzGAEgAygJIogBCg1DbGllbnRNZXNzYWdlEg8KB2NoYW5uZWwYASABKAkSFQoNY29ubmVjdGlvbl9pZBgCIAEoCRIQCghpZGVudGl0eRgDIAEoCRIvCgtyZWNlaXZlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEanNvbhgFIAEoCTKiAgoMRXZlbnRTZXJ2aWNlElQKB1B1Ymxpc2gSIy5nYXRoZXJpbmcuYnJpZGdlLnYxLlB1Ymxpc2hSZXF1ZXN0GiQuZ2F0aGVyaW5nLmJyaWRnZS52MS5QdWJsaXNoUmVzcG9uc2USYgoNUHVibGlzaFN0cmVhbRIjLmdhdGhlcmluZy5icmlkZ2UudjEuUHVibGlzaFJlcXVlc3QaKi5nYXRoZXJpbmcuYnJpZGdlLnYxLlB1Ymxpc2hTdHJlYW1SZXNwb25zZSgBElgKCVN1YnNjcmliZRIlLmdhdGhlcmluZy5icmlkZ2UudjEuU3Vic2NyaWJlUmVxdWVzdBoiLmdhdGhlcmluZy5icmlkZ2UudjEuQ2xpZW50TWVzc2FnZTABQi1aK2dpdGh1Yi5jb20vZ2F0aGVyaW5nL2JyaWRnZS9nZW4vZ28vYnJpZGdldjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiBnYXRoZXJpbmcvYnJpZGdlL3YxL2V2ZW50cy5wcm90bxITZ2F0aGVyaW5nLmJyaWRnZS52MSKWAQoMQWdlbnRNZXNzYWdlEhAKCGFnZW50X2lkGAEgASgFEg8KB2NvbnRlbnQYAiABKAkSEgoKYWdlbnRfbmFtZRgDIAEoCRISCgptZXNzYWdlX2lkGAQgASgJEhAKCHJlcGx5X3RvGAUgASgJEikKCG1ldGFkYXRhGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJFCgtBZ2VudEpvaW5lZBIQCghhZ2VudF9pZBgBIAEoBRISCgphZ2VudF9uYW1lGAIgASgJEhAKCGlkZW50aXR5GAMgASgJIlMKCUFnZW50TGVmdBIQCghhZ2VudF9pZBgBIAEoBRISCgphZ2VudF9uYW1lGAIgASgJEhAKCGlkZW50aXR5GAMgASgJEg4KBnJlYXNvbhgEIAEoCSJVCgxDaXJjbGVTdGF0dXMSDgoGY2lyY2xlGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIVCg1hY3RpdmVfYWdlbnRzGAMgASgFEg4KBmRldGFpbBgEIAEoCSJPCgtGaWxlQ2hhbmdlZBIMCgRwYXRoGAEgASgJEhAKCGFnZW50X2lkGAIgASgFEgwKBGRpZmYYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoAyJBCgtGaWxlQ3JlYXRlZBIMCgRwYXRoGAEgASgJEhAKCGFnZW50X2lkGAIgASgFEhIKCnNpemVfYnl0ZXMYAyABKAMiLQoLRmlsZURlbGV0ZWQSDAoEcGF0aBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoBSJ/CglHaXRTdGF0dXMSDgoGYnJhbmNoGAEgASgJEg4KBmNvbW1pdBgCIAEoCRINCgVhaGVhZBgDIAEoBRIOCgZiZWhpbmQYBCABKAUSDgoGc3RhZ2VkGAUgAygJEhAKCG1vZGlmaWVkGAYgAygJEhEKCXVudHJhY2tlZBgHIAMoCSImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiPQoGQ3VzdG9tEgwKBHR5cGUYASABKAkSJQoEZGF0YRgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiigUKBUV2ZW50Eg8KB2NoYW5uZWwYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZvZmZzZXQYAyABKAQSOgoNYWdlbnRfbWVzc2FnZRgKIAEoCzIhLmdhdGhlcmluZy5icmlkZ2UudjEuQWdlbnRNZXNzYWdlSAASOAoMYWdlbnRfam9pbmVkGAsgASgLMiAuZ2F0aGVyaW5nLmJyaWRnZS52MS5BZ2VudEpvaW5lZEgAEjQKCmFnZW50X2xlZnQYDCABKAsyHi5nYXRoZXJpbmcuYnJpZGdlLnYxLkFnZW50TGVmdEgAEjoKDWNpcmNsZV9zdGF0dXMYDSABKAsyIS5nYXRoZXJpbmcuYnJpZGdlLnYxLkNpcmNsZVN0YXR1c0gAEjgKDGZpbGVfY2hhbmdlZBgOIAEoCzIgLmdhdGhlcmluZy5icmlkZ2UudjEuRmlsZUNoYW5nZWRIABI4CgxmaWxlX2NyZWF0ZWQYDyABKAsyIC5nYXRoZXJpbmcuYnJpZGdlLnYxLkZpbGVDcmVhdGVkSAASOAoMZmlsZV9kZWxldGVkGBAgASgLMiAuZ2F0aGVyaW5nLmJyaWRnZS52MS5GaWxlRGVsZXRlZEgAEjQKCmdpdF9zdGF0dXMYESABKAsyHi5nYXRoZXJpbmcuYnJpZGdlLnYxLkdpdFN0YXR1c0gAEisKBWVycm9yGBIgASgLMhouZ2F0aGVyaW5nLmJyaWRnZS52MS5FcnJvckgAEi0KBmN1c3RvbRgeIAEoCzIbLmdhdGhlcmluZy5icmlkZ2UudjEuQ3VzdG9tSABCCQoHcGF5bG9hZCI7Cg5QdWJsaXNoUmVxdWVzdBIpCgVldmVudBgBIAEoCzIaLmdhdGhlcmluZy5icmlkZ2UudjEuRXZlbnQiXwoPUHVibGlzaFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCRItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjkKCVJlamVjdGlvbhINCgVpbmRleBgBIAEoBBIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkibwoVUHVibGlzaFN0cmVhbVJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEhAKCHJlamVjdGVkGAIgASgEEjIKCnJlamVjdGlvbnMYAyADKAsyHi5nYXRoZXJpbmcuYnJpZGdlLnYxLlJlamVjdGlvbiI3ChBTdWJzY3JpYmVSZXF1ZXN0EhAKCGNoYW5uZWxzGAEgAygJEhEKCWxpZmVjeWNsZRgCIAEoCCKGAgoNQ2xpZW50TWVzc2FnZRIPCgdjaGFubmVsGAEgASgJEhUKDWNvbm5lY3Rpb25faWQYAiABKAkSEAoIaWRlbnRpdHkYAyABKAkSLwoLcmVjZWl2ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGpzb24YBSABKAkSNQoEa2luZBgGIAEoDjInLmdhdGhlcmluZy5icmlkZ2UudjEuQ2xpZW50TWVzc2FnZS5LaW5kEg4KBnJlYXNvbhgHIAEoCSI1CgRLaW5kEgsKB01FU1NBR0UQABIOCgpTVUJTQ1JJQkVEEAESEAoMVU5TVUJTQ1JJQkVEEAIiPwoOSGlzdG9yeVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCRINCgVzaW5jZRgCIAEoBBINCgVsaW1pdBgDIAEoDSIuCg5IaXN0b3J5TWVzc2FnZRIOCgZvZmZzZXQYASABKAQSDAoEanNvbhgCIAEoCSJ5Cg9IaXN0b3J5UmVzcG9uc2USDQoFZXBvY2gYASABKAkSDgoGb2Zmc2V0GAIgASgEEhAKCGNvbXBsZXRlGAMgASgIEjUKCG1lc3NhZ2VzGAQgAygLMiMuZ2F0aGVyaW5nLmJyaWRnZS52MS5IaXN0b3J5TWVzc2FnZSIiCg9QcmVzZW5jZVJlcXVlc3QSDwoHY2hhbm5lbBgBIAEoCSJeCgZNZW1iZXISEAoIaWRlbnRpdHkYASABKAkSEwoLY29ubmVjdGlvbnMYAiABKA0SLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJwChBQcmVzZW5jZVJlc3BvbnNlEiwKB21lbWJlcnMYASADKAsyGy5nYXRoZXJpbmcuYnJpZGdlLnYxLk1lbWJlchIUCgxtZW1iZXJfY291bnQYAiABKA0SGAoQY29ubmVjdGlvbl9jb3VudBgDIAEoDTLRAwoMRXZlbnRTZXJ2aWNlElQKB1B1Ymxpc2gSIy5nYXRoZXJpbmcuYnJpZGdlLnYxLlB1Ymxpc2hSZXF1ZXN0GiQuZ2F0aGVyaW5nLmJyaWRnZS52MS5QdWJsaXNoUmVzcG9uc2USYgoNUHVibGlzaFN0cmVhbRIjLmdhdGhlcmluZy5icmlkZ2UudjEuUHVibGlzaFJlcXVlc3QaKi5nYXRoZXJpbmcuYnJpZGdlLnYxLlB1Ymxpc2hTdHJlYW1SZXNwb25zZSgBElgKCVN1YnNjcmliZRIlLmdhdGhlcmluZy5icmlkZ2UudjEuU3Vic2NyaWJlUmVxdWVzdBoiLmdhdGhlcmluZy5icmlkZ2UudjEuQ2xpZW50TWVzc2FnZTABElQKB0hpc3RvcnkSIy5nYXRoZXJpbmcuYnJpZGdlLnYxLkhpc3RvcnlSZXF1ZXN0GiQuZ2F0aGVyaW5nLmJyaWRnZS52MS5IaXN0b3J5UmVzcG9uc2USVwoIUHJlc2VuY2USJC5nYXRoZXJpbmcuYnJpZGdlLnYxLlByZXNlbmNlUmVxdWVzdBolLmdhdGhlcmluZy5icmlkZ2UudjEuUHJlc2VuY2VSZXNwb25zZUItWitnaXRodWIuY29tL2dhdGhlcmluZy9icmlkZ2UvZ2VuL2dvL2JyaWRnZXYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * An agent (or a person) said something in a circle.
@@ -1024,6 +1024,14 @@ export type SubscribeRequest = Message<"gathering.bridge.v1.SubscribeRequest"> &
    * @generated from field: repeated string channels = 1;
    */
   channels: string[];
+
+  /**
+   * Also stream connection lifecycle: a subscription joining or leaving a matching channel
+   * (kind SUBSCRIBED / UNSUBSCRIBED, with the reason a connection left).
+   *
+   * @generated from field: bool lifecycle = 2;
+   */
+  lifecycle: boolean;
 };
 
 /**
@@ -1037,6 +1045,14 @@ export type SubscribeRequestJson = {
    * @generated from field: repeated string channels = 1;
    */
   channels?: string[];
+
+  /**
+   * Also stream connection lifecycle: a subscription joining or leaving a matching channel
+   * (kind SUBSCRIBED / UNSUBSCRIBED, with the reason a connection left).
+   *
+   * @generated from field: bool lifecycle = 2;
+   */
+  lifecycle?: boolean;
 };
 
 /**
@@ -1047,7 +1063,7 @@ export const SubscribeRequestSchema: GenMessage<SubscribeRequest, {jsonType: Sub
   messageDesc(file_gathering_bridge_v1_events, 15);
 
 /**
- * A frame a WebSocket client sent on a channel.
+ * A frame a WebSocket client sent on a channel, or (with `lifecycle`) a subscription change.
  *
  * @generated from message gathering.bridge.v1.ClientMessage
  */
@@ -1079,15 +1095,25 @@ export type ClientMessage = Message<"gathering.bridge.v1.ClientMessage"> & {
   receivedAt?: Timestamp | undefined;
 
   /**
-   * The client's JSON object, exactly as it was sent.
+   * The client's JSON object, exactly as it was sent (MESSAGE only).
    *
    * @generated from field: string json = 5;
    */
   json: string;
+
+  /**
+   * @generated from field: gathering.bridge.v1.ClientMessage.Kind kind = 6;
+   */
+  kind: ClientMessage_Kind;
+
+  /**
+   * @generated from field: string reason = 7;
+   */
+  reason: string;
 };
 
 /**
- * A frame a WebSocket client sent on a channel.
+ * A frame a WebSocket client sent on a channel, or (with `lifecycle`) a subscription change.
  *
  * @generated from message gathering.bridge.v1.ClientMessage
  */
@@ -1119,11 +1145,21 @@ export type ClientMessageJson = {
   receivedAt?: TimestampJson;
 
   /**
-   * The client's JSON object, exactly as it was sent.
+   * The client's JSON object, exactly as it was sent (MESSAGE only).
    *
    * @generated from field: string json = 5;
    */
   json?: string;
+
+  /**
+   * @generated from field: gathering.bridge.v1.ClientMessage.Kind kind = 6;
+   */
+  kind?: ClientMessage_KindJson;
+
+  /**
+   * @generated from field: string reason = 7;
+   */
+  reason?: string;
 };
 
 /**
@@ -1132,6 +1168,338 @@ export type ClientMessageJson = {
  */
 export const ClientMessageSchema: GenMessage<ClientMessage, {jsonType: ClientMessageJson}> = /*@__PURE__*/
   messageDesc(file_gathering_bridge_v1_events, 16);
+
+/**
+ * @generated from enum gathering.bridge.v1.ClientMessage.Kind
+ */
+export enum ClientMessage_Kind {
+  /**
+   * A client frame; `json` holds it.
+   *
+   * @generated from enum value: MESSAGE = 0;
+   */
+  MESSAGE = 0,
+
+  /**
+   * The connection subscribed to `channel`.
+   *
+   * @generated from enum value: SUBSCRIBED = 1;
+   */
+  SUBSCRIBED = 1,
+
+  /**
+   * The connection left `channel`; `reason` says why: "unsubscribed", "closed",
+   * "slow_consumer", "auth_expired", "shutdown", "idle_timeout", "frame_too_big".
+   *
+   * @generated from enum value: UNSUBSCRIBED = 2;
+   */
+  UNSUBSCRIBED = 2,
+}
+
+/**
+ * @generated from enum gathering.bridge.v1.ClientMessage.Kind
+ */
+export type ClientMessage_KindJson = "MESSAGE" | "SUBSCRIBED" | "UNSUBSCRIBED";
+
+/**
+ * Describes the enum gathering.bridge.v1.ClientMessage.Kind.
+ */
+export const ClientMessage_KindSchema: GenEnum<ClientMessage_Kind, ClientMessage_KindJson> = /*@__PURE__*/
+  enumDesc(file_gathering_bridge_v1_events, 16, 0);
+
+/**
+ * @generated from message gathering.bridge.v1.HistoryRequest
+ */
+export type HistoryRequest = Message<"gathering.bridge.v1.HistoryRequest"> & {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+
+  /**
+   * Return messages with offsets above this one (0: everything retained).
+   *
+   * @generated from field: uint64 since = 2;
+   */
+  since: bigint;
+
+  /**
+   * At most this many (0: the namespace's history size).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * @generated from message gathering.bridge.v1.HistoryRequest
+ */
+export type HistoryRequestJson = {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel?: string;
+
+  /**
+   * Return messages with offsets above this one (0: everything retained).
+   *
+   * @generated from field: uint64 since = 2;
+   */
+  since?: string;
+
+  /**
+   * At most this many (0: the namespace's history size).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit?: number;
+};
+
+/**
+ * Describes the message gathering.bridge.v1.HistoryRequest.
+ * Use `create(HistoryRequestSchema)` to create a new message.
+ */
+export const HistoryRequestSchema: GenMessage<HistoryRequest, {jsonType: HistoryRequestJson}> = /*@__PURE__*/
+  messageDesc(file_gathering_bridge_v1_events, 17);
+
+/**
+ * A retained frame: exactly what subscribers received.
+ *
+ * @generated from message gathering.bridge.v1.HistoryMessage
+ */
+export type HistoryMessage = Message<"gathering.bridge.v1.HistoryMessage"> & {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string json = 2;
+   */
+  json: string;
+};
+
+/**
+ * A retained frame: exactly what subscribers received.
+ *
+ * @generated from message gathering.bridge.v1.HistoryMessage
+ */
+export type HistoryMessageJson = {
+  /**
+   * @generated from field: uint64 offset = 1;
+   */
+  offset?: string;
+
+  /**
+   * @generated from field: string json = 2;
+   */
+  json?: string;
+};
+
+/**
+ * Describes the message gathering.bridge.v1.HistoryMessage.
+ * Use `create(HistoryMessageSchema)` to create a new message.
+ */
+export const HistoryMessageSchema: GenMessage<HistoryMessage, {jsonType: HistoryMessageJson}> = /*@__PURE__*/
+  messageDesc(file_gathering_bridge_v1_events, 18);
+
+/**
+ * @generated from message gathering.bridge.v1.HistoryResponse
+ */
+export type HistoryResponse = Message<"gathering.bridge.v1.HistoryResponse"> & {
+  /**
+   * @generated from field: string epoch = 1;
+   */
+  epoch: string;
+
+  /**
+   * The channel's latest offset.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * Whether the messages cover everything after `since` (false: some were evicted).
+   *
+   * @generated from field: bool complete = 3;
+   */
+  complete: boolean;
+
+  /**
+   * @generated from field: repeated gathering.bridge.v1.HistoryMessage messages = 4;
+   */
+  messages: HistoryMessage[];
+};
+
+/**
+ * @generated from message gathering.bridge.v1.HistoryResponse
+ */
+export type HistoryResponseJson = {
+  /**
+   * @generated from field: string epoch = 1;
+   */
+  epoch?: string;
+
+  /**
+   * The channel's latest offset.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset?: string;
+
+  /**
+   * Whether the messages cover everything after `since` (false: some were evicted).
+   *
+   * @generated from field: bool complete = 3;
+   */
+  complete?: boolean;
+
+  /**
+   * @generated from field: repeated gathering.bridge.v1.HistoryMessage messages = 4;
+   */
+  messages?: HistoryMessageJson[];
+};
+
+/**
+ * Describes the message gathering.bridge.v1.HistoryResponse.
+ * Use `create(HistoryResponseSchema)` to create a new message.
+ */
+export const HistoryResponseSchema: GenMessage<HistoryResponse, {jsonType: HistoryResponseJson}> = /*@__PURE__*/
+  messageDesc(file_gathering_bridge_v1_events, 19);
+
+/**
+ * @generated from message gathering.bridge.v1.PresenceRequest
+ */
+export type PresenceRequest = Message<"gathering.bridge.v1.PresenceRequest"> & {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel: string;
+};
+
+/**
+ * @generated from message gathering.bridge.v1.PresenceRequest
+ */
+export type PresenceRequestJson = {
+  /**
+   * @generated from field: string channel = 1;
+   */
+  channel?: string;
+};
+
+/**
+ * Describes the message gathering.bridge.v1.PresenceRequest.
+ * Use `create(PresenceRequestSchema)` to create a new message.
+ */
+export const PresenceRequestSchema: GenMessage<PresenceRequest, {jsonType: PresenceRequestJson}> = /*@__PURE__*/
+  messageDesc(file_gathering_bridge_v1_events, 20);
+
+/**
+ * @generated from message gathering.bridge.v1.Member
+ */
+export type Member = Message<"gathering.bridge.v1.Member"> & {
+  /**
+   * The token's `sub`, or the `client` query parameter when auth is off.
+   *
+   * @generated from field: string identity = 1;
+   */
+  identity: string;
+
+  /**
+   * Open connections of this identity on the channel (tabs, devices).
+   *
+   * @generated from field: uint32 connections = 2;
+   */
+  connections: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp joined_at = 3;
+   */
+  joinedAt?: Timestamp | undefined;
+};
+
+/**
+ * @generated from message gathering.bridge.v1.Member
+ */
+export type MemberJson = {
+  /**
+   * The token's `sub`, or the `client` query parameter when auth is off.
+   *
+   * @generated from field: string identity = 1;
+   */
+  identity?: string;
+
+  /**
+   * Open connections of this identity on the channel (tabs, devices).
+   *
+   * @generated from field: uint32 connections = 2;
+   */
+  connections?: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp joined_at = 3;
+   */
+  joinedAt?: TimestampJson;
+};
+
+/**
+ * Describes the message gathering.bridge.v1.Member.
+ * Use `create(MemberSchema)` to create a new message.
+ */
+export const MemberSchema: GenMessage<Member, {jsonType: MemberJson}> = /*@__PURE__*/
+  messageDesc(file_gathering_bridge_v1_events, 21);
+
+/**
+ * @generated from message gathering.bridge.v1.PresenceResponse
+ */
+export type PresenceResponse = Message<"gathering.bridge.v1.PresenceResponse"> & {
+  /**
+   * @generated from field: repeated gathering.bridge.v1.Member members = 1;
+   */
+  members: Member[];
+
+  /**
+   * Identified members, and every subscribed connection (anonymous ones included).
+   *
+   * @generated from field: uint32 member_count = 2;
+   */
+  memberCount: number;
+
+  /**
+   * @generated from field: uint32 connection_count = 3;
+   */
+  connectionCount: number;
+};
+
+/**
+ * @generated from message gathering.bridge.v1.PresenceResponse
+ */
+export type PresenceResponseJson = {
+  /**
+   * @generated from field: repeated gathering.bridge.v1.Member members = 1;
+   */
+  members?: MemberJson[];
+
+  /**
+   * Identified members, and every subscribed connection (anonymous ones included).
+   *
+   * @generated from field: uint32 member_count = 2;
+   */
+  memberCount?: number;
+
+  /**
+   * @generated from field: uint32 connection_count = 3;
+   */
+  connectionCount?: number;
+};
+
+/**
+ * Describes the message gathering.bridge.v1.PresenceResponse.
+ * Use `create(PresenceResponseSchema)` to create a new message.
+ */
+export const PresenceResponseSchema: GenMessage<PresenceResponse, {jsonType: PresenceResponseJson}> = /*@__PURE__*/
+  messageDesc(file_gathering_bridge_v1_events, 22);
 
 /**
  * @generated from service gathering.bridge.v1.EventService
@@ -1172,6 +1540,27 @@ export const EventService: GenService<{
     methodKind: "server_streaming";
     input: typeof SubscribeRequestSchema;
     output: typeof ClientMessageSchema;
+  },
+  /**
+   * The retained messages of a channel after an offset (see the namespace's history size and
+   * age). INVALID_ARGUMENT for a bad channel.
+   *
+   * @generated from rpc gathering.bridge.v1.EventService.History
+   */
+  history: {
+    methodKind: "unary";
+    input: typeof HistoryRequestSchema;
+    output: typeof HistoryResponseSchema;
+  },
+  /**
+   * The current members of a channel. INVALID_ARGUMENT for a bad channel.
+   *
+   * @generated from rpc gathering.bridge.v1.EventService.Presence
+   */
+  presence: {
+    methodKind: "unary";
+    input: typeof PresenceRequestSchema;
+    output: typeof PresenceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_gathering_bridge_v1_events, 0);
