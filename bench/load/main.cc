@@ -38,8 +38,8 @@ ABSL_FLAG(int, io_threads, 1, "subscriber io threads");
 ABSL_FLAG(int, connect_concurrency, 200, "handshakes pending at once (all threads)");
 ABSL_FLAG(double, connect_timeout_s, 60, "give up connecting after this");
 ABSL_FLAG(std::string, ready_on, "auto",
-          "subscribed (wait for the bridge's subscribed frame) | handshake; auto: subscribed for "
-          "the bridge");
+          "subscribed (ask for the bridge's subscribed frame with ?ack=1 and wait for it) | "
+          "handshake; auto: subscribed for the bridge");
 ABSL_FLAG(double, slow_fraction, 0, "share of subscribers that stop reading once ready");
 ABSL_FLAG(int, slow_rcvbuf, 4096, "SO_RCVBUF of slow subscribers");
 ABSL_FLAG(double, idle_s, 0, "hold the connections this long before measuring RSS");
@@ -165,14 +165,19 @@ int main(int argc, char** argv) {
   bench::ClientPoolConfig pool_config;
   pool_config.host = absl::GetFlag(FLAGS_host);
   pool_config.port = ws_port;
+  std::string ready_on = absl::GetFlag(FLAGS_ready_on);
+  pool_config.wait_subscribed =
+      ready_on == "subscribed" || (ready_on == "auto" && target == "bridge");
+  // The bridge acknowledges the path's subscription only when asked (?ack=1).
   pool_config.channel_paths = ws_paths;
+  if (pool_config.wait_subscribed) {
+    for (auto& p : pool_config.channel_paths) p += "?ack=1";
+  }
   pool_config.subscribers = subscribers;
   pool_config.events_per_channel = static_cast<uint64_t>((events + channels - 1) / channels);
   pool_config.slow_fraction = absl::GetFlag(FLAGS_slow_fraction);
   pool_config.slow_rcvbuf = absl::GetFlag(FLAGS_slow_rcvbuf);
-  std::string ready_on = absl::GetFlag(FLAGS_ready_on);
-  pool_config.wait_subscribed =
-      ready_on == "subscribed" || (ready_on == "auto" && target == "bridge");
+
   pool_config.io_threads = absl::GetFlag(FLAGS_io_threads);
   pool_config.connect_concurrency = absl::GetFlag(FLAGS_connect_concurrency);
   pool_config.t0 = t0;
