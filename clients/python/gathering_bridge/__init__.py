@@ -5,7 +5,7 @@ gathering_bridge/gen/, or read from $GATHERING_BRIDGE_GEN_DIR.
 """
 from ._gen import pb, pb_grpc
 from .events import EVENT_TYPES, Event, Gap, decode_event
-from .publisher import AsyncBridgePublisher, BridgePublisher, build_event
+from .publisher import AsyncBridgePublisher, BridgePublisher, History, build_event
 from .subscriber import BridgeClosed, BridgeSubscriber
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "EVENT_TYPES",
     "Event",
     "Gap",
+    "History",
     "build_event",
     "decode_event",
     "pb",

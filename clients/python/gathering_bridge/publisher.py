@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, AsyncIterable, Dict, Iterable, Iterator, Optional, Sequence, Union
+import json
+from typing import Any, AsyncIterable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ._gen import pb, pb_grpc
-from .events import EVENT_TYPES, TYPE_OF_MESSAGE
+from .events import EVENT_TYPES, TYPE_OF_MESSAGE, Event, decode_event
 
 Payload = Union[Message, str]
 #: What publish_stream accepts per item: an Event, a PublishRequest, a (channel, payload[, data])
@@ -57,6 +58,22 @@ def build_event(
         else:
             event.custom.data.SetInParent()
     return event
+
+
+class History:
+    """A channel's retained events (``History`` RPC), decoded as subscribers see them."""
+
+    def __init__(self, response: Message) -> None:
+        self.response = response
+        self.epoch: str = response.epoch
+        #: The channel's latest offset.
+        self.offset: int = response.offset
+        #: Whether ``events`` cover everything after ``since`` (False: some were evicted).
+        self.complete: bool = response.complete
+        self.events: List[Event] = [decode_event(json.loads(m.json)) for m in response.messages]
+
+    def __repr__(self) -> str:
+        return f"History(epoch={self.epoch!r}, offset={self.offset}, complete={self.complete}, events={len(self.events)})"
 
 
 def _request(item: StreamItem) -> Message:
@@ -113,11 +130,23 @@ class BridgePublisher:
         return self._stub.PublishStream((_request(i) for i in items), timeout=timeout,
                                         metadata=metadata, wait_for_ready=self.wait_for_ready)
 
-    def subscribe(self, channels: Sequence[str], *, metadata: Optional[Sequence[tuple]] = None) -> Iterator[Message]:
+    def subscribe(self, channels: Sequence[str], *, lifecycle: bool = False,
+                  metadata: Optional[Sequence[tuple]] = None) -> Iterator[Message]:
         """Streams ``ClientMessage``s that WebSocket clients send on matching channels
-        (exact names, ``namespace/*`` or ``*``). ``.cancel()`` the returned iterator to stop."""
-        return self._stub.Subscribe(pb.SubscribeRequest(channels=list(channels)), metadata=metadata,
-                                    wait_for_ready=self.wait_for_ready)
+        (exact names, ``namespace/*`` or ``*``); with ``lifecycle`` also subscription changes.
+        ``.cancel()`` the returned iterator to stop."""
+        return self._stub.Subscribe(pb.SubscribeRequest(channels=list(channels), lifecycle=lifecycle),
+                                    metadata=metadata, wait_for_ready=self.wait_for_ready)
+
+    def history(self, channel: str, since: int = 0, limit: int = 0, *, timeout: Optional[float] = None) -> History:
+        """The retained events of ``channel`` after offset ``since`` (0: all), at most ``limit``."""
+        return History(self._stub.History(pb.HistoryRequest(channel=channel, since=since, limit=limit),
+                                          timeout=timeout or self.timeout, wait_for_ready=self.wait_for_ready))
+
+    def presence(self, channel: str, *, timeout: Optional[float] = None) -> Message:
+        """``PresenceResponse``: the channel's members (identity, connections, joined_at) and counts."""
+        return self._stub.Presence(pb.PresenceRequest(channel=channel), timeout=timeout or self.timeout,
+                                   wait_for_ready=self.wait_for_ready)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         grpc.channel_ready_future(self._channel).result(timeout=timeout)
@@ -155,6 +184,14 @@ class AsyncBridgePublisher:
         req = pb.PublishRequest(event=build_event(channel, payload, data, timestamp))
         return await self._stub.Publish(req, timeout=timeout or self.timeout, metadata=metadata,
                                         wait_for_ready=self.wait_for_ready)
+
+    async def history(self, channel: str, since: int = 0, limit: int = 0, *, timeout: Optional[float] = None) -> History:
+        return History(await self._stub.History(pb.HistoryRequest(channel=channel, since=since, limit=limit),
+                                                timeout=timeout or self.timeout, wait_for_ready=self.wait_for_ready))
+
+    async def presence(self, channel: str, *, timeout: Optional[float] = None) -> Message:
+        return await self._stub.Presence(pb.PresenceRequest(channel=channel), timeout=timeout or self.timeout,
+                                         wait_for_ready=self.wait_for_ready)
 
     async def publish_stream(self, items: Union[Iterable[StreamItem], AsyncIterable[StreamItem]], *,
                              timeout: Optional[float] = None,

@@ -368,6 +368,14 @@ class BridgeSubscriber:
         if type_ == "subscribed":
             self._handle_subscribed(frame)
             return
+        if type_ == "gap":  # events the bridge dropped from this socket's queue (drop_oldest)
+            st = self._channels.get(frame.get("channel") or "")
+            first, last = frame.get("from"), frame.get("to")
+            if st is not None and isinstance(last, int) and last > st.offset:
+                st.offset = last
+            self._gap(Gap(frame.get("channel") or "", first if isinstance(first, int) else 0,
+                          last if isinstance(last, int) else None, False))
+            return
         if type_ in CONTROL_TYPES:
             return
         channel = frame.get("channel") or ""
@@ -401,9 +409,8 @@ class BridgeSubscriber:
                 if st.epoch != epoch:
                     self._gap(Gap(frame["channel"], st.offset + 1, None, True))
                     st.offset = 0 if recovered else latest
-                elif not recovered and latest > st.offset:
-                    self._gap(Gap(frame["channel"], st.offset + 1, latest, False))
-                    st.offset = latest
+                # Same epoch, not recovered: what is still retained follows anyway; the first
+                # offset that skips ahead reports the exact gap.
             elif st.epoch is None or st.epoch != epoch:
                 st.offset = latest
             st.epoch = epoch

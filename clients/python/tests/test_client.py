@@ -240,3 +240,21 @@ async def test_cli_publish_and_subscribe(bridge, channel):
         if subp.returncode is None:
             subp.kill()
             await subp.wait()
+
+
+async def test_history_and_presence(bridge, channel):
+    with BridgePublisher(bridge.grpc_target) as pub:
+        for i in range(1, 4):
+            pub.publish(channel, "agent_message", {"content": f"h{i}"})
+        h = pub.history(channel, since=1)
+        assert (h.offset, h.complete) == (3, True) and h.epoch
+        assert [(e.offset, e.data.content) for e in h.events] == [(2, "h2"), (3, "h3")]
+        async with BridgeSubscriber(f"{bridge.ws_url}/ws/{channel}") as observer:
+            async with BridgeSubscriber(f"{bridge.ws_url}/ws/{channel}", client_id="bob"):
+                ev = await observer.next_event()
+                assert ev.type == "agent_joined" and ev.data.identity == "bob"
+                p = pub.presence(channel)
+                assert [(m.identity, m.connections) for m in p.members] == [("bob", 1)]
+                assert (p.member_count, p.connection_count) == (1, 2)
+            ev = await observer.next_event()
+            assert (ev.type, ev.data.identity, ev.data.reason) == ("agent_left", "bob", "closed")

@@ -502,6 +502,9 @@ export class BridgeClient {
         return;
       case "unsubscribed":
         return;
+      case "gap":
+        this.handleGapFrame(frame);
+        return;
     }
     if (CONTROL_TYPES.has(frame.type)) return;
     const channel = typeof frame.channel === "string" ? frame.channel : "";
@@ -533,6 +536,16 @@ export class BridgeClient {
     this.anyEvent.emit(event);
   }
 
+  /** `{"type":"gap","channel","from","to"}`: events the bridge dropped from this socket's queue. */
+  private handleGapFrame(frame: Frame): void {
+    const channel = typeof frame.channel === "string" ? frame.channel : "";
+    const from = typeof frame.from === "number" ? frame.from : undefined;
+    const to = typeof frame.to === "number" ? frame.to : undefined;
+    const st = this.channels.get(channel);
+    if (st && to !== undefined && to > st.offset) st.offset = to;
+    this.gapL.emit({ channel, from: from ?? (st ? st.offset + 1 : 0), to, epochChanged: false });
+  }
+
   private handleSubscribed(frame: SubscribedFrame): void {
     const st = this.channels.get(frame.channel);
     if (st) {
@@ -543,10 +556,9 @@ export class BridgeClient {
           // The channel restarted: its offsets begin again; what happened before is unknown.
           this.gapL.emit({ channel: frame.channel, from: st.offset + 1, to: undefined, epochChanged: true });
           st.offset = frame.recovered ? 0 : latest;
-        } else if (!frame.recovered && latest > st.offset) {
-          this.gapL.emit({ channel: frame.channel, from: st.offset + 1, to: latest, epochChanged: false });
-          st.offset = latest;
         }
+        // Same epoch, not recovered: what is still retained follows anyway; the first offset
+        // that skips ahead (a replayed or a live event) reports the exact gap.
       } else if (st.epoch === undefined || st.epoch !== epoch) {
         st.offset = latest;
       }

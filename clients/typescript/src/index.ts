@@ -32,6 +32,9 @@ export type {
   FileCreated,
   FileDeleted,
   GitStatus,
+  ClientMessage,
+  HistoryResponse,
+  PresenceResponse,
   PublishResponse,
   PublishStreamResponse,
 } from "./gen/gathering/bridge/v1/events_pb.js";

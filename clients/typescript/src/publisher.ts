@@ -6,6 +6,10 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   ClientMessageSchema,
   EventSchema,
+  HistoryRequestSchema,
+  HistoryResponseSchema,
+  PresenceRequestSchema,
+  PresenceResponseSchema,
   PublishRequestSchema,
   PublishResponseSchema,
   PublishStreamResponseSchema,
@@ -15,8 +19,23 @@ import {
   type PublishRequest,
   type PublishResponse,
   type PublishStreamResponse,
+  type HistoryRequest,
+  type HistoryResponse,
+  type PresenceRequest,
+  type PresenceResponse,
 } from "./gen/gathering/bridge/v1/events_pb.js";
-import { eventSchemas, isKnownEventType, type KnownEventType } from "./events.js";
+import { decodeEvent, eventSchemas, isKnownEventType, type BridgeEvent, type Frame, type KnownEventType } from "./events.js";
+
+/** A channel's retained events, decoded as subscribers see them. */
+export interface HistoryResult {
+  epoch: string;
+  /** The channel's latest offset. */
+  offset: bigint;
+  /** Whether `events` cover everything after `since` (false: some were evicted). */
+  complete: boolean;
+  events: BridgeEvent[];
+  response: HistoryResponse;
+}
 
 const SERVICE = "/gathering.bridge.v1.EventService/";
 
@@ -139,12 +158,13 @@ export class BridgePublisher {
    * Streams what WebSocket clients send on channels matching `channels` (exact names,
    * `namespace/*` or `*`). Iterate it; `return()`/`break` cancels the call.
    */
-  subscribe(channels: string[], metadata = new grpc.Metadata()): AsyncIterable<ClientMessage> & { cancel(): void } {
+  subscribe(channels: string[], options: { lifecycle?: boolean; metadata?: grpc.Metadata } = {}): AsyncIterable<ClientMessage> & { cancel(): void } {
+    const metadata = options.metadata ?? new grpc.Metadata();
     const call = this.client.makeServerStreamRequest(
       SERVICE + "Subscribe",
       (m: ReturnType<typeof create<typeof SubscribeRequestSchema>>) => Buffer.from(toBinary(SubscribeRequestSchema, m)),
       (b: Buffer) => fromBinary(ClientMessageSchema, b),
-      create(SubscribeRequestSchema, { channels }),
+      create(SubscribeRequestSchema, { channels, lifecycle: options.lifecycle ?? false }),
       this.meta(metadata),
       {},
     );
@@ -158,6 +178,34 @@ export class BridgePublisher {
       }
     })();
     return Object.assign(iterable, { cancel: () => call.cancel() });
+  }
+
+  /** The retained events of `channel` after offset `since` (0: all), at most `limit` (0: all). */
+  async history(channel: string, options: { since?: number | bigint; limit?: number; metadata?: grpc.Metadata } = {}): Promise<HistoryResult> {
+    const req = create(HistoryRequestSchema, { channel, since: BigInt(options.since ?? 0), limit: options.limit ?? 0 });
+    const response = await this.unary<HistoryRequest, HistoryResponse>("History", HistoryRequestSchema, HistoryResponseSchema, req, options.metadata);
+    const events = response.messages.map((m) => decodeEvent(JSON.parse(m.json) as Frame));
+    return { epoch: response.epoch, offset: response.offset, complete: response.complete, events, response };
+  }
+
+  /** The channel's members (identities with open connections) and counts. */
+  presence(channel: string, metadata?: grpc.Metadata): Promise<PresenceResponse> {
+    const req = create(PresenceRequestSchema, { channel });
+    return this.unary<PresenceRequest, PresenceResponse>("Presence", PresenceRequestSchema, PresenceResponseSchema, req, metadata);
+  }
+
+  private unary<Req, Res>(method: string, reqSchema: any, resSchema: any, req: Req, metadata = new grpc.Metadata()): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest<Req, Res>(
+        SERVICE + method,
+        (m) => Buffer.from(toBinary(reqSchema, m as any)),
+        (b) => fromBinary(resSchema, b) as Res,
+        req,
+        this.meta(metadata),
+        { deadline: Date.now() + this.deadlineMs },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      );
+    });
   }
 
   /** Resolves when the gRPC channel is connected (or rejects after `timeoutMs`). */

@@ -237,6 +237,37 @@ describe("channels and messages", () => {
   });
 });
 
+describe("history and presence", () => {
+  it("reads a channel's history and members over gRPC", async () => {
+    const channel = unique("circles");
+    for (let i = 1; i <= 3; i++) await publisher.publish(channel, "agent_message", { content: `h${i}` });
+    const h = await publisher.history(channel, { since: 1 });
+    expect(h.offset).toBe(3n);
+    expect(h.complete).toBe(true);
+    expect(h.epoch).not.toBe("");
+    expect(h.events.map((e) => [e.offset, e.type, (e.data as { content: string }).content])).toEqual([
+      [2, "agent_message", "h2"],
+      [3, "agent_message", "h3"],
+    ]);
+
+    // An observer (no identity) sees alice join; then Presence lists her.
+    const observer = client({ url: `${bridge.wsUrl}/ws/${channel}` });
+    await observer.connect();
+    const joined = nextOf<BridgeEvent>("agent_joined for alice", (fn) => observer.onEvent(fn), (e) => e.type === "agent_joined");
+    const alice = client({ url: `${bridge.wsUrl}/ws/${channel}`, clientId: "alice" });
+    await alice.connect();
+    const j = await joined;
+    expect(j.data).toMatchObject({ $typeName: "gathering.bridge.v1.AgentJoined", identity: "alice" });
+    const p = await publisher.presence(channel);
+    expect(p.members.map((m) => [m.identity, m.connections])).toEqual([["alice", 1]]);
+    expect(p.memberCount).toBe(1);
+    expect(p.connectionCount).toBe(2);
+    const left = nextOf<BridgeEvent>("agent_left for alice", (fn) => observer.onEvent(fn), (e) => e.type === "agent_left");
+    alice.close();
+    expect((await left).data).toMatchObject({ identity: "alice", reason: "closed" });
+  });
+});
+
 describe("recovery", () => {
   it("resumes from a saved position without loss (resumeFrom)", async () => {
     const channel = unique("circles");
