@@ -1,43 +1,32 @@
 // The demo page (clients/web/index.html, served by the bridge at GET /) in Debian's Chromium:
 // connect, receive a gRPC-published event, send, survive a SIGKILL + restart of the bridge on the
 // same ports (reconnect, new epoch shown as a gap), receive again; screenshot in test-artifacts/.
-import { mkdirSync, mkdtempSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BridgeClient, type BridgeEvent } from "../../src/index.js";
 import { BridgePublisher } from "../../src/publisher.js";
 import { startBridge, type RunningBridge } from "../helpers/bridge.js";
 import { nextOf } from "../helpers/wait.js";
-
-const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+import { launchChromium } from "../helpers/chromium.js";
 const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 const ARTIFACTS = join(REPO, "test-artifacts");
 
 let bridge: RunningBridge | undefined;
 let ctx: BrowserContext | undefined;
-let profile: string | undefined;
+let closeBrowser: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_BIN)`);
   bridge = await startBridge();
-  profile = mkdtempSync(join(tmpdir(), "bridge-chromium-"));
-  ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1200, height: 800 },
-  });
+  ({ ctx, close: closeBrowser } = await launchChromium());
 });
 
 afterAll(async () => {
-  await ctx?.close();
+  await closeBrowser?.();
   await bridge?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 async function publish(b: RunningBridge, channel: string, content: string) {
