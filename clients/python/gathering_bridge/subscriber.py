@@ -29,13 +29,16 @@ class BridgeClosed(Exception):
 
 
 class _ChannelState:
-    __slots__ = ("epoch", "offset", "asked_since", "acked")
+    __slots__ = ("epoch", "offset", "asked_since", "acked", "expect_gap")
 
     def __init__(self) -> None:
         self.epoch: Optional[str] = None
         self.offset = 0
         self.asked_since = False
         self.acked = False
+        # After `recovered:false` in the same epoch, the next event's offset shows the gap; other
+        # offset jumps are this socket's own messages (they take offsets but are not echoed).
+        self.expect_gap = False
 
 
 _END = object()
@@ -257,7 +260,7 @@ class BridgeSubscriber:
         if self.client_id is not None:
             query["client"] = self.client_id
         for st in self._channels.values():
-            st.acked = st.asked_since = False
+            st.acked = st.asked_since = st.expect_gap = False
         self._path_channel = names[0] if use_path else None
         if use_path:
             st = self._channels[names[0]]
@@ -384,8 +387,10 @@ class BridgeSubscriber:
         if st is not None and isinstance(offset, int):
             if offset <= st.offset:
                 return  # seen already (replay overlap)
-            if st.offset > 0 and offset > st.offset + 1:
-                self._gap(Gap(channel, st.offset + 1, offset - 1, False))
+            if st.expect_gap:
+                st.expect_gap = False
+                if offset > st.offset + 1:
+                    self._gap(Gap(channel, st.offset + 1, offset - 1, False))
             st.offset = offset
         try:
             event = decode_event(frame)
@@ -409,8 +414,9 @@ class BridgeSubscriber:
                 if st.epoch != epoch:
                     self._gap(Gap(frame["channel"], st.offset + 1, None, True))
                     st.offset = 0 if recovered else latest
-                # Same epoch, not recovered: what is still retained follows anyway; the first
-                # offset that skips ahead reports the exact gap.
+                elif not recovered:
+                    # Same epoch, not recovered: what is still retained follows anyway.
+                    st.expect_gap = True
             elif st.epoch is None or st.epoch != epoch:
                 st.offset = latest
             st.epoch = epoch

@@ -84,6 +84,11 @@ async def test_multiplexed_channels_and_client_messages(bridge, channel):
         assert (got.type, got.custom, got.channel, got.offset) == ("chat", True, channel, 2)
         assert got.data == {"content": "Hello"}
         assert got.sender and got.sender.startswith("c-")
+        # The offset the sender's own message took is not a gap for the sender.
+        async with AsyncBridgePublisher(bridge.grpc_target) as pub:
+            await pub.publish(channel, "agent_left", {"agent_id": 3})
+        assert (await sub.next_event()).offset == 3
+        assert sub.gaps == []
 
 
 async def test_publish_stream_counts_rejections(bridge, channel):
@@ -258,3 +263,22 @@ async def test_history_and_presence(bridge, channel):
                 assert (p.member_count, p.connection_count) == (1, 2)
             ev = await observer.next_event()
             assert (ev.type, ev.data.identity, ev.data.reason) == ("agent_left", "bob", "closed")
+
+
+async def test_gap_when_history_does_not_cover(start_bridge, channel):
+    b = start_bridge(args=["--namespaces=circles:broadcast:history=2:ttl=300,workspace:history=100:ttl=300,"
+                           "agents:history=50:ttl=120"])
+    with BridgePublisher(b.grpc_target) as pub:
+        async with BridgeSubscriber(f"{b.ws_url}/ws/{channel}") as a:
+            for i in range(1, 3):
+                pub.publish(channel, "agent_message", {"content": f"m{i}"})
+            await collect(a, 2)
+            pos = a.positions()
+        for i in range(3, 7):
+            pub.publish(channel, "agent_message", {"content": f"m{i}"})
+    subscribed = []
+    async with BridgeSubscriber(f"{b.ws_url}/ws/{channel}", resume_from=pos, on_subscribed=subscribed.append) as sub:
+        evs = await collect(sub, 2)
+    assert subscribed[0]["recovered"] is False
+    assert [e.offset for e in evs] == [5, 6]
+    assert [(g.first, g.last, g.epoch_changed) for g in sub.gaps] == [(3, 4, False)]

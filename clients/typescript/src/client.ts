@@ -127,6 +127,12 @@ interface ChannelState {
   /** Whether `since` was asked on the current socket for this channel. */
   askedSince: boolean;
   acked: boolean;
+  /**
+   * Set by a `subscribed` with `recovered:false` in the same epoch: the next event's offset tells
+   * where the retained history starts again. Otherwise offsets legitimately skip (this socket's
+   * own messages take offsets but are not echoed), so jumps are not gaps.
+   */
+  expectGap: boolean;
 }
 
 const OPEN = 1;
@@ -336,7 +342,7 @@ export class BridgeClient {
   // Internals
 
   private addChannel(channel: string): ChannelState {
-    const st: ChannelState = { epoch: undefined, offset: 0, askedSince: false, acked: false };
+    const st: ChannelState = { epoch: undefined, offset: 0, askedSince: false, acked: false, expectGap: false };
     this.channels.set(channel, st);
     return st;
   }
@@ -391,6 +397,7 @@ export class BridgeClient {
     for (const st of this.channels.values()) {
       st.acked = false;
       st.askedSince = false;
+      st.expectGap = false;
     }
     if (usePath) {
       const st = this.channels.get(names[0])!;
@@ -511,8 +518,11 @@ export class BridgeClient {
     const st = channel ? this.channels.get(channel) : undefined;
     if (st && typeof frame.offset === "number") {
       if (frame.offset <= st.offset) return; // already seen (replay overlap)
-      if (st.offset > 0 && frame.offset > st.offset + 1) {
-        this.gapL.emit({ channel, from: st.offset + 1, to: frame.offset - 1, epochChanged: false });
+      if (st.expectGap) {
+        st.expectGap = false;
+        if (frame.offset > st.offset + 1) {
+          this.gapL.emit({ channel, from: st.offset + 1, to: frame.offset - 1, epochChanged: false });
+        }
       }
       st.offset = frame.offset;
     }
@@ -556,9 +566,11 @@ export class BridgeClient {
           // The channel restarted: its offsets begin again; what happened before is unknown.
           this.gapL.emit({ channel: frame.channel, from: st.offset + 1, to: undefined, epochChanged: true });
           st.offset = frame.recovered ? 0 : latest;
+        } else if (!frame.recovered) {
+          // Same epoch, not recovered: what is still retained follows anyway; the next event's
+          // offset (replayed or live) tells the exact gap.
+          st.expectGap = true;
         }
-        // Same epoch, not recovered: what is still retained follows anyway; the first offset
-        // that skips ahead (a replayed or a live event) reports the exact gap.
       } else if (st.epoch === undefined || st.epoch !== epoch) {
         st.offset = latest;
       }

@@ -134,11 +134,15 @@ describe("channels and messages", () => {
     expect(r).toMatchObject({ type: "chat", custom: true, channel: a, offset: 2 });
     expect(r.sender).toMatch(/^c-\d+$/);
     expect(r.data).toEqual({ content: "Hello" });
-    // The sender's own frame never comes back: a later event on the same channel arrives alone.
+    // The sender's own frame never comes back: a later event on the same channel arrives alone,
+    // and the offset its message took is not reported as a gap.
+    const gaps: GapInfo[] = [];
+    c.onGap((g) => gaps.push(g));
     const next = nextOf<BridgeEvent>("event after the chat", (fn) => c.onEvent(fn), (e) => e.channel === a);
     await publisher.publish(a, "agent_left", { agentId: 3 });
     expect((await next).offset).toBe(3);
     expect(echo).toEqual([]);
+    expect(gaps).toEqual([]);
   });
 
   it("unsubscribes and subscribes at runtime", async () => {
@@ -291,6 +295,34 @@ describe("recovery", () => {
       [5, "m5"],
       [6, "m6"],
     ]);
+  });
+
+  it("reports the exact gap when the history no longer covers the resume point", async () => {
+    const small = await startBridge({ args: ["--namespaces=circles:broadcast:history=2:ttl=300,workspace:history=100:ttl=300,agents:history=50:ttl=120"] });
+    const pub = new BridgePublisher(small.grpcTarget);
+    try {
+      const channel = unique("circles");
+      const a = client({ url: `${small.wsUrl}/ws/${channel}` });
+      await a.connect();
+      const first = collect("first two", events(a), 2);
+      for (let i = 1; i <= 2; i++) await pub.publish(channel, "agent_message", { content: `m${i}` });
+      await first.done;
+      const pos = a.positions();
+      a.close();
+      for (let i = 3; i <= 6; i++) await pub.publish(channel, "agent_message", { content: `m${i}` });
+
+      const b = client({ url: `${small.wsUrl}/ws/${channel}`, resumeFrom: pos });
+      const sub = nextOf<SubscribedFrame>("subscribed", (fn) => b.onSubscribed(fn));
+      const gap = nextOf<GapInfo>("gap", (fn) => b.onGap(fn));
+      const rest = collect("retained events", events(b), 2);
+      await b.connect();
+      expect(await sub).toMatchObject({ recovered: false, offset: 6 });
+      expect(await gap).toEqual({ channel, from: 3, to: 4, epochChanged: false });
+      expect((await rest.done).map((e) => e.offset)).toEqual([5, 6]);
+    } finally {
+      pub.close();
+      await small.stop();
+    }
   });
 
   it("reconnects by itself after losing the socket and replays what it missed", async () => {
