@@ -74,10 +74,14 @@ class CountingSubscriber : public bridge::core::Subscriber {
     bytes_ += frame->text.size();
   }
   uint64_t subscriber_id() const override { return id_; }
+  const std::string& identity() const override { return identity_; }
+  const std::string& connection_id() const override { return connection_id_; }
   uint64_t frames() const { return frames_; }
 
  private:
   uint64_t id_;
+  std::string identity_;
+  std::string connection_id_ = "c-bench";
   uint64_t frames_ = 0;
   uint64_t bytes_ = 0;
 };
