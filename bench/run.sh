@@ -141,7 +141,10 @@ scenario_args() {
     channels)      echo "--subscribers=$(q 5000 1000) --channels=$(q 5000 1000) --events=$(q 20000 4000) --rate=0" ;;
     idle)          echo "--subscribers=$(q 10000 1000) --events=0 --idle_s=$(q 5 1) --connect_concurrency=500" ;;
     connect-storm) echo "--subscribers=$(q 10000 1000) --events=0 --connect_concurrency=10000" ;;
-    slow-consumer) echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 2000 400) --rate=1000 --slow_fraction=0.05 --payload_bytes=1024" ;;
+    # A load every target sustains (200 subscribers x 100 events/s of 4 KiB), so that only the 5%
+    # that stop reading fall behind; each of them is sent 8 MiB, more than the kernel buffers
+    # (4 MiB send buffer at most) plus the bridge's queue bound hold.
+    slow-consumer) echo "--subscribers=$(q 200 100) --channels=1 --events=$(q 2000 400) --rate=100 --slow_fraction=0.05 --payload_bytes=4096" ;;
   esac
 }
 

@@ -43,8 +43,8 @@ ABSL_FLAG(std::string, ready_on, "auto",
 ABSL_FLAG(double, slow_fraction, 0, "share of subscribers that stop reading once ready");
 ABSL_FLAG(int, slow_rcvbuf, 4096, "SO_RCVBUF of slow subscribers");
 ABSL_FLAG(double, idle_s, 0, "hold the connections this long before measuring RSS");
-ABSL_FLAG(double, drain_timeout_s, 15, "max wait for deliveries after the last publish");
-ABSL_FLAG(double, drain_quiet_s, 2, "stop draining after this long without a delivery");
+ABSL_FLAG(double, drain_timeout_s, 120, "max wait for deliveries after the last publish");
+ABSL_FLAG(double, drain_quiet_s, 3, "stop draining after this long without a delivery");
 ABSL_FLAG(double, max_s, 240, "hard limit for the whole run");
 ABSL_FLAG(std::string, server_pids, "", "comma-separated pids whose CPU/RSS to report");
 ABSL_FLAG(std::string, channel_prefix, "", "channel name prefix; default unique per run");
