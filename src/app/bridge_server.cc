@@ -8,6 +8,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -19,6 +21,40 @@
 namespace bridge::app {
 
 namespace asio = boost::asio;
+
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(core::Cat("cannot read ", path));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(const ServerConfig& c) {
+  if (c.grpc_tls_cert_file.empty() && c.grpc_tls_key_file.empty()) {
+    if (!c.grpc_client_ca_file.empty()) {
+      return absl::InvalidArgumentError("--grpc_client_ca_file needs --grpc_tls_cert_file");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  auto cert = ReadFile(c.grpc_tls_cert_file);
+  if (!cert.ok()) return cert.status();
+  auto key = ReadFile(c.grpc_tls_key_file);
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions opts;
+  opts.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!c.grpc_client_ca_file.empty()) {
+    auto ca = ReadFile(c.grpc_client_ca_file);
+    if (!ca.ok()) return ca.status();
+    opts.pem_root_certs = *ca;
+    opts.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(opts);
+}
+
+}  // namespace
 
 struct BridgeServer::Impl {
   ServerConfig config;
@@ -72,7 +108,7 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     executors.push_back([ioc](std::function<void()> task) { asio::post(*ioc, std::move(task)); });
   }
   impl->hub = std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics);
-  impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, shards);
+  impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, c.auth, shards);
 
   boost::system::error_code ec;
   auto address = asio::ip::make_address(c.host, ec);
@@ -87,8 +123,9 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   grpc::ServerBuilder builder;
   int selected = 0;
   std::string grpc_host = address.is_v6() ? core::Cat("[", c.host, "]") : c.host;
-  builder.AddListeningPort(core::Cat(grpc_host, ":", c.grpc_port),
-                           grpc::InsecureServerCredentials(), &selected);
+  auto credentials = GrpcCredentials(c);
+  if (!credentials.ok()) return credentials.status();
+  builder.AddListeningPort(core::Cat(grpc_host, ":", c.grpc_port), *credentials, &selected);
   builder.RegisterService(impl->service.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(c.grpc_max_message_bytes));
   impl->grpc_server = builder.BuildAndStart();

@@ -29,6 +29,12 @@ struct ServerConfig {
   ws::WsOptions ws;
   rpc::RpcOptions rpc;
   size_t grpc_max_message_bytes = 4 * 1024 * 1024;
+  ws::AuthSettings auth;  // WebSocket clients; rpc.auth holds the backends' side
+  // gRPC TLS (PEM files); empty: plaintext. With `grpc_client_ca_file`, backends must present a
+  // certificate signed by it (mTLS).
+  std::string grpc_tls_cert_file;
+  std::string grpc_tls_key_file;
+  std::string grpc_client_ca_file;
   std::chrono::milliseconds shutdown_timeout{5000};
 };
 

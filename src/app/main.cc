@@ -9,13 +9,18 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "app/bridge_server.h"
+#include "auth/api_keys.h"
+#include "auth/mint.h"
+#include "auth/verifier.h"
 #include "core/strings.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address both listeners bind (0.0.0.0 for all).");
@@ -50,10 +55,148 @@ ABSL_FLAG(std::string, ready_file, "",
           "Once both listeners are up, write {\"ws_port\":N,\"grpc_port\":M,\"pid\":P} here.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 
+// Who may connect (docs/security.md).
+ABSL_FLAG(std::string, auth, "none",
+          "none (anyone may connect: local development only) or token (JWT for WebSocket "
+          "clients; JWT or API key for gRPC backends).");
+ABSL_FLAG(std::string, auth_hs256_secret_file, "", "File holding the HS256 secret (>= 32 bytes).");
+ABSL_FLAG(std::string, auth_public_keys, "",
+          "Comma-separated PEM public key files (RS256/ES256); a file's name is its kid.");
+ABSL_FLAG(std::string, auth_jwks, "", "A JWK Set file (RS256/ES256 keys with kids).");
+ABSL_FLAG(std::string, auth_issuer, "", "Required `iss` claim (empty: not checked).");
+ABSL_FLAG(std::string, auth_audience, "", "Required `aud` claim (empty: not checked).");
+ABSL_FLAG(absl::Duration, auth_leeway, absl::Seconds(30), "Clock skew allowed on exp/nbf.");
+ABSL_FLAG(absl::Duration, auth_timeout, absl::Seconds(5),
+          "Without ?token=, the {\"type\":\"auth\"} frame must arrive within this.");
+ABSL_FLAG(std::string, api_keys_file, "",
+          "Static API keys for gRPC backends: lines of '<key> <name> <pattern>[,<pattern>...]'.");
+ABSL_FLAG(std::string, allowed_origins, "",
+          "Comma-separated Origins allowed to upgrade ('*' for any). Empty: with --auth=none "
+          "same-host and localhost only; with tokens, any.");
+ABSL_FLAG(uint64_t, max_connections_per_ip, 1000,
+          "Open WebSockets per client address; more get HTTP 429 (0: no limit).");
+ABSL_FLAG(bool, per_ip_exempt_loopback, true,
+          "Do not apply --max_connections_per_ip to loopback clients (a local reverse proxy).");
+ABSL_FLAG(double, client_message_rate, 100,
+          "Client messages per second per connection (token bucket; 0: no limit).");
+ABSL_FLAG(double, client_message_burst, 200, "Burst of the client message bucket.");
+ABSL_FLAG(double, publish_rate_per_key, 50000,
+          "Publishes per second per backend identity (0: no limit); over it RESOURCE_EXHAUSTED.");
+ABSL_FLAG(double, publish_burst_per_key, 100000, "Burst of the publish bucket.");
+ABSL_FLAG(std::string, grpc_tls_cert_file, "", "PEM certificate chain for gRPC TLS.");
+ABSL_FLAG(std::string, grpc_tls_key_file, "", "PEM private key for gRPC TLS.");
+ABSL_FLAG(std::string, grpc_client_ca_file, "",
+          "PEM CA bundle: require and verify backend client certificates (mTLS).");
+
+// `gathering-bridge token ...`: mint a development token (HS256, --auth_hs256_secret_file).
+ABSL_FLAG(std::string, sub, "", "token: the subject (identity).");
+ABSL_FLAG(std::string, channels, "", "token: comma-separated channel patterns to subscribe.");
+ABSL_FLAG(std::string, publish, "", "token: comma-separated channel patterns to publish.");
+ABSL_FLAG(absl::Duration, ttl, absl::Hours(1), "token: lifetime.");
+
 namespace {
 
 std::chrono::milliseconds Ms(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  for (auto piece : bridge::core::SplitNonEmpty(s, ',')) out.emplace_back(piece);
+  return out;
+}
+
+bool ReadSecret(const std::string& path, std::string& out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  out = ss.str();
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return true;
+}
+
+bridge::auth::VerifierConfig VerifierConfigFromFlags(std::string& error) {
+  bridge::auth::VerifierConfig v;
+  const std::string secret_file = absl::GetFlag(FLAGS_auth_hs256_secret_file);
+  if (!secret_file.empty() && !ReadSecret(secret_file, v.hs256_secret)) {
+    error = "cannot read --auth_hs256_secret_file " + secret_file;
+  }
+  v.public_key_pem_files = SplitList(absl::GetFlag(FLAGS_auth_public_keys));
+  v.jwks_file = absl::GetFlag(FLAGS_auth_jwks);
+  v.issuer = absl::GetFlag(FLAGS_auth_issuer);
+  v.audience = absl::GetFlag(FLAGS_auth_audience);
+  v.leeway = std::chrono::seconds(absl::ToInt64Seconds(absl::GetFlag(FLAGS_auth_leeway)));
+  return v;
+}
+
+int MintCommand() {
+  std::string error;
+  bridge::auth::VerifierConfig v = VerifierConfigFromFlags(error);
+  if (!error.empty() || v.hs256_secret.empty()) {
+    std::fprintf(stderr, "token: needs --auth_hs256_secret_file=FILE (%s)\n", error.c_str());
+    return 2;
+  }
+  bridge::auth::MintOptions m;
+  m.subject = absl::GetFlag(FLAGS_sub);
+  m.channels = SplitList(absl::GetFlag(FLAGS_channels));
+  m.publish = SplitList(absl::GetFlag(FLAGS_publish));
+  m.ttl = std::chrono::seconds(absl::ToInt64Seconds(absl::GetFlag(FLAGS_ttl)));
+  m.hs256_secret = v.hs256_secret;
+  m.issuer = v.issuer;
+  m.audience = v.audience;
+  auto token = bridge::auth::MintToken(m, std::chrono::system_clock::now());
+  if (!token.ok()) {
+    std::fprintf(stderr, "token: %s\n", std::string(token.status().message()).c_str());
+    return 2;
+  }
+  std::printf("%s\n", token->c_str());
+  return 0;
+}
+
+// Fills the auth parts of `c` from the flags; false (and logged) on a bad configuration.
+bool ConfigureAuth(bridge::app::ServerConfig& c) {
+  const std::string mode = absl::GetFlag(FLAGS_auth);
+  c.auth.auth_timeout = Ms(absl::GetFlag(FLAGS_auth_timeout));
+  c.ws.origins.allowed = SplitList(absl::GetFlag(FLAGS_allowed_origins));
+  if (mode == "none") {
+    spdlog::warn(
+        "--auth=none: anyone who can reach this bridge may read every channel and "
+        "publish anything. Use --auth=token outside local development.");
+    return true;
+  }
+  if (mode != "token") {
+    spdlog::error("--auth must be none or token, not '{}'", mode);
+    return false;
+  }
+  std::string error;
+  bridge::auth::VerifierConfig v = VerifierConfigFromFlags(error);
+  if (!error.empty()) {
+    spdlog::error("{}", error);
+    return false;
+  }
+  auto verifier = bridge::auth::TokenVerifier::Create(v);
+  if (!verifier.ok()) {
+    spdlog::error("auth: {}", std::string(verifier.status().message()));
+    return false;
+  }
+  std::shared_ptr<const bridge::auth::TokenVerifier> shared(std::move(*verifier));
+  c.auth.verifier = shared;
+  c.rpc.auth.verifier = shared;
+  c.ws.origins.auth_enabled = true;
+  const std::string keys_file = absl::GetFlag(FLAGS_api_keys_file);
+  if (!keys_file.empty()) {
+    auto keys = bridge::auth::ApiKeys::LoadFile(keys_file);
+    if (!keys.ok()) {
+      spdlog::error("--api_keys_file: {}", std::string(keys.status().message()));
+      return false;
+    }
+    spdlog::info("auth: {} API keys for gRPC backends", keys->size());
+    c.rpc.auth.api_keys = std::make_shared<const bridge::auth::ApiKeys>(std::move(*keys));
+  }
+  spdlog::info("auth: tokens required ({} public keys{})", shared->public_key_count(),
+               v.hs256_secret.empty() ? "" : ", HS256");
+  return true;
 }
 
 bool WriteReadyFile(const std::string& path, uint16_t ws, uint16_t grpc) {
@@ -72,8 +215,16 @@ bool WriteReadyFile(const std::string& path, uint16_t ws, uint16_t grpc) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "gathering-bridge: publish typed events over gRPC, receive them as JSON over WebSocket.\n"
-      "  gathering-bridge [--flags]        run the bridge (see --help)");
-  absl::ParseCommandLine(argc, argv);
+      "  gathering-bridge [--flags]        run the bridge (see --help)\n"
+      "  gathering-bridge token --auth_hs256_secret_file=F --sub=alice --channels='circles/*' "
+      "--ttl=1h\n"
+      "                                    mint a development token");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() > 1 && std::string(args[1]) == "token") return MintCommand();
+  if (args.size() > 1) {
+    std::fprintf(stderr, "unknown command '%s' (see --help)\n", args[1]);
+    return 2;
+  }
 
   auto logger = spdlog::stderr_color_mt("bridge");
   spdlog::set_default_logger(logger);
@@ -104,6 +255,16 @@ int main(int argc, char** argv) {
   c.grpc_max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
   c.rpc.subscribe_queue_messages = absl::GetFlag(FLAGS_subscribe_queue_messages);
   c.shutdown_timeout = Ms(absl::GetFlag(FLAGS_shutdown_timeout));
+  c.ws.max_connections_per_ip = absl::GetFlag(FLAGS_max_connections_per_ip);
+  c.ws.per_ip_exempt_loopback = absl::GetFlag(FLAGS_per_ip_exempt_loopback);
+  c.ws.client_message_rate = absl::GetFlag(FLAGS_client_message_rate);
+  c.ws.client_message_burst = absl::GetFlag(FLAGS_client_message_burst);
+  c.rpc.publish_rate_per_key = absl::GetFlag(FLAGS_publish_rate_per_key);
+  c.rpc.publish_burst_per_key = absl::GetFlag(FLAGS_publish_burst_per_key);
+  c.grpc_tls_cert_file = absl::GetFlag(FLAGS_grpc_tls_cert_file);
+  c.grpc_tls_key_file = absl::GetFlag(FLAGS_grpc_tls_key_file);
+  c.grpc_client_ca_file = absl::GetFlag(FLAGS_grpc_client_ca_file);
+  if (!ConfigureAuth(c)) return 2;
   if (c.ws.heartbeat_interval.count() <= 0 || c.ws.idle_timeout.count() <= 0) {
     spdlog::error("--heartbeat_interval and --idle_timeout must be positive");
     return 2;

@@ -49,6 +49,16 @@ std::string Metrics::RenderPrometheus() const {
       backend_dropped_total);
   Add(o, "queued_bytes_current", "gauge", "Bytes waiting in session write queues.",
       queued_bytes_current);
+  Add(o, "auth_failures_total", "counter", "Refused tokens (4001 / UNAUTHENTICATED).",
+      auth_failures_total);
+  Add(o, "auth_forbidden_total", "counter", "Channels outside grants (4003 / PERMISSION_DENIED).",
+      auth_forbidden_total);
+  Add(o, "rate_limited_total", "counter", "Client messages and publishes over their rate.",
+      rate_limited_total);
+  Add(o, "origin_rejected_total", "counter", "Upgrades refused 403 for their Origin.",
+      origin_rejected_total);
+  Add(o, "per_ip_rejected_total", "counter", "Upgrades refused 429 over the per-address limit.",
+      per_ip_rejected_total);
   return o;
 }
 

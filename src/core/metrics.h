@@ -35,6 +35,11 @@ struct Metrics {
   Counter backend_messages_total{0};
   Counter backend_dropped_total{0};  // a backend Subscribe stream's queue was full
   Gauge queued_bytes_current{0};     // bytes waiting in every session's write queue
+  Counter auth_failures_total{0};    // bad, expired or missing tokens (4001, UNAUTHENTICATED)
+  Counter auth_forbidden_total{0};   // channels outside the grants (4003, PERMISSION_DENIED)
+  Counter rate_limited_total{0};     // client messages or publishes over their rate
+  Counter origin_rejected_total{0};  // upgrades refused 403 for their Origin
+  Counter per_ip_rejected_total{0};  // upgrades refused 429 over the per-address limit
 
   std::string RenderPrometheus() const;
 };

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <deque>
 
 #include "core/channel.h"
@@ -35,6 +36,37 @@ const char* CodeName(grpc::StatusCode code) {
   }
 }
 
+// A read reactor that fails the call at once (bad credentials).
+class FailedReadReactor : public grpc::ServerReadReactor<pb::PublishRequest> {
+ public:
+  explicit FailedReadReactor(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// True when the grant `grant` covers every channel the pattern `pattern` can match.
+bool Covers(const std::string& grant, const std::string& pattern) {
+  if (grant == "*" || grant == pattern) return true;
+  if (grant.size() > 2 && grant.compare(grant.size() - 2, 2, "/*") == 0) {
+    return pattern.compare(0, grant.size() - 1, grant, 0, grant.size() - 1) == 0 &&
+           pattern.size() > grant.size() - 1;
+  }
+  return false;
+}
+
+bool MayRead(const auth::Principal& p, const std::string& pattern) {
+  for (const auto& g : p.channels) {
+    if (Covers(g, pattern)) return true;
+  }
+  for (const auto& g : p.publish) {
+    if (Covers(g, pattern)) return true;
+  }
+  return false;
+}
+
+grpc::Status Unauthenticated(const absl::Status& s) {
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(s.message()));
+}
+
 // A write reactor that fails the call at once (bad request).
 class FailedWriteReactor : public grpc::ServerWriteReactor<pb::ClientMessage> {
  public:
@@ -44,8 +76,9 @@ class FailedWriteReactor : public grpc::ServerWriteReactor<pb::ClientMessage> {
 
 class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> {
  public:
-  PublishStreamReactor(EventService* service, pb::PublishStreamResponse* response)
-      : service_(service), response_(response) {
+  PublishStreamReactor(EventService* service, pb::PublishStreamResponse* response,
+                       std::optional<auth::Principal> principal)
+      : service_(service), response_(response), principal_(std::move(principal)) {
     StartRead(&request_);
   }
 
@@ -54,7 +87,7 @@ class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> 
       Finish(grpc::Status::OK);
       return;
     }
-    grpc::Status s = service_->PublishOne(request_, &scratch_);
+    grpc::Status s = service_->PublishOne(request_, principal_ ? &*principal_ : nullptr, &scratch_);
     if (s.ok()) {
       response_->set_accepted(response_->accepted() + 1);
     } else {
@@ -77,6 +110,7 @@ class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> 
   pb::PublishStreamResponse* response_;
   pb::PublishRequest request_;
   pb::PublishResponse scratch_;
+  std::optional<auth::Principal> principal_;
   uint64_t index_ = 0;
 };
 
@@ -233,7 +267,40 @@ void EventService::BeginShutdown() {
   for (auto& s : open) static_cast<SubscribeReactor::Sink*>(s.get())->Finish(grpc::Status::OK);
 }
 
+absl::StatusOr<std::optional<auth::Principal>> EventService::Authenticate(
+    const grpc::CallbackServerContext* ctx) {
+  if (!options_.auth.enabled()) return std::optional<auth::Principal>();
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) {
+    hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+    return absl::UnauthenticatedError("missing authorization: Bearer <token> metadata");
+  }
+  std::string value(it->second.data(), it->second.size());
+  constexpr std::string_view kBearer = "Bearer ";
+  if (value.compare(0, kBearer.size(), kBearer) != 0) {
+    hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+    return absl::UnauthenticatedError("authorization must be 'Bearer <token>'");
+  }
+  std::string token = value.substr(kBearer.size());
+  bool looks_like_jwt = std::count(token.begin(), token.end(), '.') == 2;
+  if (looks_like_jwt && options_.auth.verifier != nullptr) {
+    auto p = options_.auth.verifier->Verify(token, std::chrono::system_clock::now());
+    if (!p.ok()) {
+      hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+      return p.status();
+    }
+    return std::optional<auth::Principal>(std::move(*p));
+  }
+  if (options_.auth.api_keys != nullptr) {
+    if (auto p = options_.auth.api_keys->Lookup(token)) return std::optional<auth::Principal>(*p);
+  }
+  hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+  return absl::UnauthenticatedError("unknown API key or token");
+}
+
 grpc::Status EventService::PublishOne(const pb::PublishRequest& request,
+                                      const auth::Principal* principal,
                                       pb::PublishResponse* response) {
   if (shutting_down_.load()) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
@@ -241,6 +308,27 @@ grpc::Status EventService::PublishOne(const pb::PublishRequest& request,
   if (!request.has_event()) {
     hub_.metrics().publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request has no event");
+  }
+  if (principal != nullptr && !principal->CanPublish(request.event().channel())) {
+    hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "not allowed to publish to '" + request.event().channel() + "'");
+  }
+  if (options_.publish_rate_per_key > 0) {
+    std::lock_guard lock(buckets_mu_);
+    auto key = principal != nullptr ? principal->subject : std::string();
+    auto it = buckets_.find(key);
+    if (it == buckets_.end()) {
+      if (buckets_.size() > 100000) buckets_.clear();  // bound the map against key churn
+      it = buckets_
+               .emplace(key, core::TokenBucket(options_.publish_rate_per_key,
+                                               options_.publish_burst_per_key))
+               .first;
+    }
+    if (!it->second.Take()) {
+      hub_.metrics().rate_limited_total.fetch_add(1, std::memory_order_relaxed);
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "publish rate limit exceeded");
+    }
   }
   auto result = hub_.Publish(request.event());
   if (!result.ok()) return ToGrpc(result.status());
@@ -256,17 +344,26 @@ grpc::ServerUnaryReactor* EventService::Publish(grpc::CallbackServerContext* ctx
                                                 const pb::PublishRequest* request,
                                                 pb::PublishResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(PublishOne(*request, response));
+  auto principal = Authenticate(ctx);
+  if (!principal.ok()) {
+    reactor->Finish(Unauthenticated(principal.status()));
+    return reactor;
+  }
+  reactor->Finish(PublishOne(*request, *principal ? &**principal : nullptr, response));
   return reactor;
 }
 
 grpc::ServerReadReactor<pb::PublishRequest>* EventService::PublishStream(
-    grpc::CallbackServerContext*, pb::PublishStreamResponse* response) {
-  return new PublishStreamReactor(this, response);
+    grpc::CallbackServerContext* ctx, pb::PublishStreamResponse* response) {
+  auto principal = Authenticate(ctx);
+  if (!principal.ok()) return new FailedReadReactor(Unauthenticated(principal.status()));
+  return new PublishStreamReactor(this, response, std::move(*principal));
 }
 
 grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(
-    grpc::CallbackServerContext*, const pb::SubscribeRequest* request) {
+    grpc::CallbackServerContext* ctx, const pb::SubscribeRequest* request) {
+  auto principal = Authenticate(ctx);
+  if (!principal.ok()) return new FailedWriteReactor(Unauthenticated(principal.status()));
   if (shutting_down_.load()) {
     return new FailedWriteReactor(
         grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
@@ -286,6 +383,11 @@ grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        core::Cat("bad channel pattern '", p, "': ", s.message())));
     }
+    if (*principal && !MayRead(**principal, p)) {
+      hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+      return new FailedWriteReactor(
+          grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "not allowed to read '" + p + "'"));
+    }
     patterns.push_back(p);
   }
   return new SubscribeReactor(this, std::move(patterns), request->lifecycle());
@@ -301,12 +403,25 @@ void SetTimestamp(std::chrono::system_clock::time_point t, google::protobuf::Tim
 
 }  // namespace
 
+grpc::Status EventService::CheckRead(const grpc::CallbackServerContext* ctx,
+                                     const std::string& channel) {
+  if (absl::Status s = core::ValidateChannel(channel); !s.ok()) return ToGrpc(s);
+  auto principal = Authenticate(ctx);
+  if (!principal.ok()) return Unauthenticated(principal.status());
+  if (*principal && !MayRead(**principal, channel)) {
+    hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "not allowed to read '" + channel + "'");
+  }
+  return grpc::Status::OK;
+}
+
 grpc::ServerUnaryReactor* EventService::History(grpc::CallbackServerContext* ctx,
                                                 const pb::HistoryRequest* request,
                                                 pb::HistoryResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  if (absl::Status s = core::ValidateChannel(request->channel()); !s.ok()) {
-    reactor->Finish(ToGrpc(s));
+  if (grpc::Status s = CheckRead(ctx, request->channel()); !s.ok()) {
+    reactor->Finish(s);
     return reactor;
   }
   auto h = hub_.History(request->channel(), request->since(), request->limit());
@@ -326,8 +441,8 @@ grpc::ServerUnaryReactor* EventService::Presence(grpc::CallbackServerContext* ct
                                                  const pb::PresenceRequest* request,
                                                  pb::PresenceResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  if (absl::Status s = core::ValidateChannel(request->channel()); !s.ok()) {
-    reactor->Finish(ToGrpc(s));
+  if (grpc::Status s = CheckRead(ctx, request->channel()); !s.ok()) {
+    reactor->Finish(s);
     return reactor;
   }
   auto p = hub_.Presence(request->channel());

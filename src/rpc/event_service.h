@@ -11,15 +11,35 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "auth/api_keys.h"
+#include "auth/principal.h"
+#include "auth/verifier.h"
 #include "core/hub.h"
+#include "core/token_bucket.h"
 #include "gathering/bridge/v1/events.grpc.pb.h"
 
 namespace bridge::rpc {
 
+// Backend authentication: `authorization: Bearer <token>` metadata holding a JWT (verified by
+// `verifier`, grants from its `publish` and `channels` claims) or a static API key. Both null:
+// auth is off and every call is allowed.
+struct RpcAuth {
+  std::shared_ptr<const auth::TokenVerifier> verifier;
+  std::shared_ptr<const auth::ApiKeys> api_keys;
+  bool enabled() const { return verifier != nullptr || api_keys != nullptr; }
+};
+
 struct RpcOptions {
   size_t subscribe_queue_messages = 1024;  // per Subscribe stream; over it messages are dropped
+  double publish_rate_per_key = 50000;     // events per second per backend identity (0: no limit)
+  double publish_burst_per_key = 100000;
+  RpcAuth auth;
 };
 
 class EventService final : public gathering::bridge::v1::EventService::CallbackService {
@@ -48,8 +68,19 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
                                      gathering::bridge::v1::PresenceResponse* response) override;
 
   // Any thread. Validates and publishes one request; the status the unary call would return.
+  // `principal` null: auth is off.
   grpc::Status PublishOne(const gathering::bridge::v1::PublishRequest& request,
+                          const auth::Principal* principal,
                           gathering::bridge::v1::PublishResponse* response);
+
+  // INVALID_ARGUMENT for a bad channel, UNAUTHENTICATED, or PERMISSION_DENIED unless the caller
+  // may read `channel`.
+  grpc::Status CheckRead(const grpc::CallbackServerContext* ctx, const std::string& channel);
+
+  // The caller's principal from its metadata: nullopt when auth is off, UNAUTHENTICATED when
+  // the credentials are missing or bad.
+  absl::StatusOr<std::optional<auth::Principal>> Authenticate(
+      const grpc::CallbackServerContext* ctx);
 
  private:
   class SubscribeReactor;
@@ -60,6 +91,8 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   std::atomic<bool> shutting_down_{false};
   std::mutex streams_mu_;
   std::vector<std::weak_ptr<core::ClientMessageSink>> streams_;
+  std::mutex buckets_mu_;
+  std::unordered_map<std::string, core::TokenBucket> buckets_;  // per backend identity
 };
 
 }  // namespace bridge::rpc

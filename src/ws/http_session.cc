@@ -5,6 +5,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "core/channel.h"
+#include "core/origin.h"
 #include "core/strings.h"
 #include "core/uri.h"
 #include "ws/page.h"
@@ -132,11 +133,35 @@ void HttpSession::Upgrade(Request req) {
     state_.metrics.connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return Reply(MakeResponse(503, "text/plain", "too many connections\n", req));
   }
-  std::string identity = target->Param("client").value_or("");
-  if (identity.size() > 128) identity.resize(128);
+  std::string origin(req[http::field::origin]);
+  std::string host(req[http::field::host]);
+  if (!core::OriginAllowed(state_.options.origins, origin, host)) {
+    state_.metrics.origin_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return Reply(MakeResponse(403, "text/plain", "origin not allowed\n", req));
+  }
+  beast::error_code ec;
+  auto remote = stream_.socket().remote_endpoint(ec);
+  if (ec) return;
+  std::string ip = remote.address().to_string();
+  bool loopback = remote.address().is_loopback();
+  if (!state_.AcquireIp(ip, loopback)) {
+    state_.metrics.per_ip_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return Reply(MakeResponse(429, "text/plain", "too many connections from this address\n", req));
+  }
+  bool counted = state_.options.max_connections_per_ip != 0 &&
+                 !(loopback && state_.options.per_ip_exempt_loopback);
+  std::string identity;
+  std::string token;
+  if (state_.auth.enabled()) {
+    token = target->Param("token").value_or("");
+  } else {
+    identity = target->Param("client").value_or("");
+    if (identity.size() > 128) identity.resize(128);
+  }
   stream_.expires_never();
-  auto session = std::make_shared<WsSession>(stream_.release_socket(), state_, shard_,
-                                             std::move(initial), std::move(identity));
+  auto session =
+      std::make_shared<WsSession>(stream_.release_socket(), state_, shard_, std::move(initial),
+                                  std::move(identity), std::move(token), counted ? ip : "");
   session->Run(std::move(req));
 }
 

@@ -15,8 +15,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "auth/verifier.h"
 #include "core/hub.h"
 #include "core/metrics.h"
+#include "core/origin.h"
 
 namespace bridge::ws {
 
@@ -34,25 +36,65 @@ struct WsOptions {
   std::chrono::milliseconds heartbeat_interval{30000};  // JSON {"type":"ping"} period
   std::chrono::milliseconds idle_timeout{75000};        // nothing received for this long: close
   std::chrono::milliseconds close_timeout{5000};        // a close handshake may take this long
+  size_t max_connections_per_ip = 1000;                 // over it: HTTP 503
+  bool per_ip_exempt_loopback = true;  // local reverse proxies make every client 127.0.0.1
+  double client_message_rate = 100;    // client messages per second per connection (0: no limit)
+  double client_message_burst = 200;
+  core::OriginPolicy origins;
+};
+
+// Who may connect. `verifier` null means auth is off (the embedded default): identities come
+// from `?client=` and every channel is open.
+struct AuthSettings {
+  std::shared_ptr<const auth::TokenVerifier> verifier;
+  std::chrono::milliseconds auth_timeout{5000};  // the first-frame `auth` must arrive within it
+  bool enabled() const { return verifier != nullptr; }
 };
 
 struct ServerState {
-  ServerState(core::Hub& hub, core::Metrics& metrics, WsOptions options,
+  ServerState(core::Hub& hub, core::Metrics& metrics, WsOptions options, AuthSettings auth,
               std::vector<boost::asio::io_context*> shards)
       : hub(hub),
         metrics(metrics),
-        options(options),
+        options(std::move(options)),
+        auth(std::move(auth)),
         shards(std::move(shards)),
         registries(this->shards.size()) {}
 
   core::Hub& hub;
   core::Metrics& metrics;
   const WsOptions options;
+  const AuthSettings auth;
   const std::vector<boost::asio::io_context*> shards;
   std::vector<std::unordered_set<WsSession*>> registries;
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_connection_id{1};
+
+  // Open WebSockets per client address (any thread, under the mutex).
+  std::mutex per_ip_mu;
+  std::unordered_map<std::string, size_t> per_ip;
+  // Takes a slot for `ip`; false when the address is at its limit.
+  bool AcquireIp(const std::string& ip, bool loopback);
+  void ReleaseIp(const std::string& ip);
 };
+
+inline bool ServerState::AcquireIp(const std::string& ip, bool loopback) {
+  if (options.max_connections_per_ip == 0 || (loopback && options.per_ip_exempt_loopback)) {
+    return true;
+  }
+  std::lock_guard lock(per_ip_mu);
+  size_t& n = per_ip[ip];
+  if (n >= options.max_connections_per_ip) return false;
+  ++n;
+  return true;
+}
+
+inline void ServerState::ReleaseIp(const std::string& ip) {
+  std::lock_guard lock(per_ip_mu);
+  auto it = per_ip.find(ip);
+  if (it == per_ip.end()) return;
+  if (--it->second == 0) per_ip.erase(it);
+}
 
 }  // namespace bridge::ws
 

@@ -16,6 +16,8 @@ using tcp = boost::asio::ip::tcp;
 
 namespace {
 
+constexpr uint16_t kCloseUnauthenticated = 4001;
+constexpr uint16_t kCloseForbidden = 4003;
 constexpr uint16_t kCloseSlowConsumer = 4008;
 
 std::string SubscribedFrame(const std::string& channel, const core::SubscribeResult& r,
@@ -30,7 +32,8 @@ std::string SubscribedFrame(const std::string& channel, const core::SubscribeRes
 }  // namespace
 
 WsSession::WsSession(tcp::socket&& socket, ServerState& state, size_t shard,
-                     InitialSubscription initial, std::string identity)
+                     InitialSubscription initial, std::string identity, std::string token,
+                     std::string counted_ip)
     : ws_(std::move(socket)),
       state_(state),
       shard_(shard),
@@ -38,14 +41,20 @@ WsSession::WsSession(tcp::socket&& socket, ServerState& state, size_t shard,
       connection_id_(core::Cat("c-", id_)),
       identity_(std::move(identity)),
       initial_(std::move(initial)),
+      token_(std::move(token)),
+      counted_ip_(std::move(counted_ip)),
+      authenticated_(!state.auth.enabled()),
+      message_bucket_(state.options.client_message_rate, state.options.client_message_burst),
       heartbeat_timer_(ws_.get_executor()),
-      close_timer_(ws_.get_executor()) {
+      close_timer_(ws_.get_executor()),
+      auth_timer_(ws_.get_executor()) {
   state_.metrics.connections_current.fetch_add(1, std::memory_order_relaxed);
 }
 
 WsSession::~WsSession() {
   for (const auto& ch : channels_) state_.hub.Unsubscribe(shard_, ch, this, leave_reason_);
   if (open_) state_.registries[shard_].erase(this);
+  if (!counted_ip_.empty()) state_.ReleaseIp(counted_ip_);
   state_.metrics.connections_current.fetch_sub(1, std::memory_order_relaxed);
   for (const auto& f : queue_) Account(*f, false);
   if (!queue_.empty()) {
@@ -81,12 +90,65 @@ void WsSession::OnAccept(beast::error_code ec) {
     Close(1001, "server shutting down");
     return;
   }
-  if (!initial_.channel.empty()) {
-    HandleSubscribe(initial_.channel, initial_.recovery,
-                    initial_.ack || initial_.recovery.has_value());
-  }
   ScheduleHeartbeat();
   DoRead();
+  if (authenticated_) {
+    OnAuthenticated();
+  } else if (!token_.empty()) {
+    Authenticate(std::exchange(token_, ""));
+  } else {
+    auth_timer_.expires_after(state_.auth.auth_timeout);
+    auth_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->authenticated_) return;
+      self->Close(kCloseUnauthenticated, "authentication timeout");
+    });
+  }
+}
+
+void WsSession::Authenticate(const std::string& token) {
+  auto principal = state_.auth.verifier->Verify(token, std::chrono::system_clock::now());
+  if (!principal.ok()) {
+    state_.metrics.auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+    std::string why(principal.status().message());
+    if (!authenticated_) return Close(kCloseUnauthenticated, why);
+    return SendError("unauthenticated", why);  // a failed refresh keeps the current token
+  }
+  if (authenticated_ && principal->subject != identity_) {
+    return SendError("unauthenticated", "a refreshed token must have the same subject");
+  }
+  principal_ = std::move(*principal);
+  identity_ = principal_->subject;
+  auth_timer_.cancel();
+  if (principal_->expires_at) {
+    auto left = *principal_->expires_at - std::chrono::system_clock::now();
+    auth_timer_.expires_after(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(left));
+    auth_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      self->leave_reason_ = "auth_expired";
+      self->Close(kCloseUnauthenticated, "token expired");
+    });
+  }
+  std::string frame =
+      core::Cat(R"({"type":"authenticated","identity":)", core::JsonQuote(identity_));
+  if (principal_->expires_at) {
+    frame += core::Cat(R"(,"expires_at":")", core::FormatTimestamp(*principal_->expires_at), "\"");
+  }
+  frame += "}";
+  Send(core::MakeControlFrame(std::move(frame)));
+  if (!authenticated_) {
+    authenticated_ = true;
+    OnAuthenticated();
+  }
+}
+
+void WsSession::OnAuthenticated() {
+  if (!initial_.channel.empty()) {
+    HandleSubscribe(initial_.channel, initial_.recovery,
+                    initial_.ack || initial_.recovery.has_value(), /*initial=*/true);
+  }
 }
 
 void WsSession::DoRead() {
@@ -127,12 +189,18 @@ void WsSession::HandleText(std::string_view text) {
     SendError(error.code, error.message);
     return;
   }
+  if (!authenticated_ && frame->kind != core::ClientFrame::Kind::kAuth &&
+      frame->kind != core::ClientFrame::Kind::kPing) {
+    return Close(kCloseUnauthenticated, "authenticate first");
+  }
   switch (frame->kind) {
     case core::ClientFrame::Kind::kPing:
       Send(core::PongFrame());
       return;
     case core::ClientFrame::Kind::kPong:
-    case core::ClientFrame::Kind::kAuth:  // accepted and ignored while auth is off
+      return;
+    case core::ClientFrame::Kind::kAuth:
+      if (state_.auth.enabled()) Authenticate(frame->token);  // ignored while auth is off
       return;
     case core::ClientFrame::Kind::kSubscribe: {
       std::optional<core::RecoveryRequest> recovery;
@@ -154,13 +222,19 @@ bool WsSession::Subscribed(const std::string& channel) const {
 }
 
 void WsSession::HandleSubscribe(const std::string& channel,
-                                const std::optional<core::RecoveryRequest>& recovery, bool ack) {
+                                const std::optional<core::RecoveryRequest>& recovery, bool ack,
+                                bool initial) {
   if (absl::Status s = core::ValidateChannel(channel); !s.ok()) {
     return SendError("invalid_channel", std::string(s.message()));
   }
   if (state_.hub.namespaces().Find(core::NamespaceOf(channel)) == nullptr) {
     return SendError("invalid_channel",
                      core::Cat("unknown namespace '", core::NamespaceOf(channel), "'"));
+  }
+  if (principal_ && !principal_->CanSubscribe(channel)) {
+    state_.metrics.auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    if (initial) return Close(kCloseForbidden, "token does not grant " + channel);
+    return SendError("forbidden", "token does not grant " + channel);
   }
   if (!Subscribed(channel) && channels_.size() >= state_.options.max_channels_per_connection) {
     return SendError("too_many_channels",
@@ -193,6 +267,21 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
   } else if (!Subscribed(channel)) {
     return SendError("not_subscribed", "not subscribed to " + channel);
   }
+  if (!message_bucket_.Take()) {
+    state_.metrics.rate_limited_total.fetch_add(1, std::memory_order_relaxed);
+    // One error frame per burst of refusals; a client that keeps going is closed.
+    if (rate_violations_++ == 0) {
+      SendError("rate_limited",
+                core::Cat("at most ", static_cast<uint64_t>(state_.options.client_message_rate),
+                          " messages per second"));
+    }
+    if (rate_violations_ > state_.options.client_message_burst) {
+      leave_reason_ = "rate_limited";
+      Close(kCloseSlowConsumer, "rate limited");
+    }
+    return;
+  }
+  rate_violations_ = 0;
   state_.metrics.client_messages_total.fetch_add(1, std::memory_order_relaxed);
   auto now = std::chrono::system_clock::now();
   std::string timestamp = core::FormatTimestamp(now);
@@ -356,8 +445,10 @@ void WsSession::ScheduleHeartbeat() {
 
 void WsSession::Close(uint16_t code, std::string reason) {
   if (closing_ || !open_) return;
+  if (reason.size() > 120) reason.resize(120);  // a close frame carries at most 123 bytes
   closing_ = true;
   heartbeat_timer_.cancel();
+  auth_timer_.cancel();
   // Frames not yet handed to the socket are dropped; a write in flight finishes first.
   size_t dropped = writing_ ? queue_.size() - 1 : queue_.size();
   while (queue_.size() > (writing_ ? 1u : 0u)) {

@@ -17,8 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "auth/principal.h"
 #include "core/client_frame.h"
 #include "core/hub.h"
+#include "core/token_bucket.h"
 #include "ws/server_state.h"
 
 namespace bridge::ws {
@@ -33,8 +35,11 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
     bool ack = false;
   };
 
+  // `identity` is the `?client=` name (auth off); `token` the `?token=` (auth on; "" to wait for
+  // an auth frame); `counted_ip` the address holding a per-IP slot ("" when none).
   WsSession(boost::asio::ip::tcp::socket&& socket, ServerState& state, size_t shard,
-            InitialSubscription initial, std::string identity);
+            InitialSubscription initial, std::string identity, std::string token,
+            std::string counted_ip);
   ~WsSession() override;
 
   // Accepts the upgrade `req` and starts reading.
@@ -55,7 +60,11 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void HandleText(std::string_view text);
   void HandleSubscribe(const std::string& channel,
-                       const std::optional<core::RecoveryRequest>& recovery, bool ack);
+                       const std::optional<core::RecoveryRequest>& recovery, bool ack,
+                       bool initial = false);
+  // Verifies `token`; the first success subscribes the path's channel.
+  void Authenticate(const std::string& token);
+  void OnAuthenticated();
   void HandleUnsubscribe(const std::string& channel);
   void HandleMessage(core::ClientFrame& frame);
   void SendError(std::string_view code, std::string_view message);
@@ -75,7 +84,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   const size_t shard_;
   const uint64_t id_;
   const std::string connection_id_;
-  const std::string identity_;
+  std::string identity_;  // fixed before the first subscription
   InitialSubscription initial_;
   boost::beast::flat_buffer buffer_;
   std::deque<core::FramePtr> queue_;
@@ -84,9 +93,17 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   bool closing_ = false;
   bool open_ = false;                    // the upgrade succeeded and the session is registered
   std::string leave_reason_ = "closed";  // told to backends and presence when we leave
+  std::string token_;
+  const std::string counted_ip_;
+  bool authenticated_ = false;
+  std::optional<auth::Principal> principal_;  // set when auth is on and the token verified
+  core::TokenBucket message_bucket_;
+  uint32_t rate_violations_ = 0;
+
   std::vector<std::string> channels_;
   boost::asio::steady_timer heartbeat_timer_;
   boost::asio::steady_timer close_timer_;
+  boost::asio::steady_timer auth_timer_;  // auth deadline, then token expiry
 };
 
 }  // namespace bridge::ws

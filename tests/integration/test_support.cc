@@ -53,7 +53,8 @@ grpc::Status PublishMessage(pb::EventService::Stub& stub, const std::string& cha
   return stub.Publish(&ctx, req, response != nullptr ? response : &local);
 }
 
-int HttpStatus(uint16_t port, const std::string& target, bool upgrade, std::string* body) {
+int HttpStatus(uint16_t port, const std::string& target, bool upgrade, std::string* body,
+               const std::string& origin) {
   boost::asio::io_context ioc;
   beast::tcp_stream stream(ioc);
   beast::error_code ec;
@@ -61,6 +62,7 @@ int HttpStatus(uint16_t port, const std::string& target, bool upgrade, std::stri
   if (ec) return 0;
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, "127.0.0.1");
+  if (!origin.empty()) req.set(http::field::origin, origin);
   if (upgrade) {
     req.set(http::field::upgrade, "websocket");
     req.set(http::field::connection, "Upgrade");

@@ -36,7 +36,11 @@ grpc::Status PublishMessage(gathering::bridge::v1::EventService::Stub& stub,
 // Sends one HTTP/1.1 request (optionally a WebSocket upgrade) and returns the status code, or 0
 // when the connection failed.
 int HttpStatus(uint16_t port, const std::string& target, bool upgrade = false,
-               std::string* body = nullptr);
+               std::string* body = nullptr, const std::string& origin = "");
+inline int HttpStatusWithOrigin(uint16_t port, const std::string& target,
+                                const std::string& origin) {
+  return HttpStatus(port, target, true, nullptr, origin);
+}
 
 class WsClient {
  public:

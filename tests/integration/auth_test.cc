@@ -1,0 +1,245 @@
+// Who may connect, publish and subscribe: tokens over WebSocket and gRPC, grants, expiry, and
+// hostile clients answered while a well-behaved client keeps receiving everything.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+#include "auth/api_keys.h"
+#include "auth/base64url.h"
+#include "auth/mint.h"
+#include "auth/verifier.h"
+#include "test_support.h"
+
+namespace bridge::testing {
+namespace {
+
+namespace pb = gathering::bridge::v1;
+
+const std::string kSecret = "0123456789abcdef0123456789abcdef-test-secret";
+
+class AuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(Start({})); }
+  void Start(app::ServerConfig cfg) {
+    auth::VerifierConfig v;
+    v.hs256_secret = kSecret;
+    v.audience = "bridge";
+    v.leeway = std::chrono::seconds(0);
+    auto verifier = auth::TokenVerifier::Create(v);
+    ASSERT_TRUE(verifier.ok()) << verifier.status();
+    std::shared_ptr<const auth::TokenVerifier> shared(std::move(*verifier));
+    cfg.auth.verifier = shared;
+    cfg.auth.auth_timeout = 300ms;
+    cfg.rpc.auth.verifier = shared;
+    auto keys = auth::ApiKeys::Parse("backend-key-0123456789 billing circles/*\n", "test");
+    ASSERT_TRUE(keys.ok()) << keys.status();
+    cfg.rpc.auth.api_keys = std::make_shared<const auth::ApiKeys>(std::move(*keys));
+    cfg.ws.origins.auth_enabled = true;
+    server_.reset();
+    server_ = StartBridge(cfg);
+    ASSERT_NE(server_, nullptr);
+    stub_ = MakeStub(server_->grpc_port());
+  }
+  static std::string Token(
+      const std::string& sub, std::vector<std::string> channels,
+      std::vector<std::string> publish = {}, std::chrono::seconds ttl = std::chrono::hours(1),
+      std::chrono::system_clock::time_point now = std::chrono::system_clock::now(),
+      const std::string& audience = "bridge") {
+    auth::MintOptions m;
+    m.subject = sub;
+    m.channels = std::move(channels);
+    m.publish = std::move(publish);
+    m.ttl = ttl;
+    m.hs256_secret = kSecret;
+    m.audience = audience;
+    auto t = auth::MintToken(m, now);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? *t : "";
+  }
+  std::unique_ptr<WsClient> Connect(const std::string& target) {
+    auto c = WsClient::Connect(server_->ws_port(), target);
+    EXPECT_NE(c, nullptr) << target;
+    return c;
+  }
+  grpc::Status PublishWith(const std::string& bearer, const std::string& channel) {
+    pb::PublishRequest req;
+    req.mutable_event()->set_channel(channel);
+    req.mutable_event()->mutable_agent_message()->set_content("x");
+    pb::PublishResponse resp;
+    grpc::ClientContext ctx;
+    if (!bearer.empty()) ctx.AddMetadata("authorization", "Bearer " + bearer);
+    return stub_->Publish(&ctx, req, &resp);
+  }
+
+  std::unique_ptr<app::BridgeServer> server_;
+  std::unique_ptr<pb::EventService::Stub> stub_;
+};
+
+TEST_F(AuthTest, QueryTokenSubscribesAndIdentityIsTheSubject) {
+  auto c = Connect("/ws/circles/dev-team?ack=1&token=" + Token("alice", {"circles/*"}));
+  auto a = c->RecvJson();
+  EXPECT_EQ(a.at("type"), "authenticated");
+  EXPECT_EQ(a.at("identity"), "alice");
+  EXPECT_EQ(c->RecvJson().at("type"), "subscribed");
+  ASSERT_TRUE(PublishWith("backend-key-0123456789", "circles/dev-team").ok());
+  auto v = c->RecvEvent();
+  // alice's own join comes first (circles have presence), then the event.
+  EXPECT_EQ(v.at("type"), "agent_joined");
+  EXPECT_EQ(v.at("data").at("identity"), "alice");
+  EXPECT_EQ(c->RecvEvent().at("type"), "agent_message");
+}
+
+TEST_F(AuthTest, FirstFrameAuthNothingBeforeIt) {
+  auto c = Connect("/ws/circles/x?ack=1");
+  // Published before the client authenticated: never sent to it.
+  ASSERT_TRUE(PublishWith("backend-key-0123456789", "circles/x").ok());
+  c->Send(R"({"type":"auth","token":")" + Token("bob", {"circles/x"}) + R"("})");
+  EXPECT_EQ(c->RecvJson().at("type"), "authenticated");
+  auto sub = c->RecvJson();
+  EXPECT_EQ(sub.at("type"), "subscribed");
+  EXPECT_EQ(sub.at("offset"), 1);  // the earlier event exists, but was not delivered
+  c->Send(R"({"type":"ping"})");
+  auto next = c->RecvEvent();
+  if (next.at("type") == "agent_joined") next = c->RecvEvent();
+  EXPECT_EQ(next.at("type"), "pong");
+}
+
+TEST_F(AuthTest, MissingTokenClosesWith4001AfterTheAuthTimeout) {
+  auto c = Connect("/ws/circles/x");
+  EXPECT_EQ(c->AwaitClose(5s), 4001);
+}
+
+TEST_F(AuthTest, FramesBeforeAuthClose4001) {
+  auto c = Connect("/ws/circles/x");
+  c->Send(R"({"type":"subscribe","channel":"circles/y"})");
+  EXPECT_EQ(c->AwaitClose(), 4001);
+}
+
+TEST_F(AuthTest, BadTokensClose4001) {
+  auto now = std::chrono::system_clock::now();
+  std::string good = Token("eve", {"circles/*"});
+  std::string tampered = good;
+  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  std::string none =
+      auth::internal::Base64UrlEncode(R"({"alg":"none","typ":"JWT"})") + "." +
+      auth::internal::Base64UrlEncode(R"({"sub":"eve","exp":9999999999,"aud":"bridge"})") + ".";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"garbage", "not-a-token"},
+      {"tampered", tampered},
+      {"alg none", none},
+      {"expired", Token("eve", {"circles/*"}, {}, std::chrono::hours(1), now - 2h)},
+      {"wrong audience", Token("eve", {"circles/*"}, {}, 1h, now, "someone-else")},
+  };
+  for (const auto& [name, token] : cases) {
+    auto c = Connect("/ws/circles/x?token=" + token);
+    EXPECT_EQ(c->AwaitClose(), 4001) << name;
+  }
+  EXPECT_GE(server_->metrics().auth_failures_total.load(), 5u);
+}
+
+TEST_F(AuthTest, ChannelOutsideGrantsIs4003OrForbiddenFrame) {
+  auto c = Connect("/ws/workspace/1?token=" + Token("carol", {"circles/*"}));
+  EXPECT_EQ(c->AwaitClose(), 4003);
+  auto m = Connect("/ws?token=" + Token("carol", {"circles/*"}));
+  EXPECT_EQ(m->RecvJson().at("type"), "authenticated");
+  m->Send(R"({"type":"subscribe","channel":"workspace/1"})");
+  auto e = m->RecvJson();
+  EXPECT_EQ(e.at("type"), "error");
+  EXPECT_EQ(e.at("data").at("code"), "forbidden");
+  m->Send(R"({"type":"subscribe","channel":"circles/ok"})");
+  EXPECT_EQ(m->RecvJson().at("type"), "subscribed");
+}
+
+TEST_F(AuthTest, ExpiryClosesUnlessRefreshedInBand) {
+  auto c = Connect("/ws/agents/1?token=" + Token("dave", {"agents/*"}, {}, 1s));
+  EXPECT_EQ(c->RecvJson().at("type"), "authenticated");
+  EXPECT_EQ(c->AwaitClose(5s), 4001);
+
+  auto r = Connect("/ws/agents/1?token=" + Token("dave", {"agents/*"}, {}, 1s));
+  EXPECT_EQ(r->RecvJson().at("type"), "authenticated");
+  r->Send(R"({"type":"auth","token":")" + Token("dave", {"agents/*"}) + R"("})");
+  EXPECT_EQ(r->RecvJson().at("type"), "authenticated");
+  // Past the first token's expiry the connection still answers.
+  std::this_thread::sleep_for(1500ms);  // no event marks "the old expiry passed": a bounded wait
+  r->Send(R"({"type":"ping"})");
+  EXPECT_EQ(r->RecvEvent().at("type"), "pong");
+  // A refresh for another subject is refused and changes nothing.
+  r->Send(R"({"type":"auth","token":")" + Token("mallory", {"agents/*"}) + R"("})");
+  EXPECT_EQ(r->RecvEvent().at("data").at("code"), "unauthenticated");
+}
+
+TEST_F(AuthTest, GrpcCallsNeedCredentialsAndGrants) {
+  EXPECT_EQ(PublishWith("", "circles/x").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(PublishWith("wrong-key-0123456789", "circles/x").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(PublishWith("backend-key-0123456789", "circles/x").ok());
+  EXPECT_EQ(PublishWith("backend-key-0123456789", "workspace/1").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  std::string jwt = Token("svc", {}, {"workspace/*"});
+  EXPECT_TRUE(PublishWith(jwt, "workspace/1").ok());
+  EXPECT_EQ(PublishWith(jwt, "circles/x").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  auto expired = Token("svc", {}, {"workspace/*"}, 1h, std::chrono::system_clock::now() - 2h);
+  EXPECT_EQ(PublishWith(expired, "workspace/1").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer backend-key-0123456789");
+  pb::SubscribeRequest req;
+  req.add_channels("*");
+  auto reader = stub_->Subscribe(&ctx, req);
+  pb::ClientMessage m;
+  EXPECT_FALSE(reader->Read(&m));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(AuthTest, HostileClientsAreAnsweredWhileAGoodClientMissesNothing) {
+  app::ServerConfig cfg;
+  cfg.ws.max_frame_bytes = 4096;
+  cfg.ws.client_message_rate = 10;
+  cfg.ws.client_message_burst = 20;
+  cfg.ws.max_connections_per_ip = 3;
+  cfg.ws.per_ip_exempt_loopback = false;
+  cfg.ws.origins.allowed = {"https://app.example"};
+  ASSERT_NO_FATAL_FAILURE(Start(cfg));
+  auto good = Connect("/ws/circles/room?ack=1&token=" + Token("good", {"circles/*"}));
+  good->RecvJson();
+  good->RecvJson();
+  good->RecvEvent();  // its own join
+
+  // A flood of client messages: one error frame, then 4008.
+  auto flooder = Connect("/ws/circles/other?token=" + Token("flood", {"circles/*"}));
+  for (int i = 0; i < 200; ++i) flooder->Send(R"({"type":"m"})");
+  bool saw_rate_error = false;
+  for (;;) {
+    auto v = flooder->RecvJson();
+    if (!v.is_object()) break;
+    if (v.at("type") == "error" && v.at("data").at("code") == "rate_limited") saw_rate_error = true;
+  }
+  EXPECT_TRUE(saw_rate_error);
+  EXPECT_EQ(flooder->close_code(), 4008);
+
+  // A huge frame: 1009.
+  auto big = Connect("/ws/circles/other?token=" + Token("big", {"circles/*"}));
+  big->Send(std::string(10000, ' '));
+  EXPECT_EQ(big->AwaitClose(), 1009);
+
+  // A bad Origin: 403 before any upgrade.
+  EXPECT_EQ(HttpStatusWithOrigin(server_->ws_port(), "/ws/circles/room", "https://evil.example"),
+            403);
+  // Too many from one address: `good` holds one slot; two more fit, the fourth is refused.
+  auto s1 = Connect("/ws/circles/a?token=" + Token("x", {"circles/*"}));
+  auto s2 = Connect("/ws/circles/a?token=" + Token("x", {"circles/*"}));
+  ASSERT_TRUE(WaitFor([&] { return server_->metrics().connections_current.load() >= 3; }));
+  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/a", true), 429);
+
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(PublishWith("backend-key-0123456789", "circles/room").ok());
+  for (int i = 0; i < 50; ++i) {
+    auto v = good->RecvEvent();
+    ASSERT_TRUE(v.is_object()) << "good client missed event " << i;
+    ASSERT_EQ(v.at("type"), "agent_message");
+  }
+}
+
+}  // namespace
+}  // namespace bridge::testing
