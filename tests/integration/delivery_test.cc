@@ -256,7 +256,10 @@ class SlowPolicyTest : public DeliveryTest {
     std::thread reader([&] {
       for (int i = 1; i <= kEvents; ++i) {
         auto v = healthy->RecvEvent(10s);
-        if (!v.is_object() || v.at("offset").to_number<int>() != i) return;
+        if (!v.is_object() || !v.as_object().contains("offset") ||
+            v.at("offset").to_number<int>() != i) {
+          return;
+        }
         received = i;
       }
     });
@@ -268,7 +271,7 @@ class SlowPolicyTest : public DeliveryTest {
 };
 
 TEST_F(SlowPolicyTest, DropOldestSendsGapsAndKeepsTheConnection) {
-  ASSERT_NO_FATAL_FAILURE(Start("feed:slow=drop_oldest"));
+  ASSERT_NO_FATAL_FAILURE(Start("feed:slow=drop_oldest", 2 * 1024 * 1024));
   auto stalled = Burst("feed/x");
   EXPECT_EQ(server_->metrics().slow_consumer_closes_total.load(), 0u);
   std::set<int> covered;
@@ -296,7 +299,7 @@ TEST_F(SlowPolicyTest, DropOldestSendsGapsAndKeepsTheConnection) {
 }
 
 TEST_F(SlowPolicyTest, LatestOnlyKeepsTheNewestAndKeepsTheConnection) {
-  ASSERT_NO_FATAL_FAILURE(Start("state:slow=latest_only"));
+  ASSERT_NO_FATAL_FAILURE(Start("state:slow=latest_only", 2 * 1024 * 1024));
   auto stalled = Burst("state/x");
   EXPECT_EQ(server_->metrics().slow_consumer_closes_total.load(), 0u);
   int last = 0;

@@ -32,7 +32,9 @@ TEST(LimitsTest, OversizedFrameClosesWith1009AndOthersCarryOn) {
 
 TEST(LimitsTest, StalledReaderIsClosedAndDoesNotDelayOthers) {
   app::ServerConfig cfg;
-  cfg.ws.max_queue_bytes = 256 * 1024;
+  // Room for the healthy reader to fall behind on a busy machine; the stalled one still overflows
+  // (12 MB published against 2 MB of queue and a few MB of kernel buffers).
+  cfg.ws.max_queue_bytes = 2 * 1024 * 1024;
   cfg.ws.close_timeout = 500ms;
   auto server = StartBridge(cfg);
   ASSERT_NE(server, nullptr);
@@ -48,7 +50,7 @@ TEST(LimitsTest, StalledReaderIsClosedAndDoesNotDelayOthers) {
   std::thread reader([&] {
     for (int i = 1; i <= kEvents; ++i) {
       auto v = healthy->RecvEvent(10s);
-      if (!v.is_object()) return;
+      if (!v.is_object() || !v.as_object().contains("offset")) return;
       if (v.at("offset").to_number<int>() != i) in_order = false;
       received = i;
     }
@@ -65,7 +67,7 @@ TEST(LimitsTest, StalledReaderIsClosedAndDoesNotDelayOthers) {
       << "stalled reader not closed as a slow consumer";
   EXPECT_TRUE(WaitFor([&] { return server->metrics().connections_current.load() == 1; }))
       << "stalled reader's session not released";
-  EXPECT_LE(server->metrics().queued_bytes_current.load(), 256 * 1024);
+  EXPECT_LE(server->metrics().queued_bytes_current.load(), 2 * 1024 * 1024);
 }
 
 TEST(LimitsTest, ConnectionCapAnswers503) {
