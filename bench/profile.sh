@@ -61,11 +61,9 @@ wait "$STAT" 2>/dev/null || true
   echo; echo "## perf report: self time by symbol (server process)"
   perf report -i "$WORK/perf.data" --no-children --sort=dso,sym --stdio 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | head -40
-  echo; echo "## perf report: by shared object"
-  perf report -i "$WORK/perf.data" --no-children --sort=dso --stdio 2>/dev/null \
-    | grep -E '^ +[0-9.]+%' | head -12
-  echo; echo "## perf report: inclusive (children), top 40"
-  perf report -i "$WORK/perf.data" --children --sort=sym --stdio -g none 2>/dev/null \
-    | grep -E '^ +[0-9.]+%' | head -40
+  echo; echo "## perf report: kernel vs user self time"
+  perf report -i "$WORK/perf.data" --no-children --sort=sym --stdio -g none 2>/dev/null \
+    | awk '/^ +[0-9.]+%/ { v = $1; sub("%", "", v); if ($2 == "[k]") k += v; else u += v }
+           END { printf "kernel %.1f%%  user %.1f%%\n", k, u }'
 } >"$OUT"
 echo "wrote $OUT" >&2
