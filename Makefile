@@ -3,6 +3,7 @@
 #   make test           install, build, run the whole suite through ctest
 #   make test SANITIZE=1  the same with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench          run the benchmark scenarios (see docs/benchmarks.md)
+#   make fuzz           build the libFuzzer targets with clang and run each for FUZZ_SECONDS
 #   make fmt            clang-format every C++ file we own
 JOBS ?= 2
 SANITIZE ?= 0
@@ -17,7 +18,10 @@ else
   TEST_CMAKE := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 endif
 
-.PHONY: setup run build test bench fmt clean
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := fuzz_token_verifier fuzz_channel_pattern fuzz_client_frame fuzz_request_target
+
+.PHONY: setup run build test bench fuzz fmt clean
 
 setup:
 	@scripts/setup.sh --with-browser
@@ -39,6 +43,20 @@ bench: setup
 	@cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRIDGE_BUILD_TESTS=OFF >/dev/null
 	@cmake --build build/release -j$(JOBS)
 	@bench/run.sh
+
+fuzz: setup
+	@scripts/setup.sh --with-fuzz
+	@CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DBRIDGE_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build/fuzz -j$(JOBS) --target $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t && \
+	  echo "== $$t ($(FUZZ_SECONDS) s)" && \
+	  if ! build/fuzz/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	      build/fuzz/corpus/$$t tests/fuzz/corpus/$$t > build/fuzz/$$t.log 2>&1; then \
+	    tail -40 build/fuzz/$$t.log; exit 1; \
+	  fi; tail -2 build/fuzz/$$t.log; \
+	done
 
 fmt:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

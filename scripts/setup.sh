@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package the build, the tests and the benchmarks need.
 # Idempotent: when everything is present it only checks (about a second) and exits.
-# Usage: scripts/setup.sh [--with-browser] [--with-bench]
+# Usage: scripts/setup.sh [--with-browser] [--with-bench] [--with-fuzz]
 set -euo pipefail
 
 pkgs=(
@@ -15,6 +15,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-browser) pkgs+=(chromium nodejs npm) ;;
     --with-bench) pkgs+=(nginx-light libnginx-mod-nchan) ;;
+    --with-fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
