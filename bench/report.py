@@ -100,6 +100,13 @@ def main():
     print(f"- machine: {os.cpu_count()} CPUs, {cpu_model()}, kernel {platform.release()}")
     print(f"- load average (1/5/15 min) at start: {opts.get('load-start', '?')}, at end: "
           f"{opts.get('load-end', '?')}; server, nchan and load tool share the same cores")
+    if opts.get("server"):
+        try:
+            built = time.strftime("%Y-%m-%d %H:%M", time.gmtime(os.path.getmtime(opts["server"])))
+        except OSError:
+            built = "?"
+        print(f"- bridge binary: `{opts['server']}` (built {built} UTC; the commit above is the "
+              "repository's, which may be newer than the binary)")
     print("- sink = bridge-load's built-in broadcaster (the tool's own ceiling; its CPU is the "
           "sink thread, its RSS the whole tool)\n")
     scenarios = sorted({r["scenario"] for r in runs},

@@ -206,5 +206,6 @@ done
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 $PY "$ROOT/bench/report.py" --load-start="$START_LOAD" --load-end="$END_LOAD" --quick="$QUICK" \
+  --server="$BRIDGE_BIN" \
   "$RUN_LINES" >"$RESULTS_DIR/latest.md"
 log "wrote $RESULTS_DIR/latest.md and $RESULTS_DIR/$DATE-<scenario>.jsonl"
