@@ -103,10 +103,9 @@ class GrpcStreamPublisher : public Publisher {
                           s.error_message());
     }
     if (resp_.rejected() > 0) {
-      config_.errors->Add("grpc PublishStream: " + std::to_string(resp_.rejected()) +
-                          " rejected" +
-                          (resp_.rejections_size() > 0 ? ": " + resp_.rejections(0).message()
-                                                       : std::string()));
+      config_.errors->Add(
+          "grpc PublishStream: " + std::to_string(resp_.rejected()) + " rejected" +
+          (resp_.rejections_size() > 0 ? ": " + resp_.rejections(0).message() : std::string()));
       for (const auto& r : resp_.rejections()) rejected.push_back(r.index());
     }
     return rejected;

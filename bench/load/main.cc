@@ -1,12 +1,11 @@
 // bridge-load: WebSocket subscribers + a publisher against the bridge, nchan, or a built-in sink;
 // prints one JSON line per run. See docs/benchmarks.md for the scenarios and the fields.
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
 #include <absl/strings/str_split.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -128,7 +127,8 @@ int main(int argc, char** argv) {
 
   const std::string target = absl::GetFlag(FLAGS_target);
   std::string publish = absl::GetFlag(FLAGS_publish);
-  if (publish == "auto") publish = target == "bridge" ? "unary" : target == "nchan" ? "http" : "sink";
+  if (publish == "auto")
+    publish = target == "bridge" ? "unary" : target == "nchan" ? "http" : "sink";
   const int subscribers = absl::GetFlag(FLAGS_subscribers);
   const int channels = std::max(1, absl::GetFlag(FLAGS_channels));
   const int64_t events = absl::GetFlag(FLAGS_events);
@@ -188,9 +188,9 @@ int main(int argc, char** argv) {
   // Connect phase.
   bench::ClientPool pool(pool_config, &errors);
   const Clock::time_point connect_start = Clock::now();
-  const Clock::time_point connect_deadline = std::min(
-      deadline, connect_start + std::chrono::milliseconds(static_cast<int64_t>(
-                                    absl::GetFlag(FLAGS_connect_timeout_s) * 1000)));
+  const Clock::time_point connect_deadline =
+      std::min(deadline, connect_start + std::chrono::milliseconds(static_cast<int64_t>(
+                                             absl::GetFlag(FLAGS_connect_timeout_s) * 1000)));
   pool.Start();
   while (pool.Ready() + pool.Failed() < static_cast<uint64_t>(subscribers) &&
          Clock::now() < connect_deadline) {
@@ -257,9 +257,9 @@ int main(int argc, char** argv) {
     }
     // Drain: until everything arrived, nothing arrived for drain_quiet_s, or the timeout.
     const auto drain_start = Clock::now();
-    const auto drain_deadline = std::min(
-        deadline, drain_start + std::chrono::milliseconds(static_cast<int64_t>(
-                                    absl::GetFlag(FLAGS_drain_timeout_s) * 1000)));
+    const auto drain_deadline =
+        std::min(deadline, drain_start + std::chrono::milliseconds(static_cast<int64_t>(
+                                             absl::GetFlag(FLAGS_drain_timeout_s) * 1000)));
     uint64_t last = pool.Delivered();
     auto last_change = Clock::now();
     while (Clock::now() < drain_deadline) {

@@ -7,7 +7,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
-
 #include <deque>
 #include <string_view>
 #include <thread>
@@ -44,10 +43,9 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
   }
 
   void Start() {
-    http::async_read(ws_.next_layer(), buffer_, req_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnRequest(ec);
-                     });
+    http::async_read(
+        ws_.next_layer(), buffer_, req_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
   }
 
   void Send(std::shared_ptr<const std::string> frame) {
@@ -68,9 +66,8 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
     path_ = std::string(req_.target());
     registry_[path_].insert(this);
     ws_.next_layer().set_option(tcp::no_delay(true));
-    ws_.async_accept(req_, [self = shared_from_this()](beast::error_code ec) {
-      self->OnAccept(ec);
-    });
+    ws_.async_accept(req_,
+                     [self = shared_from_this()](beast::error_code ec) { self->OnAccept(ec); });
   }
 
   void OnAccept(beast::error_code ec) {
@@ -82,15 +79,15 @@ class SinkSession : public std::enable_shared_from_this<SinkSession> {
 
   // Reads only to notice the end of the connection.
   void DoRead() {
-    ws_.next_layer().async_read_some(
-        asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
-          if (ec) {
-            beast::error_code ignored;
-            self->ws_.next_layer().close(ignored);
-            return;
-          }
-          self->DoRead();
-        });
+    ws_.next_layer().async_read_some(asio::buffer(scratch_),
+                                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                                       if (ec) {
+                                         beast::error_code ignored;
+                                         self->ws_.next_layer().close(ignored);
+                                         return;
+                                       }
+                                       self->DoRead();
+                                     });
   }
 
   void Write() {
@@ -132,7 +129,8 @@ std::shared_ptr<const std::string> EncodeTextFrame(const std::string& body) {
     frame->push_back(static_cast<char>(body.size() & 0xff));
   } else {
     frame->push_back(static_cast<char>(127));
-    for (int i = 7; i >= 0; --i) frame->push_back(static_cast<char>((body.size() >> (8 * i)) & 0xff));
+    for (int i = 7; i >= 0; --i)
+      frame->push_back(static_cast<char>((body.size() >> (8 * i)) & 0xff));
   }
   frame->append(body);
   return frame;
@@ -202,8 +200,8 @@ class SinkPublisher : public Publisher {
   void Publish(uint64_t seq, int channel, uint64_t t_ns, DoneFn done) override {
     size_t c = static_cast<size_t>(channel);
     size_t channels = config_.channel_names.size();
-    sink_->Broadcast(config_.channel_paths[c], BuildBenchBody(config_.channel_names[c],
-                                                              seq / channels + 1, seq, t_ns, pad_));
+    sink_->Broadcast(config_.channel_paths[c],
+                     BuildBenchBody(config_.channel_names[c], seq / channels + 1, seq, t_ns, pad_));
     done(true);
   }
 

@@ -1,9 +1,8 @@
 #include "ws_clients.h"
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
-
-#include <atomic>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -32,8 +31,8 @@ struct Shared {
   std::atomic<bool> stopping{false};
 
   int64_t NowNs() const {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now() - config.t0)
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                                config.t0)
         .count();
   }
 };
@@ -152,10 +151,9 @@ class WsClient : public std::enable_shared_from_this<WsClient> {
         return Ended("frame too big");
       }
     }
-    socket_.async_read_some(asio::buffer(buf_.data() + end_, buf_.size() - end_),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              self->OnRead(ec, n);
-                            });
+    socket_.async_read_some(
+        asio::buffer(buf_.data() + end_, buf_.size() - end_),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
   }
 
   void OnRead(beast::error_code ec, size_t n) {
@@ -176,8 +174,10 @@ class WsClient : public std::enable_shared_from_this<WsClient> {
     std::string_view data(buf_.data() + begin_, end_ - begin_);
     size_t head_end = data.find("\r\n\r\n");
     if (head_end == std::string_view::npos) {
-      if (data.size() > 16 * 1024) ConnectFailed("upgrade response", {});
-      else DoRead();
+      if (data.size() > 16 * 1024)
+        ConnectFailed("upgrade response", {});
+      else
+        DoRead();
       return false;
     }
     if (data.substr(0, 12) != "HTTP/1.1 101") {
@@ -224,10 +224,10 @@ class WsClient : public std::enable_shared_from_this<WsClient> {
       }
       begin_ += header + static_cast<size_t>(len);
       if (opcode == 0x8) {
-        uint16_t code = len >= 2 ? static_cast<uint16_t>(
-                                       (static_cast<unsigned char>(payload[0]) << 8) |
-                                       static_cast<unsigned char>(payload[1]))
-                                 : 1005;
+        uint16_t code = len >= 2
+                            ? static_cast<uint16_t>((static_cast<unsigned char>(payload[0]) << 8) |
+                                                    static_cast<unsigned char>(payload[1]))
+                            : 1005;
         Ended("close_" + std::to_string(code));
         return false;
       }

@@ -1,5 +1,6 @@
-// The WebSocket subscribers of bridge-load: `subscribers` minimal WebSocket clients spread over `io_threads`
-// io_contexts (one thread each), subscriber j on channel j % channels and thread j % io_threads.
+// The WebSocket subscribers of bridge-load: `subscribers` minimal WebSocket clients spread over
+// `io_threads` io_contexts (one thread each), subscriber j on channel j % channels and thread j %
+// io_threads.
 //
 // Connecting is ramped: each thread keeps at most connect_concurrency / io_threads handshakes
 // pending. A subscriber is ready when its handshake completed, or, with wait_subscribed, when the
@@ -45,10 +46,10 @@ struct PoolResults {
   LatencyHistogram connect;  // connect start -> ready
   uint64_t ready = 0;
   uint64_t failed = 0;
-  uint64_t measured = 0;        // healthy subscribers ready when publishing began
-  uint64_t slow = 0;            // slow subscribers that got ready
-  uint64_t expected = 0;        // sum over measured subscribers of accepted events of their channel
-  uint64_t delivered = 0;       // unique events received by measured subscribers
+  uint64_t measured = 0;   // healthy subscribers ready when publishing began
+  uint64_t slow = 0;       // slow subscribers that got ready
+  uint64_t expected = 0;   // sum over measured subscribers of accepted events of their channel
+  uint64_t delivered = 0;  // unique events received by measured subscribers
   uint64_t lost = 0;
   uint64_t duplicated = 0;
   uint64_t misrouted = 0;       // an event of another channel, or a seq out of range

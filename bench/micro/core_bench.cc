@@ -91,8 +91,8 @@ void BM_HubPublishFanout(benchmark::State& state) {
   const int subscribers = static_cast<int>(state.range(0));
   const size_t shards = static_cast<size_t>(state.range(1));
   bridge::core::Metrics metrics;
-  std::vector<bridge::core::Hub::Executor> executors(
-      shards, [](std::function<void()> task) { task(); });
+  std::vector<bridge::core::Hub::Executor> executors(shards,
+                                                     [](std::function<void()> task) { task(); });
   bridge::core::Hub hub(executors, bridge::core::NamespaceRegistry::Defaults(), metrics);
   std::vector<std::unique_ptr<CountingSubscriber>> subs;
   const std::string channel = "circles/bench-0";
@@ -122,8 +122,8 @@ void BM_HubPublishManyChannels(benchmark::State& state) {
   const int channels = static_cast<int>(state.range(0));
   const size_t shards = 2;
   bridge::core::Metrics metrics;
-  std::vector<bridge::core::Hub::Executor> executors(
-      shards, [](std::function<void()> task) { task(); });
+  std::vector<bridge::core::Hub::Executor> executors(shards,
+                                                     [](std::function<void()> task) { task(); });
   bridge::core::Hub hub(executors, bridge::core::NamespaceRegistry::Defaults(), metrics);
   std::vector<std::unique_ptr<CountingSubscriber>> subs;
   std::vector<v1::Event> events;
