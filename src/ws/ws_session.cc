@@ -34,20 +34,22 @@ std::string SubscribedFrame(const std::string& channel, const core::SubscribeRes
 WsSession::WsSession(tcp::socket&& socket, ServerState& state, size_t shard,
                      InitialSubscription initial, std::string identity, std::string token,
                      std::string counted_ip)
-    : ws_(std::move(socket)),
+    : socket_(socket.get_executor()),
       state_(state),
       shard_(shard),
       id_(state.next_connection_id.fetch_add(1, std::memory_order_relaxed)),
       connection_id_(core::Cat("c-", id_)),
       identity_(std::move(identity)),
       initial_(std::move(initial)),
+      decoder_(state.options.max_frame_bytes),
       token_(std::move(token)),
       counted_ip_(std::move(counted_ip)),
       authenticated_(!state.auth.enabled()),
       message_bucket_(state.options.client_message_rate, state.options.client_message_burst),
-      heartbeat_timer_(ws_.get_executor()),
-      close_timer_(ws_.get_executor()),
-      auth_timer_(ws_.get_executor()) {
+      heartbeat_timer_(socket.get_executor()),
+      close_timer_(socket.get_executor()),
+      auth_timer_(socket.get_executor()) {
+  handshake_.emplace(std::move(socket));
   state_.metrics.connections_current.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -63,18 +65,12 @@ WsSession::~WsSession() {
 }
 
 void WsSession::Run(http::request<http::string_body> req) {
-  const auto& o = state_.options;
-  websocket::stream_base::timeout t{};
-  t.handshake_timeout = o.close_timeout;
-  t.idle_timeout = o.idle_timeout;
-  t.keep_alive_pings = true;
-  beast::get_lowest_layer(ws_).expires_never();
-  ws_.set_option(t);
-  ws_.read_message_max(o.max_frame_bytes);
-  ws_.auto_fragment(false);
-  ws_.set_option(websocket::stream_base::decorator(
+  // Beast validates the upgrade and writes the 101; no extension (permessage-deflate) is offered.
+  beast::get_lowest_layer(*handshake_).expires_after(state_.options.handshake_timeout);
+  handshake_->set_option(websocket::stream_base::decorator(
       [](websocket::response_type& res) { res.set(http::field::server, "gathering-bridge"); }));
-  ws_.async_accept(req, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
+  handshake_->async_accept(req,
+                           beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
 }
 
 void WsSession::OnAccept(beast::error_code ec) {
@@ -82,10 +78,14 @@ void WsSession::OnAccept(beast::error_code ec) {
     spdlog::debug("{}: upgrade failed: {}", connection_id_, ec.message());
     return;
   }
+  beast::get_lowest_layer(*handshake_).expires_never();
+  socket_ = beast::get_lowest_layer(*handshake_).release_socket();
+  handshake_.reset();
   open_ = true;
+  last_read_ = std::chrono::steady_clock::now();
+  read_buffer_.resize(16 * 1024);
   state_.registries[shard_].insert(this);
   state_.metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
-  ws_.text(true);
   if (state_.draining.load()) {
     Close(1001, "server shutting down");
     return;
@@ -152,34 +152,93 @@ void WsSession::OnAuthenticated() {
 }
 
 void WsSession::DoRead() {
-  ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+  if (read_size_ == read_buffer_.size()) {
+    // A frame larger than the buffer: grow up to what the frame needs (bounded by the decoder's
+    // message limit, which refuses larger frames before they are buffered).
+    read_buffer_.resize(std::max(read_buffer_.size() * 2, decoder_.wanted()));
+  }
+  socket_.async_read_some(
+      boost::asio::buffer(read_buffer_.data() + read_size_, read_buffer_.size() - read_size_),
+      beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
 }
 
-void WsSession::OnRead(beast::error_code ec, size_t) {
+void WsSession::OnRead(beast::error_code ec, size_t bytes) {
   if (ec) {
-    if (ec == websocket::error::message_too_big) {
-      leave_reason_ = "frame_too_big";
-      state_.metrics.frame_too_big_total.fetch_add(1, std::memory_order_relaxed);
-      spdlog::info("{}: closed 1009, frame over {} bytes", connection_id_,
-                   state_.options.max_frame_bytes);
-    } else if (ec == beast::error::timeout) {
-      leave_reason_ = "idle_timeout";
-      state_.metrics.idle_timeouts_total.fetch_add(1, std::memory_order_relaxed);
-      spdlog::debug("{}: idle timeout", connection_id_);
-    }
+    // EOF after our close frame, or a reset: the session ends with its last handler.
     closing_ = true;
     heartbeat_timer_.cancel();
     close_timer_.cancel();
-    return;  // the session ends when its last handler returns
+    auth_timer_.cancel();
+    CutSocket();
+    return;
   }
-  if (!ws_.got_text()) {
-    SendError("binary_not_supported", "send JSON text frames");
-  } else if (!closing_) {
-    auto data = buffer_.cdata();
-    HandleText(std::string_view(static_cast<const char*>(data.data()), data.size()));
+  read_size_ += bytes;
+  last_read_ = std::chrono::steady_clock::now();
+  if (discard_input_) {
+    read_size_ = 0;  // closing: read only to see the peer's EOF
+  } else {
+    ProcessInput();
   }
-  buffer_.consume(buffer_.size());
   DoRead();
+}
+
+bool WsSession::ProcessInput() {
+  size_t offset = 0;
+  for (;;) {
+    size_t consumed = 0;
+    auto event = decoder_.Feed(read_buffer_.data() + offset, read_size_ - offset, consumed);
+    offset += consumed;
+    switch (event) {
+      case core::WsDecoder::Event::kNeedMore:
+        std::memmove(read_buffer_.data(), read_buffer_.data() + offset, read_size_ - offset);
+        read_size_ -= offset;
+        if (decoder_.wanted() > read_buffer_.size()) read_buffer_.resize(decoder_.wanted());
+        if (read_size_ == 0 && read_buffer_.size() > 64 * 1024) {
+          read_buffer_.resize(16 * 1024);
+          read_buffer_.shrink_to_fit();
+        }
+        return true;
+      case core::WsDecoder::Event::kMessage:
+        if (closing_) break;
+        if (!decoder_.message_is_text()) {
+          SendError("binary_not_supported", "send JSON text frames");
+        } else {
+          HandleText(decoder_.message());
+        }
+        break;
+      case core::WsDecoder::Event::kPing:
+        if (!closing_)
+          SendControl(core::BuildWsControlFrame(core::WsOpcode::kPong, decoder_.control_payload()));
+        break;
+      case core::WsDecoder::Event::kPong:
+        break;
+      case core::WsDecoder::Event::kClose:
+        // The peer closes: answer with its code (1000 when it gave none); its EOF ends us.
+        if (!close_queued_) {
+          uint16_t code = decoder_.close_code();
+          if (code == 1005 || code < 1000 || code == 1006 || code == 1015) code = 1000;
+          Close(code, "");
+        }
+        discard_input_ = true;
+        read_size_ = 0;
+        return false;
+      case core::WsDecoder::Event::kTooBig:
+        leave_reason_ = "frame_too_big";
+        state_.metrics.frame_too_big_total.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("{}: closed 1009, frame over {} bytes", connection_id_,
+                     state_.options.max_frame_bytes);
+        Close(1009, "frame too big");
+        discard_input_ = true;
+        read_size_ = 0;
+        return false;
+      case core::WsDecoder::Event::kProtocolError:
+        leave_reason_ = "protocol_error";
+        Close(1002, "protocol error");
+        discard_input_ = true;
+        read_size_ = 0;
+        return false;
+    }
+  }
 }
 
 void WsSession::HandleText(std::string_view text) {
@@ -292,8 +351,7 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
     record->connection_id = connection_id_;
     record->identity = identity_;
     record->received_at = now;
-    auto data = buffer_.cdata();
-    record->json.assign(static_cast<const char*>(data.data()), data.size());
+    record->json = decoder_.message();
     state_.hub.ForwardToBackends(record);
   }
   const core::NamespaceConfig* ns = state_.hub.namespaces().Find(core::NamespaceOf(channel));
@@ -352,8 +410,8 @@ bool WsSession::MakeRoom(const core::Frame& frame) {
   if (policy == core::SlowPolicy::kDisconnect) return false;
   const size_t max = state_.options.max_queue_bytes;
   core::NamespaceStats& stats = state_.hub.namespace_stats(frame.ns);
-  // The frame at the front is being written when writing_: it stays.
-  const size_t first = writing_ ? 1 : 0;
+  // The frames being written stay.
+  const size_t first = writing_ ? writing_frames_ : 0;
   std::deque<core::FramePtr> kept(queue_.begin(), queue_.begin() + first);
   struct Gap {
     std::string channel;
@@ -411,63 +469,145 @@ void WsSession::CloseSlow(int ns) {
   Close(kCloseSlowConsumer, "slow consumer");
 }
 
+void WsSession::SendControl(std::string frame) {
+  if (close_queued_ || !open_) return;
+  control_queue_.push_back(std::move(frame));
+  if (!writing_) DoWrite();
+}
+
 void WsSession::DoWrite() {
+  // Everything queued leaves in one gather write: control frames first, then up to 64 data
+  // frames or 256 KiB, each behind its own header.
+  constexpr size_t kMaxFrames = 64;
+  constexpr size_t kMaxBytes = 256 * 1024;
+  buffers_.clear();
+  headers_.clear();
+  writing_control_.clear();
+  while (!control_queue_.empty()) {
+    writing_control_.push_back(std::move(control_queue_.front()));
+    control_queue_.pop_front();
+  }
+  for (const auto& c : writing_control_) buffers_.emplace_back(c.data(), c.size());
+  size_t bytes = 0;
+  size_t n = 0;
+  if (!close_sent_) {
+    while (n < queue_.size() && n < kMaxFrames && (n == 0 || bytes < kMaxBytes)) {
+      headers_.push_back(core::BuildWsHeader(core::WsOpcode::kText, queue_[n]->text.size()));
+      bytes += queue_[n]->text.size();
+      ++n;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      buffers_.emplace_back(headers_[i].bytes.data(), headers_[i].size);
+      buffers_.emplace_back(queue_[i]->text.data(), queue_[i]->text.size());
+    }
+  }
+  // The close frame goes last, once every frame still queued (errors, pongs) is out.
+  writing_close_ = false;
+  if (!close_frame_.empty() && !close_sent_ && n == queue_.size()) {
+    buffers_.emplace_back(close_frame_.data(), close_frame_.size());
+    writing_close_ = true;
+  }
+  if (buffers_.empty()) return;
+  writing_frames_ = n;
   writing_ = true;
-  const auto& text = queue_.front()->text;
-  ws_.async_write(boost::asio::buffer(text.data(), text.size()),
-                  beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
+  boost::asio::async_write(socket_, buffers_,
+                           beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
 }
 
 void WsSession::OnWrite(beast::error_code ec, size_t bytes) {
   writing_ = false;
-  if (!queue_.empty()) {
+  for (size_t i = 0; i < writing_frames_ && !queue_.empty(); ++i) {
     Account(*queue_.front(), false);
     queue_.pop_front();
   }
+  state_.metrics.frames_sent_total.fetch_add(writing_frames_, std::memory_order_relaxed);
+  state_.metrics.bytes_sent_total.fetch_add(bytes, std::memory_order_relaxed);
+  writing_frames_ = 0;
+  bool wrote_close = writing_close_;
+  writing_close_ = false;
+  writing_control_.clear();
   if (ec) {
     closing_ = true;
+    CutSocket();
     return;
   }
-  state_.metrics.frames_sent_total.fetch_add(1, std::memory_order_relaxed);
-  state_.metrics.bytes_sent_total.fetch_add(bytes, std::memory_order_relaxed);
-  if (!queue_.empty() && !closing_) DoWrite();
+  if (wrote_close) {
+    // The close handshake: no more frames; wait (bounded by close_timer_) for the peer's close
+    // or EOF, which ends the read loop.
+    close_sent_ = true;
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  if (!queue_.empty() || !control_queue_.empty() || !close_frame_.empty()) DoWrite();
+}
+
+void WsSession::CutSocket() {
+  beast::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
 }
 
 void WsSession::ScheduleHeartbeat() {
-  heartbeat_timer_.expires_after(state_.options.heartbeat_interval);
-  heartbeat_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+  // Ticks every heartbeat interval, or every half idle timeout when that is shorter: sends the
+  // JSON ping (for browsers, whose API hides ping frames) and a WebSocket ping, and closes a
+  // connection from which nothing arrived for the idle timeout.
+  auto tick = std::min(
+      state_.options.heartbeat_interval,
+      std::chrono::duration_cast<std::chrono::milliseconds>(state_.options.idle_timeout / 2));
+  heartbeat_timer_.expires_after(tick);
+  heartbeat_timer_.async_wait([weak = weak_from_this(), tick](beast::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || self->closing_) return;
-    self->Send(core::PingFrame());
+    auto now = std::chrono::steady_clock::now();
+    if (now - self->last_read_ >= self->state_.options.idle_timeout) {
+      self->leave_reason_ = "idle_timeout";
+      self->state_.metrics.idle_timeouts_total.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("{}: idle timeout", self->connection_id_);
+      self->Close(1001, "idle timeout");
+      return;
+    }
+    self->SendControl(core::BuildWsControlFrame(core::WsOpcode::kPing, ""));
+    self->heartbeat_elapsed_ += tick;
+    if (self->heartbeat_elapsed_ >= self->state_.options.heartbeat_interval) {
+      self->heartbeat_elapsed_ = std::chrono::milliseconds(0);
+      self->Send(core::PingFrame());
+    }
     self->ScheduleHeartbeat();
   });
 }
 
 void WsSession::Close(uint16_t code, std::string reason) {
-  if (closing_ || !open_) return;
+  if (close_queued_ || !open_) return;
   if (reason.size() > 120) reason.resize(120);  // a close frame carries at most 123 bytes
   closing_ = true;
+  close_queued_ = true;
+  if (code == 1001 && leave_reason_ == "closed") leave_reason_ = "shutdown";
   heartbeat_timer_.cancel();
   auth_timer_.cancel();
-  // Frames not yet handed to the socket are dropped; a write in flight finishes first.
-  size_t dropped = writing_ ? queue_.size() - 1 : queue_.size();
-  while (queue_.size() > (writing_ ? 1u : 0u)) {
-    queued_bytes_ -= queue_.back()->text.size();
-    state_.metrics.queued_bytes_current.fetch_sub(static_cast<int64_t>(queue_.back()->text.size()),
-                                                  std::memory_order_relaxed);
-    queue_.pop_back();
+  // Events not yet handed to the socket are dropped; control frames (an error saying why) and
+  // the write in flight go out before the close frame.
+  size_t keep = writing_ ? writing_frames_ : 0;
+  std::deque<core::FramePtr> kept(queue_.begin(), queue_.begin() + keep);
+  size_t dropped = 0;
+  for (size_t i = keep; i < queue_.size(); ++i) {
+    if (queue_[i]->is_control()) {
+      kept.push_back(queue_[i]);
+    } else {
+      Account(*queue_[i], false);
+      ++dropped;
+    }
   }
+  queue_ = std::move(kept);
   state_.metrics.frames_dropped_total.fetch_add(dropped, std::memory_order_relaxed);
-  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), reason),
-                  [self = shared_from_this()](beast::error_code) { self->close_timer_.cancel(); });
+  close_frame_ = core::BuildWsCloseFrame(code, reason);
+  if (!writing_) DoWrite();
   // A peer that reads nothing never lets the close frame out: cut the socket after a bound.
   close_timer_.expires_after(state_.options.close_timeout);
   close_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
     auto self = weak.lock();
     if (ec || !self) return;
-    beast::error_code ignored;
-    beast::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(self->ws_).socket().close(ignored);
+    self->CutSocket();
   });
 }
 

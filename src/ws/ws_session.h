@@ -3,7 +3,12 @@
 // Owns itself (shared_from_this in every pending handler) and lives on one io thread, its shard:
 // every method runs there, including Deliver, which the hub calls. One write is in flight at a
 // time; frames wait in a queue bounded in bytes (WsOptions::max_queue_bytes), and a connection
-// whose queue overflows is closed with 4008 rather than allowed to grow or slow anyone else.
+// whose queue overflows is handled by its namespace's slow-consumer policy (by default closed
+// with 4008) rather than allowed to grow or slow anyone else.
+//
+// Beast performs the upgrade handshake; after it the session frames the socket itself
+// (core/websocket_codec.h) so that every frame queued when the socket becomes writable leaves in
+// one gather write: one syscall for many frames instead of one per frame.
 #ifndef BRIDGE_WS_WS_SESSION_H_
 #define BRIDGE_WS_WS_SESSION_H_
 
@@ -21,6 +26,7 @@
 #include "core/client_frame.h"
 #include "core/hub.h"
 #include "core/token_bucket.h"
+#include "core/websocket_codec.h"
 #include "ws/server_state.h"
 
 namespace bridge::ws {
@@ -58,6 +64,10 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void OnAccept(boost::beast::error_code ec);
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
+  // Handles what the decoder finds in the read buffer; false when the connection is done.
+  bool ProcessInput();
+  void SendControl(std::string frame);
+  void CutSocket();
   void HandleText(std::string_view text);
   void HandleSubscribe(const std::string& channel,
                        const std::optional<core::RecoveryRequest>& recovery, bool ack,
@@ -79,15 +89,31 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void ScheduleHeartbeat();
   bool Subscribed(const std::string& channel) const;
 
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  // The upgrade handshake only; its socket moves to socket_ once accepted.
+  std::optional<boost::beast::websocket::stream<boost::beast::tcp_stream>> handshake_;
+  boost::asio::ip::tcp::socket socket_;
   ServerState& state_;
   const size_t shard_;
   const uint64_t id_;
   const std::string connection_id_;
   std::string identity_;  // fixed before the first subscription
   InitialSubscription initial_;
-  boost::beast::flat_buffer buffer_;
+  std::vector<uint8_t> read_buffer_;
+  size_t read_size_ = 0;  // bytes of read_buffer_ holding input
+  core::WsDecoder decoder_;
+  std::chrono::steady_clock::time_point last_read_;
   std::deque<core::FramePtr> queue_;
+  std::deque<std::string> control_queue_;  // raw WebSocket control frames (ping, pong, close)
+  // The write in flight: the first writing_frames_ of queue_ and these control frames.
+  size_t writing_frames_ = 0;
+  std::vector<std::string> writing_control_;
+  std::vector<core::WsHeader> headers_;
+  std::vector<boost::asio::const_buffer> buffers_;
+  bool close_sent_ = false;     // a close frame was written: no more frames
+  bool writing_close_ = false;  // the write in flight ends with the close frame
+  std::string close_frame_;     // queued close frame (sent after what is queued)
+  bool close_queued_ = false;   // a close frame is queued or in flight
+  bool discard_input_ = false;  // closing: input is read only to see the peer's EOF
   size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool closing_ = false;
@@ -102,6 +128,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
 
   std::vector<std::string> channels_;
   boost::asio::steady_timer heartbeat_timer_;
+  std::chrono::milliseconds heartbeat_elapsed_{0};
   boost::asio::steady_timer close_timer_;
   boost::asio::steady_timer auth_timer_;  // auth deadline, then token expiry
 };
