@@ -29,9 +29,11 @@ class WsSession;
 struct WsOptions {
   size_t max_frame_bytes = 64 * 1024;        // larger client frames close with 1009
   size_t max_queue_bytes = 4 * 1024 * 1024;  // per-session write queue; over it closes 4008
-  size_t max_connections = 100000;           // over it: HTTP 503
-  size_t max_channels_per_connection = 64;   // over it: error frame too_many_channels
-  size_t max_header_bytes = 8 * 1024;        // HTTP request header limit (431)
+  // All sessions' queues together: past it, sessions holding over 64 KiB get their policy.
+  size_t max_total_queue_bytes = size_t{1} << 30;
+  size_t max_connections = 100000;                      // over it: HTTP 503
+  size_t max_channels_per_connection = 64;              // over it: error frame too_many_channels
+  size_t max_header_bytes = 8 * 1024;                   // HTTP request header limit (431)
   std::chrono::milliseconds handshake_timeout{10000};   // HTTP request and WS upgrade
   std::chrono::milliseconds heartbeat_interval{30000};  // JSON {"type":"ping"} period
   std::chrono::milliseconds idle_timeout{75000};        // nothing received for this long: close

@@ -390,7 +390,13 @@ void WsSession::Send(const core::FramePtr& frame) {
     return;
   }
   const size_t max = state_.options.max_queue_bytes;
-  if (queued_bytes_ + frame->text.size() > max) {
+  // Over the server-wide budget, the connections holding the most pay first.
+  const bool over_budget =
+      static_cast<size_t>(state_.metrics.queued_bytes_current.load(std::memory_order_relaxed)) +
+              frame->text.size() >
+          state_.options.max_total_queue_bytes &&
+      queued_bytes_ > 64 * 1024;
+  if (queued_bytes_ + frame->text.size() > max || over_budget) {
     // Control frames (pong, subscribed, error, gap) are never dropped: they may pass the bound
     // by a small allowance before the client counts as stalled.
     constexpr size_t kControlAllowance = 64 * 1024;
