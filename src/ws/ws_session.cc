@@ -16,6 +16,7 @@ using tcp = boost::asio::ip::tcp;
 
 namespace {
 
+constexpr size_t kInitialReadBuffer = 512;
 constexpr uint16_t kCloseUnauthenticated = 4001;
 constexpr uint16_t kCloseForbidden = 4003;
 constexpr uint16_t kCloseSlowConsumer = 4008;
@@ -83,7 +84,8 @@ void WsSession::OnAccept(beast::error_code ec) {
   handshake_.reset();
   open_ = true;
   last_read_ = std::chrono::steady_clock::now();
-  read_buffer_.resize(16 * 1024);
+  // Small to start: most connections only ever send pings and subscribes; DoRead grows it.
+  read_buffer_.resize(kInitialReadBuffer);
   state_.registries[shard_].insert(this);
   state_.metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
   if (state_.draining.load()) {
@@ -194,7 +196,7 @@ bool WsSession::ProcessInput() {
         read_size_ -= offset;
         if (decoder_.wanted() > read_buffer_.size()) read_buffer_.resize(decoder_.wanted());
         if (read_size_ == 0 && read_buffer_.size() > 64 * 1024) {
-          read_buffer_.resize(16 * 1024);
+          read_buffer_.resize(kInitialReadBuffer);
           read_buffer_.shrink_to_fit();
         }
         return true;
@@ -489,10 +491,7 @@ void WsSession::DoWrite() {
   buffers_.clear();
   headers_.clear();
   writing_control_.clear();
-  while (!control_queue_.empty()) {
-    writing_control_.push_back(std::move(control_queue_.front()));
-    control_queue_.pop_front();
-  }
+  writing_control_.swap(control_queue_);
   for (const auto& c : writing_control_) buffers_.emplace_back(c.data(), c.size());
   size_t bytes = 0;
   size_t n = 0;

@@ -103,7 +103,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   core::WsDecoder decoder_;
   std::chrono::steady_clock::time_point last_read_;
   std::deque<core::FramePtr> queue_;
-  std::deque<std::string> control_queue_;  // raw WebSocket control frames (ping, pong, close)
+  std::vector<std::string> control_queue_;  // raw WebSocket control frames (ping, pong)
   // The write in flight: the first writing_frames_ of queue_ and these control frames.
   size_t writing_frames_ = 0;
   std::vector<std::string> writing_control_;
