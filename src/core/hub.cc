@@ -90,8 +90,9 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   TrimHistory(state, ns, now);
   // Posted under the lock so every shard receives a channel's frames in offset order.
   if (stopped_.load(std::memory_order_relaxed)) return PublishResult{offset, epoch_};
-  for (auto& shard : shards_) {
-    Shard* s = shard.get();
+  for (size_t i = 0; i < state.shard_subscribers.size(); ++i) {
+    if (state.shard_subscribers[i] == 0) continue;
+    Shard* s = shards_[i].get();
     s->executor([s, shared, exclude_id] { s->Deliver(shared, exclude_id); });
   }
   return PublishResult{offset, epoch_};
@@ -150,6 +151,8 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
     }
     entries.push_back(Entry{s, last_offset});
     ++state.connections;
+    if (state.shard_subscribers.empty()) state.shard_subscribers.resize(shards_.size());
+    ++state.shard_subscribers[shard];
     if (!s->identity().empty()) {
       Member& m = state.members[s->identity()];
       if (m.connections++ == 0) {
@@ -213,6 +216,9 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
     std::lock_guard lock(stripe.mu);
     ChannelState& state = stripe.channels[channel];
     if (state.connections > 0) --state.connections;
+    if (shard < state.shard_subscribers.size() && state.shard_subscribers[shard] > 0) {
+      --state.shard_subscribers[shard];
+    }
     auto m = state.members.find(s->identity());
     if (!s->identity().empty() && m != state.members.end() && --m->second.connections == 0) {
       state.members.erase(m);

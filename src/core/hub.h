@@ -181,6 +181,8 @@ class Hub {
   struct ChannelState {
     uint64_t offset = 0;
     uint32_t connections = 0;
+    // Subscriptions per shard: frames are posted only to shards that have some.
+    std::vector<uint32_t> shard_subscribers;
     std::unordered_map<std::string, Member> members;
     std::deque<std::pair<std::chrono::steady_clock::time_point, FramePtr>> history;
   };
