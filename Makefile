@@ -53,6 +53,7 @@ fuzz: setup
 	  mkdir -p build/fuzz/corpus/$$t && \
 	  echo "== $$t ($(FUZZ_SECONDS) s)" && \
 	  if ! build/fuzz/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	      -artifact_prefix=build/fuzz/ \
 	      build/fuzz/corpus/$$t tests/fuzz/corpus/$$t > build/fuzz/$$t.log 2>&1; then \
 	    tail -40 build/fuzz/$$t.log; exit 1; \
 	  fi; tail -2 build/fuzz/$$t.log; \

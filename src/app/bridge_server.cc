@@ -107,7 +107,8 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     shards.push_back(ioc);
     executors.push_back([ioc](std::function<void()> task) { asio::post(*ioc, std::move(task)); });
   }
-  impl->hub = std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics);
+  impl->hub = std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics,
+                                          c.max_channels);
   impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, c.auth, shards);
 
   boost::system::error_code ec;

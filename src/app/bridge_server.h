@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/hub.h"
 #include "core/metrics.h"
 #include "core/namespaces.h"
 #include "rpc/event_service.h"
@@ -25,6 +26,7 @@ struct ServerConfig {
   uint16_t ws_port = 8080;
   uint16_t grpc_port = 50051;
   size_t io_threads = 0;  // 0: one per core
+  size_t max_channels = core::Hub::kDefaultMaxChannels;
   core::NamespaceRegistry namespaces = core::NamespaceRegistry::Defaults();
   ws::WsOptions ws;
   rpc::RpcOptions rpc;

@@ -2,6 +2,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <cmath>
 
 #include "core/frame.h"
 
@@ -13,6 +14,27 @@ std::string StringField(const boost::json::object& o, const char* key) {
   if (it == o.end() || !it->value().is_string()) return "";
   const auto& s = it->value().get_string();
   return std::string(s.data(), s.size());
+}
+
+// Boost.JSON reads an overflowing number ("1e99999") as infinity but refuses it when reading its
+// own output back; no JSON peer can rely on such numbers, so they are refused up front.
+bool AllNumbersFinite(const boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::double_:
+      return std::isfinite(v.get_double());
+    case boost::json::kind::array:
+      for (const auto& e : v.get_array()) {
+        if (!AllNumbersFinite(e)) return false;
+      }
+      return true;
+    case boost::json::kind::object:
+      for (const auto& kv : v.get_object()) {
+        if (!AllNumbersFinite(kv.value())) return false;
+      }
+      return true;
+    default:
+      return true;
+  }
 }
 
 }  // namespace
@@ -28,6 +50,10 @@ std::optional<ClientFrame> ParseClientFrame(std::string_view text, ClientFrameEr
   }
   if (!v.is_object()) {
     error = {"not_an_object", "frame must be a JSON object"};
+    return std::nullopt;
+  }
+  if (!AllNumbersFinite(v)) {  // depth is bounded by max_depth above
+    error = {"invalid_json", "numbers must be finite"};
     return std::nullopt;
   }
   ClientFrame f;

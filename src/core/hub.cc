@@ -24,11 +24,13 @@ std::string NewEpoch() {
 
 }  // namespace
 
-Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics)
+Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics,
+         size_t max_channels)
     : namespaces_(std::move(namespaces)),
       metrics_(metrics),
       epoch_(NewEpoch()),
       namespace_stats_(new NamespaceStats[namespaces_.all().size() + 1]),
+      max_channels_(max_channels),
       stripes_(new Stripe[kStripes]) {
   for (auto& e : shard_executors) {
     auto shard = std::make_unique<Shard>();
@@ -38,6 +40,18 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
 }
 
 Hub::~Hub() = default;
+
+Hub::ChannelState* Hub::FindOrCreateLocked(Stripe& stripe, const std::string& channel) {
+  auto it = stripe.channels.find(channel);
+  if (it != stripe.channels.end()) return &it->second;
+  if (channel_count_.fetch_add(1, std::memory_order_relaxed) >= max_channels_) {
+    channel_count_.fetch_sub(1, std::memory_order_relaxed);
+    metrics_.channels_refused_total.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  metrics_.channels_current.fetch_add(1, std::memory_order_relaxed);
+  return &stripe.channels[channel];
+}
 
 Hub::Stripe& Hub::StripeFor(const std::string& channel) {
   return stripes_[std::hash<std::string>{}(channel) % kStripes];
@@ -65,8 +79,10 @@ absl::StatusOr<PublishResult> Hub::Publish(const gathering::bridge::v1::Event& e
     return absl::InvalidArgumentError(
         Cat("unknown namespace '", NamespaceOf(event.channel()), "'"));
   }
+  PublishResult r = PublishFrame(event.channel(), parts->head, parts->tail, 0);
+  if (r.offset == 0) return absl::ResourceExhaustedError("the bridge holds too many channels");
   metrics_.events_published_total.fetch_add(1, std::memory_order_relaxed);
-  return PublishFrame(event.channel(), parts->head, parts->tail, 0);
+  return r;
 }
 
 PublishResult Hub::PublishFrame(const std::string& channel, std::string_view head,
@@ -75,7 +91,9 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   auto now = std::chrono::steady_clock::now();
   Stripe& stripe = StripeFor(channel);
   std::lock_guard lock(stripe.mu);
-  ChannelState& state = stripe.channels[channel];
+  ChannelState* found = FindOrCreateLocked(stripe, channel);
+  if (found == nullptr) return PublishResult{0, epoch_};
+  ChannelState& state = *found;
   uint64_t offset = ++state.offset;
   auto frame = std::make_shared<Frame>();
   frame->channel = channel;
@@ -120,7 +138,12 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
-    ChannelState& state = stripe.channels[channel];
+    ChannelState* found = FindOrCreateLocked(stripe, channel);
+    if (found == nullptr) {
+      result.refused = true;
+      return result;
+    }
+    ChannelState& state = *found;
     TrimHistory(state, ns, now);
     result.offset = state.offset;
     last_offset = state.offset;
@@ -214,7 +237,9 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
-    ChannelState& state = stripe.channels[channel];
+    auto found = stripe.channels.find(channel);
+    if (found == stripe.channels.end()) return;  // unreachable: subscribing created it
+    ChannelState& state = found->second;
     if (state.connections > 0) --state.connections;
     if (shard < state.shard_subscribers.size() && state.shard_subscribers[shard] > 0) {
       --state.shard_subscribers[shard];

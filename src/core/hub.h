@@ -78,6 +78,7 @@ struct SubscribeResult {
   uint64_t offset = 0;           // the channel's latest offset when the subscription began
   bool recovered = false;        // only meaningful when `since` was given
   std::vector<FramePtr> missed;  // frames after `since`, in order, when recovering
+  bool refused = false;          // too many channels: nothing was subscribed
 };
 
 struct HistoryResult {
@@ -115,7 +116,13 @@ class Hub {
   // Posts a task to a shard's thread.
   using Executor = std::function<void(std::function<void()>)>;
 
-  Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics);
+  // Channels the hub keeps state for (offsets, history, presence): a bound against clients
+  // inventing channel names. Past it, new channels are refused (publish offset 0, subscribe
+  // `refused`); existing ones keep working.
+  static constexpr size_t kDefaultMaxChannels = 1000000;
+
+  Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics,
+      size_t max_channels = kDefaultMaxChannels);
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
@@ -129,7 +136,7 @@ class Hub {
   absl::StatusOr<PublishResult> Publish(const gathering::bridge::v1::Event& event);
 
   // Any thread. Publishes a frame `head + offset + tail` on a valid channel; the subscriber
-  // `exclude_id` (0: none) does not receive it.
+  // `exclude_id` (0: none) does not receive it. Offset 0: refused (too many channels).
   PublishResult PublishFrame(const std::string& channel, std::string_view head,
                              std::string_view tail, uint64_t exclude_id);
 
@@ -197,6 +204,8 @@ class Hub {
   };
 
   Stripe& StripeFor(const std::string& channel);
+  // The channel's state, created if needed; nullptr at the channel limit. Stripe lock held.
+  ChannelState* FindOrCreateLocked(Stripe& stripe, const std::string& channel);
   void PublishPresence(const std::string& channel, const std::string& identity, bool joined,
                        std::string_view reason);
   void ForwardLifecycle(const std::string& channel, const Subscriber& s, bool subscribed,
@@ -211,6 +220,8 @@ class Hub {
   std::unique_ptr<NamespaceStats[]> namespace_stats_;
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> lifecycle_sinks_{0};
+  const size_t max_channels_;
+  std::atomic<size_t> channel_count_{0};
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Stripe[]> stripes_;
   mutable std::shared_mutex sinks_mu_;

@@ -59,6 +59,10 @@ std::string Metrics::RenderPrometheus() const {
       origin_rejected_total);
   Add(o, "per_ip_rejected_total", "counter", "Upgrades refused 429 over the per-address limit.",
       per_ip_rejected_total);
+  Add(o, "channels_current", "gauge", "Channels with state (offsets, history, presence).",
+      channels_current);
+  Add(o, "channels_refused_total", "counter", "New channels refused at the channel limit.",
+      channels_refused_total);
   return o;
 }
 

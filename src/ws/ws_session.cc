@@ -303,6 +303,7 @@ void WsSession::HandleSubscribe(const std::string& channel,
                                " channels per connection"));
   }
   core::SubscribeResult r = state_.hub.Subscribe(shard_, channel, this, recovery);
+  if (r.refused) return SendError("too_many_channels", "the bridge holds too many channels");
   if (!Subscribed(channel)) channels_.push_back(channel);
   if (ack) Send(core::MakeControlFrame(SubscribedFrame(channel, r, recovery.has_value())));
   for (const auto& f : r.missed) Send(f);
@@ -361,7 +362,9 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
     std::string head, tail;
     core::BuildClientMessageFrame(std::move(frame.object), channel, timestamp, connection_id_, head,
                                   tail);
-    state_.hub.PublishFrame(channel, head, tail, id_);
+    if (state_.hub.PublishFrame(channel, head, tail, id_).offset == 0) {
+      SendError("too_many_channels", "the bridge holds too many channels");
+    }
   }
 }
 

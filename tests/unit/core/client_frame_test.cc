@@ -45,8 +45,9 @@ TEST(ClientFrameTest, RefusalsCarryCodes) {
         Case{R"({"type":"subscribe"})", "invalid_channel"},
         Case{R"({"type":"subscribe","channel":"circles/a","since":-1})", "invalid_since"},
         Case{R"({"type":"agent_message"})", "reserved_type"},
-        Case{R"({"type":"error"})", "reserved_type"},
-        Case{R"({"channel":5})", "invalid_channel"}}) {
+        Case{R"({"type":"error"})", "reserved_type"}, Case{R"({"channel":5})", "invalid_channel"},
+        Case{R"({"c":47777E773808})", "invalid_json"},
+        Case{R"({"a":[1,{"b":-1e400}]})", "invalid_json"}}) {
     ClientFrameError err;
     EXPECT_FALSE(ParseClientFrame(c.text, err).has_value()) << c.text;
     EXPECT_EQ(err.code, c.code) << c.text;

@@ -176,6 +176,28 @@ TEST_F(HubTest, NoPresenceOutsidePresenceNamespaces) {
   EXPECT_EQ(hub_.Presence("workspace/1").members.size(), 1u);
 }
 
+TEST(HubLimitTest, NewChannelsPastTheLimitAreRefused) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), NamespaceRegistry::Defaults(), metrics, /*max_channels=*/2);
+  pb::Event e;
+  e.mutable_agent_message()->set_content("x");
+  for (const char* ch : {"circles/a", "circles/b"}) {
+    e.set_channel(ch);
+    ASSERT_TRUE(hub.Publish(e).ok()) << ch;
+  }
+  e.set_channel("circles/c");
+  EXPECT_EQ(hub.Publish(e).status().code(), absl::StatusCode::kResourceExhausted);
+  RecordingSubscriber s(1);
+  EXPECT_TRUE(hub.Subscribe(0, "circles/d", &s, std::nullopt).refused);
+  EXPECT_FALSE(hub.Subscribe(0, "circles/a", &s, std::nullopt).refused);  // existing: fine
+  e.set_channel("circles/a");
+  EXPECT_TRUE(hub.Publish(e).ok());
+  EXPECT_EQ(metrics.channels_current.load(), 2);
+  EXPECT_EQ(metrics.channels_refused_total.load(), 2u);
+  hub.Unsubscribe(0, "circles/a", &s);
+}
+
 class RecordingSink : public ClientMessageSink {
  public:
   void OnClientMessage(const ClientMessagePtr& m) override { got.push_back(m); }
