@@ -51,13 +51,6 @@ std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
   return FormatTimestamp(s, static_cast<int32_t>(rem));
 }
 
-std::string EventType(const pb::Event& event) {
-  if (event.payload_case() == pb::Event::PAYLOAD_NOT_SET) return "";
-  if (event.has_custom()) return event.custom().type();
-  const auto* field = event.GetReflection()->GetOneofFieldDescriptor(event, PayloadOneof());
-  return field == nullptr ? "" : field->name();
-}
-
 bool IsReservedType(std::string_view type) {
   static const char* const kControl[] = {"ping",         "pong",        "auth",
                                          "subscribe",    "unsubscribe", "subscribed",

@@ -44,10 +44,6 @@ std::string FormatTimestamp(std::chrono::system_clock::time_point t);
 absl::StatusOr<FrameParts> EncodeEvent(const gathering::bridge::v1::Event& event,
                                        std::chrono::system_clock::time_point now);
 
-// The frame's `type` for an event: the payload's oneof case name or the custom type, "" when no
-// payload is set.
-std::string EventType(const gathering::bridge::v1::Event& event);
-
 // Whether `type` is a name the bridge uses itself (payload names, control frames), which custom
 // events and client messages may not take.
 bool IsReservedType(std::string_view type);

@@ -78,7 +78,7 @@ void HttpSession::Route(Request req) {
       res.set(http::field::upgrade, "websocket");
       return Reply(std::move(res));
     }
-    return Upgrade(std::move(req));
+    return Upgrade(std::move(req), *target);
   }
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     auto res = MakeResponse(405, "text/plain", "method not allowed\n", req);
@@ -102,11 +102,9 @@ void HttpSession::Route(Request req) {
   Reply(MakeResponse(404, "text/plain", "not found\n", req));
 }
 
-void HttpSession::Upgrade(Request req) {
-  auto target =
-      core::ParseRequestTarget(std::string_view(req.target().data(), req.target().size()));
+void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
   WsSession::InitialSubscription initial;
-  initial.channel = *core::ChannelFromWsPath(target->path);
+  initial.channel = *core::ChannelFromWsPath(target.path);
   if (!initial.channel.empty()) {
     if (absl::Status s = core::ValidateChannel(initial.channel); !s.ok()) {
       return Reply(MakeResponse(400, "text/plain", core::Cat(s.message(), "\n"), req));
@@ -117,13 +115,13 @@ void HttpSession::Upgrade(Request req) {
           core::Cat("unknown namespace '", core::NamespaceOf(initial.channel), "'\n"), req));
     }
   }
-  initial.ack = target->Param("ack").value_or("") == "1";
-  if (auto since = target->Param("since")) {
+  initial.ack = target.Param("ack").value_or("") == "1";
+  if (auto since = target.Param("since")) {
     uint64_t n = 0;
     if (!core::ParseUint(*since, n)) {
       return Reply(MakeResponse(400, "text/plain", "since must be a non-negative integer\n", req));
     }
-    initial.recovery = core::RecoveryRequest{n, target->Param("epoch").value_or("")};
+    initial.recovery = core::RecoveryRequest{n, target.Param("epoch").value_or("")};
   }
   if (state_.draining.load()) {
     return Reply(MakeResponse(503, "text/plain", "server shutting down\n", req));
@@ -153,9 +151,9 @@ void HttpSession::Upgrade(Request req) {
   std::string identity;
   std::string token;
   if (state_.auth.enabled()) {
-    token = target->Param("token").value_or("");
+    token = target.Param("token").value_or("");
   } else {
-    identity = target->Param("client").value_or("");
+    identity = target.Param("client").value_or("");
     if (identity.size() > 128) identity.resize(128);
   }
   stream_.expires_never();

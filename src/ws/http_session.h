@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "core/uri.h"
 #include "ws/server_state.h"
 
 namespace bridge::ws {
@@ -26,7 +27,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void Route(Request req);
-  void Upgrade(Request req);
+  // `target` is req's parsed target (Route parsed it already).
+  void Upgrade(Request req, const core::RequestTarget& target);
   void Reply(Response res);
   Response MakeResponse(unsigned status, std::string content_type, std::string body,
                         const Request& req) const;
