@@ -8,6 +8,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -52,6 +53,36 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(const S
     opts.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(opts);
+}
+
+// The client listener's TLS context: TLS 1.2 and later, the certificate chain and key checked
+// here so that a wrong file fails start-up rather than every handshake.
+absl::StatusOr<std::shared_ptr<asio::ssl::context>> WsTlsContext(const ServerConfig& c) {
+  if (c.ws_tls_cert_file.empty() && c.ws_tls_key_file.empty()) return nullptr;
+  if (c.ws_tls_cert_file.empty() || c.ws_tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--ws_tls_cert_file and --ws_tls_key_file go together");
+  }
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                   asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+  // Idle connections give their record buffers back (most WebSockets are idle most of the time).
+  SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  boost::system::error_code ec;
+  ctx->use_certificate_chain_file(c.ws_tls_cert_file, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        core::Cat("--ws_tls_cert_file ", c.ws_tls_cert_file, ": ", ec.message()));
+  }
+  ctx->use_private_key_file(c.ws_tls_key_file, asio::ssl::context::pem, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        core::Cat("--ws_tls_key_file ", c.ws_tls_key_file, ": ", ec.message()));
+  }
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return absl::InvalidArgumentError("--ws_tls_key_file does not match --ws_tls_cert_file");
+  }
+  return ctx;
 }
 
 }  // namespace
@@ -110,6 +141,9 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   impl->hub = std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics,
                                           c.max_channels);
   impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, c.auth, shards);
+  auto tls = WsTlsContext(c);
+  if (!tls.ok()) return tls.status();
+  impl->state->tls = *tls;
 
   boost::system::error_code ec;
   auto address = asio::ip::make_address(c.host, ec);
@@ -142,8 +176,9 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     impl->threads.emplace_back([ioc] { ioc->run(); });
   }
   impl->listener->Run();
-  spdlog::info("gathering-bridge listening: ws://{}:{}/ws/..., grpc {}:{}, {} io threads", c.host,
-               impl->listener->port(), c.host, impl->grpc_port, n);
+  spdlog::info("gathering-bridge listening: {}://{}:{}/ws/..., grpc{} {}:{}, {} io threads",
+               impl->state->tls ? "wss" : "ws", c.host, impl->listener->port(),
+               c.grpc_tls_cert_file.empty() ? "" : " (TLS)", c.host, impl->grpc_port, n);
   return std::unique_ptr<BridgeServer>(new BridgeServer(std::move(impl)));
 }
 

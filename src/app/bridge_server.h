@@ -32,6 +32,9 @@ struct ServerConfig {
   rpc::RpcOptions rpc;
   size_t grpc_max_message_bytes = 4 * 1024 * 1024;
   ws::AuthSettings auth;  // WebSocket clients; rpc.auth holds the backends' side
+  // WebSocket/HTTP TLS (PEM files): wss:// and https://; empty: plain ws://.
+  std::string ws_tls_cert_file;
+  std::string ws_tls_key_file;
   // gRPC TLS (PEM files); empty: plaintext. With `grpc_client_ca_file`, backends must present a
   // certificate signed by it (mTLS).
   std::string grpc_tls_cert_file;

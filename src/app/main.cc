@@ -89,6 +89,9 @@ ABSL_FLAG(double, client_message_burst, 200, "Burst of the client message bucket
 ABSL_FLAG(double, publish_rate_per_key, 50000,
           "Publishes per second per backend identity (0: no limit); over it RESOURCE_EXHAUSTED.");
 ABSL_FLAG(double, publish_burst_per_key, 100000, "Burst of the publish bucket.");
+ABSL_FLAG(std::string, ws_tls_cert_file, "",
+          "PEM certificate chain: serve wss:// and https:// on --ws_port instead of ws://.");
+ABSL_FLAG(std::string, ws_tls_key_file, "", "PEM private key for --ws_tls_cert_file.");
 ABSL_FLAG(std::string, grpc_tls_cert_file, "", "PEM certificate chain for gRPC TLS.");
 ABSL_FLAG(std::string, grpc_tls_key_file, "", "PEM private key for gRPC TLS.");
 ABSL_FLAG(std::string, grpc_client_ca_file, "",
@@ -272,6 +275,8 @@ int main(int argc, char** argv) {
   c.ws.client_message_burst = absl::GetFlag(FLAGS_client_message_burst);
   c.rpc.publish_rate_per_key = absl::GetFlag(FLAGS_publish_rate_per_key);
   c.rpc.publish_burst_per_key = absl::GetFlag(FLAGS_publish_burst_per_key);
+  c.ws_tls_cert_file = absl::GetFlag(FLAGS_ws_tls_cert_file);
+  c.ws_tls_key_file = absl::GetFlag(FLAGS_ws_tls_key_file);
   c.grpc_tls_cert_file = absl::GetFlag(FLAGS_grpc_tls_cert_file);
   c.grpc_tls_key_file = absl::GetFlag(FLAGS_grpc_tls_key_file);
   c.grpc_client_ca_file = absl::GetFlag(FLAGS_grpc_client_ca_file);

@@ -57,6 +57,9 @@ std::string Metrics::RenderPrometheus() const {
       rate_limited_total);
   Add(o, "origin_rejected_total", "counter", "Upgrades refused 403 for their Origin.",
       origin_rejected_total);
+  Add(o, "tls_handshake_failures_total", "counter",
+      "Client TLS handshakes that failed (plain HTTP, bad certificate) or timed out.",
+      tls_handshake_failures_total);
   Add(o, "per_ip_rejected_total", "counter", "Upgrades refused 429 over the per-address limit.",
       per_ip_rejected_total);
   Add(o, "channels_current", "gauge", "Channels with state (offsets, history, presence).",

@@ -33,15 +33,16 @@ struct Metrics {
   Counter http_errors_total{0};  // 4xx/5xx answers
   Gauge backend_streams_current{0};
   Counter backend_messages_total{0};
-  Counter backend_dropped_total{0};   // a backend Subscribe stream's queue was full
-  Gauge queued_bytes_current{0};      // bytes waiting in every session's write queue
-  Counter auth_failures_total{0};     // bad, expired or missing tokens (4001, UNAUTHENTICATED)
-  Counter auth_forbidden_total{0};    // channels outside the grants (4003, PERMISSION_DENIED)
-  Counter rate_limited_total{0};      // client messages or publishes over their rate
-  Counter origin_rejected_total{0};   // upgrades refused 403 for their Origin
-  Counter per_ip_rejected_total{0};   // upgrades refused 429 over the per-address limit
-  Gauge channels_current{0};          // channels the hub keeps state for
-  Counter channels_refused_total{0};  // new channels refused at the channel limit
+  Counter backend_dropped_total{0};  // a backend Subscribe stream's queue was full
+  Gauge queued_bytes_current{0};     // bytes waiting in every session's write queue
+  Counter auth_failures_total{0};    // bad, expired or missing tokens (4001, UNAUTHENTICATED)
+  Counter auth_forbidden_total{0};   // channels outside the grants (4003, PERMISSION_DENIED)
+  Counter rate_limited_total{0};     // client messages or publishes over their rate
+  Counter origin_rejected_total{0};  // upgrades refused 403 for their Origin
+  Counter tls_handshake_failures_total{0};  // client TLS handshakes that failed or timed out
+  Counter per_ip_rejected_total{0};         // upgrades refused 429 over the per-address limit
+  Gauge channels_current{0};                // channels the hub keeps state for
+  Counter channels_refused_total{0};        // new channels refused at the channel limit
 
   std::string RenderPrometheus() const;
 };

@@ -1,5 +1,7 @@
 #include "core/websocket_codec.h"
 
+#include <openssl/evp.h>
+
 #include <cstring>
 
 namespace bridge::core {
@@ -122,6 +124,25 @@ WsDecoder::Event WsDecoder::Feed(const uint8_t* data, size_t size, size_t& consu
       return Event::kMessage;
     }
   }
+}
+
+std::optional<std::string> WebSocketAccept(std::string_view key) {
+  // 16 bytes in base64: 22 significant characters and "==".
+  if (key.size() != 24 || key.substr(22) != "==") return std::nullopt;
+  for (char c : key.substr(0, 22)) {
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/';
+    if (!ok) return std::nullopt;
+  }
+  std::string input = std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  if (EVP_Digest(input.data(), input.size(), digest, &digest_size, EVP_sha1(), nullptr) != 1) {
+    return std::nullopt;
+  }
+  unsigned char encoded[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+  int n = EVP_EncodeBlock(encoded, digest, static_cast<int>(digest_size));
+  return std::string(reinterpret_cast<const char*>(encoded), static_cast<size_t>(n));
 }
 
 }  // namespace bridge::core

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,10 @@ WsHeader BuildWsHeader(WsOpcode opcode, size_t payload_size);
 // A whole control frame (close: 2-byte code + reason, truncated to the 125-byte limit).
 std::string BuildWsControlFrame(WsOpcode opcode, std::string_view payload);
 std::string BuildWsCloseFrame(uint16_t code, std::string_view reason);
+
+// The Sec-WebSocket-Accept value answering a client's Sec-WebSocket-Key (RFC 6455 section
+// 4.2.2); nullopt when the key is not the base64 of 16 bytes.
+std::optional<std::string> WebSocketAccept(std::string_view key);
 
 // Reassembles client messages from frames. Feed() consumes what it can and reports one event at
 // a time; call it again until it returns kNeedMore.

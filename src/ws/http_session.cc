@@ -2,12 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "core/channel.h"
 #include "core/origin.h"
 #include "core/strings.h"
 #include "core/uri.h"
+#include "core/websocket_codec.h"
 #include "ws/page.h"
 #include "ws/ws_session.h"
 
@@ -18,23 +19,57 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = boost::asio::ip::tcp;
 
-HttpSession::HttpSession(tcp::socket&& socket, ServerState& state, size_t shard)
-    : stream_(std::move(socket)), state_(state), shard_(shard) {}
+namespace {
 
-void HttpSession::Run() { DoRead(); }
+Transport MakeTransport(tcp::socket&& socket, ServerState& state) {
+  if (state.tls) return Transport(std::move(socket), *state.tls);
+  return Transport(std::move(socket));
+}
+
+}  // namespace
+
+HttpSession::HttpSession(tcp::socket&& socket, ServerState& state, size_t shard)
+    : transport_(MakeTransport(std::move(socket), state)),
+      deadline_(transport_.get_executor()),
+      state_(state),
+      shard_(shard) {}
+
+void HttpSession::Run() {
+  if (!transport_.is_tls()) return DoRead();
+  ArmDeadline();
+  transport_.Handshake(beast::bind_front_handler(&HttpSession::OnHandshake, shared_from_this()));
+}
+
+void HttpSession::OnHandshake(beast::error_code ec) {
+  if (ec) {
+    // Plain HTTP to the TLS port, an untrusted certificate, a client too slow: counted, dropped.
+    state_.metrics.tls_handshake_failures_total.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("TLS handshake failed: {}", ec.message());
+    return;
+  }
+  DoRead();
+}
+
+void HttpSession::ArmDeadline() {
+  deadline_.expires_after(state_.options.handshake_timeout);
+  deadline_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->transport_.Cut();  // the pending operation fails
+  });
+}
 
 void HttpSession::DoRead() {
   parser_.emplace();
   parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
   parser_->body_limit(4096);
-  stream_.expires_after(state_.options.handshake_timeout);
-  http::async_read(stream_, buffer_, *parser_,
+  ArmDeadline();
+  http::async_read(transport_, buffer_, *parser_,
                    beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
 }
 
 void HttpSession::OnRead(beast::error_code ec, size_t) {
   if (ec == http::error::end_of_stream) {
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    transport_.ShutdownSend();
     return;
   }
   if (ec == http::error::header_limit) {
@@ -103,6 +138,18 @@ void HttpSession::Route(Request req) {
 }
 
 void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
+  // The RFC 6455 handshake checks (GET, HTTP/1.1, Connection and Upgrade were checked by
+  // is_upgrade).
+  auto key = req[http::field::sec_websocket_key];
+  auto accept = core::WebSocketAccept(std::string_view(key.data(), key.size()));
+  if (!accept) {
+    return Reply(MakeResponse(400, "text/plain", "missing or malformed Sec-WebSocket-Key\n", req));
+  }
+  if (req[http::field::sec_websocket_version] != "13") {
+    auto res = MakeResponse(426, "text/plain", "unsupported WebSocket version; use 13\n", req);
+    res.set(http::field::sec_websocket_version, "13");
+    return Reply(std::move(res));
+  }
   WsSession::InitialSubscription initial;
   initial.channel = *core::ChannelFromWsPath(target.path);
   if (!initial.channel.empty()) {
@@ -138,7 +185,7 @@ void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
     return Reply(MakeResponse(403, "text/plain", "origin not allowed\n", req));
   }
   beast::error_code ec;
-  auto remote = stream_.socket().remote_endpoint(ec);
+  auto remote = transport_.lowest().remote_endpoint(ec);
   if (ec) return;
   std::string ip = remote.address().to_string();
   bool loopback = remote.address().is_loopback();
@@ -156,17 +203,41 @@ void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
     identity = target.Param("client").value_or("");
     if (identity.size() > 128) identity.resize(128);
   }
-  stream_.expires_never();
-  auto session =
-      std::make_shared<WsSession>(stream_.release_socket(), state_, shard_, std::move(initial),
-                                  std::move(identity), std::move(token), counted ? ip : "");
-  session->Run(std::move(req));
+  upgrade_ =
+      PendingUpgrade{std::move(initial), std::move(identity), std::move(token), counted ? ip : ""};
+  // No subprotocol and no extension (permessage-deflate) is negotiated.
+  auto res = std::make_shared<Response>(http::status::switching_protocols, 11);
+  res->set(http::field::server, "gathering-bridge");
+  res->set(http::field::upgrade, "websocket");
+  res->set(http::field::connection, "Upgrade");
+  res->set(http::field::sec_websocket_accept, *accept);
+  pending_ = std::move(res);
+  http::async_write(transport_, *pending_,
+                    beast::bind_front_handler(&HttpSession::OnUpgradeWritten, shared_from_this()));
+}
+
+void HttpSession::OnUpgradeWritten(beast::error_code ec, size_t) {
+  pending_.reset();
+  deadline_.cancel();
+  PendingUpgrade up = std::move(*upgrade_);
+  upgrade_.reset();
+  if (ec) {
+    if (!up.counted_ip.empty()) state_.ReleaseIp(up.counted_ip);
+    return;
+  }
+  // Bytes the client sent after its request (frames it did not wait to send) go with it.
+  auto buffered = buffer_.data();
+  auto session = std::make_shared<WsSession>(
+      std::move(transport_),
+      std::string_view(static_cast<const char*>(buffered.data()), buffered.size()), state_, shard_,
+      std::move(up.initial), std::move(up.identity), std::move(up.token), std::move(up.counted_ip));
+  session->Start();
 }
 
 void HttpSession::Reply(Response res) {
   pending_ = std::make_shared<Response>(std::move(res));
   bool close = pending_->need_eof();
-  http::async_write(stream_, *pending_,
+  http::async_write(transport_, *pending_,
                     beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(), close));
 }
 
@@ -174,7 +245,7 @@ void HttpSession::OnWrite(bool close, beast::error_code ec, size_t) {
   pending_.reset();
   if (ec) return;
   if (close) {
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    transport_.ShutdownSend();
     return;
   }
   DoRead();

@@ -1,10 +1,13 @@
-// One HTTP connection before (or instead of) a WebSocket upgrade: routes /ws/..., /healthz,
-// /metrics and the demo page, with bounded header size and a read deadline.
+// One HTTP connection before (or instead of) a WebSocket upgrade: the TLS handshake when the
+// listener serves TLS, then routing of /ws/..., /healthz, /metrics and the demo page, with bounded
+// header size and one deadline (WsOptions::handshake_timeout) for each request and its answer.
+// An accepted upgrade is answered here (101) and the transport handed to a WsSession.
 //
 // Owns itself; runs on its shard's io thread.
 #ifndef BRIDGE_WS_HTTP_SESSION_H_
 #define BRIDGE_WS_HTTP_SESSION_H_
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <memory>
@@ -12,11 +15,14 @@
 
 #include "core/uri.h"
 #include "ws/server_state.h"
+#include "ws/transport.h"
+#include "ws/ws_session.h"
 
 namespace bridge::ws {
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
+  // Under TLS (state.tls set) the transport starts with the TLS handshake.
   HttpSession(boost::asio::ip::tcp::socket&& socket, ServerState& state, size_t shard);
   void Run();
 
@@ -24,6 +30,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
+  void OnHandshake(boost::beast::error_code ec);
+  // Bounds what follows (a read, the answer to it) by the handshake timeout.
+  void ArmDeadline();
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void Route(Request req);
@@ -33,13 +42,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Response MakeResponse(unsigned status, std::string content_type, std::string body,
                         const Request& req) const;
   void OnWrite(bool close, boost::beast::error_code ec, size_t bytes);
+  void OnUpgradeWritten(boost::beast::error_code ec, size_t bytes);
 
-  boost::beast::tcp_stream stream_;
+  Transport transport_;
+  boost::asio::steady_timer deadline_;
   boost::beast::flat_buffer buffer_;
   ServerState& state_;
   const size_t shard_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<Response> pending_;
+  // What the WebSocket session gets once its 101 is written.
+  struct PendingUpgrade {
+    WsSession::InitialSubscription initial;
+    std::string identity;
+    std::string token;
+    std::string counted_ip;
+  };
+  std::optional<PendingUpgrade> upgrade_;
 };
 
 }  // namespace bridge::ws

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -69,6 +70,9 @@ struct ServerState {
   const AuthSettings auth;
   const std::vector<boost::asio::io_context*> shards;
   std::vector<std::unordered_set<WsSession*>> registries;
+  // TLS for every client connection (wss://, https://); null: plain ws://. Set before the
+  // listener runs.
+  std::shared_ptr<boost::asio::ssl::context> tls;
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_connection_id{1};
 

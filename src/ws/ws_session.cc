@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/channel.h"
 #include "core/client_frame.h"
 #include "core/frame.h"
@@ -10,9 +13,6 @@
 namespace bridge::ws {
 
 namespace beast = boost::beast;
-namespace websocket = beast::websocket;
-namespace http = beast::http;
-using tcp = boost::asio::ip::tcp;
 
 namespace {
 
@@ -32,10 +32,10 @@ std::string SubscribedFrame(const std::string& channel, const core::SubscribeRes
 
 }  // namespace
 
-WsSession::WsSession(tcp::socket&& socket, ServerState& state, size_t shard,
-                     InitialSubscription initial, std::string identity, std::string token,
-                     std::string counted_ip)
-    : socket_(socket.get_executor()),
+WsSession::WsSession(Transport&& transport, std::string_view buffered, ServerState& state,
+                     size_t shard, InitialSubscription initial, std::string identity,
+                     std::string token, std::string counted_ip)
+    : transport_(std::move(transport)),
       state_(state),
       shard_(shard),
       id_(state.next_connection_id.fetch_add(1, std::memory_order_relaxed)),
@@ -47,10 +47,13 @@ WsSession::WsSession(tcp::socket&& socket, ServerState& state, size_t shard,
       counted_ip_(std::move(counted_ip)),
       authenticated_(!state.auth.enabled()),
       message_bucket_(state.options.client_message_rate, state.options.client_message_burst),
-      heartbeat_timer_(socket.get_executor()),
-      close_timer_(socket.get_executor()),
-      auth_timer_(socket.get_executor()) {
-  handshake_.emplace(std::move(socket));
+      heartbeat_timer_(transport_.get_executor()),
+      close_timer_(transport_.get_executor()),
+      auth_timer_(transport_.get_executor()) {
+  // Small to start: most connections only ever send pings and subscribes; DoRead grows it.
+  read_buffer_.resize(std::max(kInitialReadBuffer, buffered.size()));
+  std::memcpy(read_buffer_.data(), buffered.data(), buffered.size());
+  read_size_ = buffered.size();
   state_.metrics.connections_current.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -65,27 +68,9 @@ WsSession::~WsSession() {
   }
 }
 
-void WsSession::Run(http::request<http::string_body> req) {
-  // Beast validates the upgrade and writes the 101; no extension (permessage-deflate) is offered.
-  beast::get_lowest_layer(*handshake_).expires_after(state_.options.handshake_timeout);
-  handshake_->set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(http::field::server, "gathering-bridge"); }));
-  handshake_->async_accept(req,
-                           beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
-}
-
-void WsSession::OnAccept(beast::error_code ec) {
-  if (ec) {
-    spdlog::debug("{}: upgrade failed: {}", connection_id_, ec.message());
-    return;
-  }
-  beast::get_lowest_layer(*handshake_).expires_never();
-  socket_ = beast::get_lowest_layer(*handshake_).release_socket();
-  handshake_.reset();
+void WsSession::Start() {
   open_ = true;
   last_read_ = std::chrono::steady_clock::now();
-  // Small to start: most connections only ever send pings and subscribes; DoRead grows it.
-  read_buffer_.resize(kInitialReadBuffer);
   state_.registries[shard_].insert(this);
   state_.metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
   if (state_.draining.load()) {
@@ -93,7 +78,6 @@ void WsSession::OnAccept(beast::error_code ec) {
     return;
   }
   ScheduleHeartbeat();
-  DoRead();
   if (authenticated_) {
     OnAuthenticated();
   } else if (!token_.empty()) {
@@ -106,6 +90,14 @@ void WsSession::OnAccept(beast::error_code ec) {
       self->Close(kCloseUnauthenticated, "authentication timeout");
     });
   }
+  if (read_size_ > 0) {
+    if (discard_input_) {
+      read_size_ = 0;
+    } else {
+      ProcessInput();
+    }
+  }
+  DoRead();
 }
 
 void WsSession::Authenticate(const std::string& token) {
@@ -159,7 +151,7 @@ void WsSession::DoRead() {
     // message limit, which refuses larger frames before they are buffered).
     read_buffer_.resize(std::max(read_buffer_.size() * 2, decoder_.wanted()));
   }
-  socket_.async_read_some(
+  transport_.async_read_some(
       boost::asio::buffer(read_buffer_.data() + read_size_, read_buffer_.size() - read_size_),
       beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
 }
@@ -518,12 +510,13 @@ void WsSession::DoWrite() {
   if (buffers_.empty()) return;
   writing_frames_ = n;
   writing_ = true;
-  boost::asio::async_write(socket_, buffers_,
-                           beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
+  transport_.WriteGather(buffers_,
+                         beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
 }
 
 void WsSession::OnWrite(beast::error_code ec, size_t bytes) {
   writing_ = false;
+  transport_.WriteDone();
   for (size_t i = 0; i < writing_frames_ && !queue_.empty(); ++i) {
     Account(*queue_.front(), false);
     queue_.pop_front();
@@ -543,18 +536,13 @@ void WsSession::OnWrite(beast::error_code ec, size_t bytes) {
     // The close handshake: no more frames; wait (bounded by close_timer_) for the peer's close
     // or EOF, which ends the read loop.
     close_sent_ = true;
-    beast::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    transport_.ShutdownSend();
     return;
   }
   if (!queue_.empty() || !control_queue_.empty() || !close_frame_.empty()) DoWrite();
 }
 
-void WsSession::CutSocket() {
-  beast::error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
-}
+void WsSession::CutSocket() { transport_.Cut(); }
 
 void WsSession::ScheduleHeartbeat() {
   // Ticks every heartbeat interval, or every half idle timeout when that is shorter: sends the

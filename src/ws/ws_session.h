@@ -6,16 +6,16 @@
 // whose queue overflows is handled by its namespace's slow-consumer policy (by default closed
 // with 4008) rather than allowed to grow or slow anyone else.
 //
-// Beast performs the upgrade handshake; after it the session frames the socket itself
+// HttpSession answers the upgrade; the session then frames the transport itself
 // (core/websocket_codec.h) so that every frame queued when the socket becomes writable leaves in
-// one gather write: one syscall for many frames instead of one per frame.
+// one gather write: one syscall for many frames instead of one per frame (over TLS: one buffer,
+// sealed in as few records as fit).
 #ifndef BRIDGE_WS_WS_SESSION_H_
 #define BRIDGE_WS_WS_SESSION_H_
 
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/error.hpp>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -28,6 +28,7 @@
 #include "core/token_bucket.h"
 #include "core/websocket_codec.h"
 #include "ws/server_state.h"
+#include "ws/transport.h"
 
 namespace bridge::ws {
 
@@ -42,14 +43,15 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   };
 
   // `identity` is the `?client=` name (auth off); `token` the `?token=` (auth on; "" to wait for
-  // an auth frame); `counted_ip` the address holding a per-IP slot ("" when none).
-  WsSession(boost::asio::ip::tcp::socket&& socket, ServerState& state, size_t shard,
+  // an auth frame); `counted_ip` the address holding a per-IP slot ("" when none). `buffered`:
+  // bytes the client sent after its upgrade request, read before the transport's.
+  WsSession(Transport&& transport, std::string_view buffered, ServerState& state, size_t shard,
             InitialSubscription initial, std::string identity, std::string token,
             std::string counted_ip);
   ~WsSession() override;
 
-  // Accepts the upgrade `req` and starts reading.
-  void Run(boost::beast::http::request<boost::beast::http::string_body> req);
+  // Starts the session on its upgraded transport (the 101 is written).
+  void Start();
 
   // Closes with `code` (1001 at shutdown).
   void Close(uint16_t code, std::string reason);
@@ -61,7 +63,6 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   const std::string& connection_id() const override { return connection_id_; }
 
  private:
-  void OnAccept(boost::beast::error_code ec);
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   // Handles what the decoder finds in the read buffer; false when the connection is done.
@@ -89,9 +90,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void ScheduleHeartbeat();
   bool Subscribed(const std::string& channel) const;
 
-  // The upgrade handshake only; its socket moves to socket_ once accepted.
-  std::optional<boost::beast::websocket::stream<boost::beast::tcp_stream>> handshake_;
-  boost::asio::ip::tcp::socket socket_;
+  Transport transport_;
   ServerState& state_;
   const size_t shard_;
   const uint64_t id_;

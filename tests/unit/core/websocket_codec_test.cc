@@ -117,5 +117,20 @@ TEST(WebsocketCodecTest, CloseCarriesItsCode) {
   EXPECT_EQ(e.close_code(), 1005);
 }
 
+TEST(WebsocketCodecTest, AcceptKeyMatchesTheRfcExample) {
+  // RFC 6455 section 1.3.
+  EXPECT_EQ(WebSocketAccept("dGhlIHNhbXBsZSBub25jZQ==").value_or(""),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+TEST(WebsocketCodecTest, AcceptKeyRefusesKeysThatAreNotSixteenBytes) {
+  EXPECT_FALSE(WebSocketAccept(""));
+  EXPECT_FALSE(WebSocketAccept("dGhlIHNhbXBsZSBub25jZQ"));  // no padding
+  EXPECT_FALSE(
+      WebSocketAccept("dGhlIHNhbXBsZSBub25jZQ=="
+                      "AAAA"));                               // 20 bytes
+  EXPECT_FALSE(WebSocketAccept("dGhlIHNhbXBsZSBub25j!Q=="));  // not base64
+}
+
 }  // namespace
 }  // namespace bridge::core
