@@ -3,7 +3,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
+#include <functional>
 
 #include "google/protobuf/util/json_util.h"
 #include "test_support.h"
@@ -194,6 +197,53 @@ TEST_F(PublishTest, HttpRoutes) {
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/" + std::string(300, 'a'), true), 400);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/x?since=abc", true), 400);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/%zz", true), 400);
+}
+
+// Writes `bytes` on a fresh connection and reads until `until` appears, the server closes or
+// 5 s pass; returns what arrived.
+std::string RawExchange(uint16_t port, const std::string& bytes, const std::string& until) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket s(ioc);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  boost::asio::write(s, boost::asio::buffer(bytes));
+  std::string got;
+  char buf[4096];
+  std::function<void()> read = [&] {
+    s.async_read_some(boost::asio::buffer(buf), [&](boost::system::error_code ec, size_t n) {
+      got.append(buf, n);
+      if (!ec && got.find(until) == std::string::npos) read();
+    });
+  };
+  read();
+  ioc.run_for(5s);
+  return got;
+}
+
+std::string Upgrade(const std::string& key, const std::string& version) {
+  return "GET /ws/circles/raw HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+         "Connection: Upgrade\r\nSec-WebSocket-Version: " +
+         version + "\r\nSec-WebSocket-Key: " + key + "\r\n\r\n";
+}
+
+TEST_F(PublishTest, UpgradeHandshakeFollowsRfc6455) {
+  uint16_t port = server_->ws_port();
+  std::string wrong_version =
+      RawExchange(port, Upgrade("dGhlIHNhbXBsZSBub25jZQ==", "8"), "\r\n\r\n");
+  EXPECT_EQ(wrong_version.rfind("HTTP/1.1 426", 0), 0u) << wrong_version;
+  EXPECT_NE(wrong_version.find("Sec-WebSocket-Version: 13"), std::string::npos) << wrong_version;
+  std::string bad_key = RawExchange(port, Upgrade("short", "13"), "\r\n\r\n");
+  EXPECT_EQ(bad_key.rfind("HTTP/1.1 400", 0), 0u) << bad_key;
+
+  // A client that sends its first frame with the request (without waiting for the 101) is
+  // answered: the bytes read with the request are not lost.
+  std::string ping = R"({"type":"ping"})";
+  std::string frame = {'\x81', static_cast<char>(0x80 | ping.size()), 1, 2, 3, 4};
+  for (size_t i = 0; i < ping.size(); ++i) frame += static_cast<char>(ping[i] ^ (1 + i % 4));
+  std::string got = RawExchange(port, Upgrade("dGhlIHNhbXBsZSBub25jZQ==", "13") + frame, "pong");
+  EXPECT_EQ(got.rfind("HTTP/1.1 101", 0), 0u) << got;
+  EXPECT_NE(got.find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), std::string::npos)
+      << got;
+  EXPECT_NE(got.find(R"({"type":"pong"})"), std::string::npos) << got;
 }
 
 TEST_F(PublishTest, ReflectionListsTheEventService) {

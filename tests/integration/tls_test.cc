@@ -1,8 +1,17 @@
-// gRPC over TLS and mutual TLS, with a CA and certificates generated at test time.
+// TLS on both listeners, with a CA and certificates generated at test time: gRPC over TLS and
+// mutual TLS; wss:// and https:// on the WebSocket port, plain clients and slow handshakes
+// refused while a wss:// subscriber keeps receiving.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/json/parse.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +23,107 @@ namespace bridge::testing {
 namespace {
 
 namespace pb = gathering::bridge::v1;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+// A wss:// client that trusts only the test CA and checks the name "localhost".
+class WssClient {
+ public:
+  static std::unique_ptr<WssClient> Connect(uint16_t port, const std::string& target,
+                                            const std::string& ca_file, std::string* error) {
+    std::unique_ptr<WssClient> c(new WssClient(ca_file));
+    beast::error_code ec;
+    auto& tcp_layer = beast::get_lowest_layer(c->ws_);
+    tcp_layer.expires_after(5s);
+    tcp_layer.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (!ec) {
+      // The stream's SSL object copied the context's settings when it was made: set them here.
+      c->ws_.next_layer().set_verify_mode(ssl::verify_peer);
+      SSL_set_tlsext_host_name(c->ws_.next_layer().native_handle(), "localhost");
+      c->ws_.next_layer().set_verify_callback(ssl::host_name_verification("localhost"));
+      c->ws_.next_layer().handshake(ssl::stream_base::client, ec);
+    }
+    if (!ec) c->ws_.handshake("localhost:" + std::to_string(port), target, ec);
+    if (ec) {
+      *error = ec.message();
+      return nullptr;
+    }
+    tcp_layer.expires_never();
+    return c;
+  }
+
+  void Send(const std::string& text) {
+    beast::error_code ec;
+    ws_.write(asio::buffer(text), ec);
+  }
+
+  // The next frame that is not a heartbeat, as JSON; null on close or after `timeout`.
+  boost::json::value RecvEvent(std::chrono::milliseconds timeout = 5s) {
+    for (;;) {
+      beast::flat_buffer buf;
+      beast::error_code ec;
+      bool done = false;
+      ws_.async_read(buf, [&](beast::error_code e, size_t) {
+        ec = e;
+        done = true;
+      });
+      ioc_.restart();
+      ioc_.run_for(timeout);
+      if (!done) {
+        beast::get_lowest_layer(ws_).close();
+        ioc_.restart();
+        ioc_.run();
+        return nullptr;
+      }
+      if (ec) {
+        close_code_ = ws_.reason().code;
+        return nullptr;
+      }
+      auto v = boost::json::parse(beast::buffers_to_string(buf.data()), ec);
+      if (ec) return nullptr;
+      if (v.is_object() && v.as_object().contains("type") && v.at("type") == "ping") continue;
+      return v;
+    }
+  }
+  int close_code() const { return close_code_; }
+
+ private:
+  explicit WssClient(const std::string& ca_file) : ctx_(ssl::context::tls_client), ws_(ioc_, ctx_) {
+    ctx_.load_verify_file(ca_file);
+  }
+  asio::io_context ioc_;
+  ssl::context ctx_;
+  websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws_;
+  int close_code_ = 0;
+};
+
+// GET `target` over https://; the status, or 0 when TLS or HTTP failed.
+int HttpsStatus(uint16_t port, const std::string& target, const std::string& ca_file,
+                std::string* body) {
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(ca_file);
+  ctx.set_verify_mode(ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+  beast::error_code ec;
+  beast::get_lowest_layer(stream).expires_after(5s);
+  beast::get_lowest_layer(stream).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                                          ec);
+  if (!ec) stream.handshake(ssl::stream_base::client, ec);
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "localhost");
+  if (!ec) http::write(stream, req, ec);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  if (!ec) http::read(stream, buf, res, ec);
+  if (ec) return 0;
+  *body = res.body();
+  return static_cast<int>(res.result_int());
+}
 
 std::string Slurp(const std::filesystem::path& p) {
   std::ifstream f(p);
@@ -42,6 +152,16 @@ class TlsTest : public ::testing::Test {
         << "openssl failed";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  std::unique_ptr<app::BridgeServer> StartWss(std::chrono::milliseconds handshake_timeout = 10s) {
+    app::ServerConfig cfg;
+    cfg.ws_tls_cert_file = Path("server.pem");
+    cfg.ws_tls_key_file = Path("server.key");
+    cfg.ws.handshake_timeout = handshake_timeout;
+    return StartBridge(cfg);
+  }
 
   std::unique_ptr<app::BridgeServer> Start(bool mutual) {
     app::ServerConfig cfg;
@@ -92,6 +212,125 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificate) {
   ASSERT_NE(server, nullptr);
   EXPECT_TRUE(Publish(server->grpc_port(), true).ok());
   EXPECT_FALSE(Publish(server->grpc_port(), false).ok());
+}
+
+TEST_F(TlsTest, WssDeliversEventsAndHttpsServesHealth) {
+  auto server = StartWss();
+  ASSERT_NE(server, nullptr);
+  std::string error;
+  auto client =
+      WssClient::Connect(server->ws_port(), "/ws/circles/tls?ack=1", Path("ca.pem"), &error);
+  ASSERT_NE(client, nullptr) << error;
+  ASSERT_EQ(client->RecvEvent().at("type"), "subscribed");
+  auto stub = MakeStub(server->grpc_port());
+  ASSERT_TRUE(PublishMessage(*stub, "circles/tls", 1, "first").ok());
+  auto first = client->RecvEvent();
+  ASSERT_TRUE(first.is_object()) << "no event over wss://";
+  EXPECT_EQ(first.at("channel"), "circles/tls");
+  EXPECT_EQ(first.at("data").at("content"), "first");
+
+  std::string body;
+  EXPECT_EQ(HttpsStatus(server->ws_port(), "/healthz", Path("ca.pem"), &body), 200);
+  EXPECT_EQ(body, "{\"status\":\"ok\"}\n");
+}
+
+TEST_F(TlsTest, ClientsThatDoNotSpeakTlsAreDroppedWhileWssKeepsReceiving) {
+  auto server = StartWss(/*handshake_timeout=*/300ms);
+  ASSERT_NE(server, nullptr);
+  std::string error;
+  auto good =
+      WssClient::Connect(server->ws_port(), "/ws/circles/tls?ack=1", Path("ca.pem"), &error);
+  ASSERT_NE(good, nullptr) << error;
+  ASSERT_EQ(good->RecvEvent().at("type"), "subscribed");
+  auto stub = MakeStub(server->grpc_port());
+  int sent = 0;
+  auto publish = [&] {
+    ASSERT_TRUE(PublishMessage(*stub, "circles/tls", 1, std::to_string(sent++)).ok());
+  };
+
+  // Plain HTTP and a plain WebSocket upgrade to the TLS port: no answer, counted.
+  publish();
+  EXPECT_EQ(HttpStatus(server->ws_port(), "/healthz"), 0);
+  EXPECT_EQ(HttpStatus(server->ws_port(), "/ws/circles/tls", /*upgrade=*/true), 0);
+  EXPECT_TRUE(WaitFor([&] { return server->metrics().tls_handshake_failures_total.load() >= 2; }))
+      << "failed handshakes are not counted";
+  publish();
+
+  // A client that connects and never starts its handshake is cut at the handshake timeout.
+  asio::io_context ioc;
+  tcp::socket idle(ioc);
+  idle.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->ws_port()));
+  auto started = std::chrono::steady_clock::now();
+  char byte;
+  beast::error_code read_ec;
+  bool read_done = false;
+  idle.async_read_some(asio::buffer(&byte, 1), [&](beast::error_code e, size_t) {
+    read_ec = e;
+    read_done = true;
+  });
+  ioc.run_for(5s);
+  ASSERT_TRUE(read_done) << "an idle TLS connection was not cut within 5 s";
+  EXPECT_EQ(read_ec, asio::error::eof);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms);
+  publish();
+
+  // A wrong-CA client: its handshake fails on its side, nobody else notices.
+  {
+    std::ofstream(dir_ / "other-ca.sh")
+        << "cd '" << dir_.string()
+        << "' && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem "
+           "-days 1 -subj /CN=other 2>/dev/null\n";
+    ASSERT_EQ(std::system(("bash '" + Path("other-ca.sh") + "'").c_str()), 0);
+    std::string refused;
+    EXPECT_EQ(WssClient::Connect(server->ws_port(), "/ws/circles/tls", Path("other.pem"), &refused),
+              nullptr);
+    EXPECT_FALSE(refused.empty());
+  }
+  publish();
+
+  for (int i = 0; i < sent; ++i) {
+    auto v = good->RecvEvent();
+    ASSERT_TRUE(v.is_object()) << "the wss:// subscriber lost event " << i;
+    EXPECT_EQ(v.at("data").at("content"), boost::json::value(std::to_string(i)));
+  }
+}
+
+TEST_F(TlsTest, CloseCodesReachWssClients) {
+  app::ServerConfig cfg;
+  cfg.ws_tls_cert_file = Path("server.pem");
+  cfg.ws_tls_key_file = Path("server.key");
+  cfg.ws.max_frame_bytes = 1024;
+  auto server = StartBridge(cfg);
+  ASSERT_NE(server, nullptr);
+  std::string error;
+  auto client = WssClient::Connect(server->ws_port(), "/ws/circles/tls", Path("ca.pem"), &error);
+  ASSERT_NE(client, nullptr) << error;
+  client->Send(std::string(4096, 'x'));
+  EXPECT_TRUE(client->RecvEvent().is_null());
+  EXPECT_EQ(client->close_code(), 1009);
+}
+
+TEST_F(TlsTest, BadCertificateFilesFailStartUp) {
+  app::ServerConfig cfg;
+  cfg.host = "127.0.0.1";
+  cfg.ws_port = 0;
+  cfg.grpc_port = 0;
+  cfg.ws_tls_cert_file = Path("missing.pem");
+  cfg.ws_tls_key_file = Path("server.key");
+  auto missing = app::BridgeServer::Start(cfg);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("missing.pem"), std::string::npos)
+      << missing.status().message();
+
+  cfg.ws_tls_cert_file = Path("server.pem");
+  cfg.ws_tls_key_file = Path("client.key");  // not the certificate's key
+  auto mismatch = app::BridgeServer::Start(cfg);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.status().message().find("--ws_tls_key_file"), std::string::npos)
+      << mismatch.status().message();
+
+  cfg.ws_tls_key_file = "";
+  EXPECT_FALSE(app::BridgeServer::Start(cfg).ok());
 }
 
 }  // namespace
