@@ -1,6 +1,7 @@
 # Entry points. Everything a fresh Debian 12 machine needs is installed by scripts/setup.sh.
 #   make run            install, build (Release), start the bridge on 127.0.0.1:8080 / :50051
-#   make test           install, build, run the whole suite through ctest
+#   make test           install, build, run the whole suite through ctest, then a short
+#                       libFuzzer pass (TEST_FUZZ_SECONDS per target; TEST_FUZZ_SECONDS=0 skips)
 #   make test SANITIZE=1  the same with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench          run the benchmark scenarios (see docs/benchmarks.md)
 #   make fuzz           build the libFuzzer targets with clang and run each for FUZZ_SECONDS
@@ -19,6 +20,7 @@ else
 endif
 
 FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 15
 FUZZ_TARGETS := fuzz_token_verifier fuzz_channel_pattern fuzz_client_frame fuzz_request_target
 
 .PHONY: setup run build test bench fuzz fmt clean
@@ -37,6 +39,8 @@ test: setup
 	@cmake -S . -B $(TEST_DIR) -G Ninja $(TEST_CMAKE) >/dev/null
 	@cmake --build $(TEST_DIR) -j$(JOBS)
 	@cd $(TEST_DIR) && ctest --output-on-failure --timeout 600 $(CTEST_ARGS)
+	@if [ "$(TEST_FUZZ_SECONDS)" != 0 ]; then \
+	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS); fi
 
 bench: setup
 	@scripts/setup.sh --with-bench

@@ -9,6 +9,8 @@
 #   BENCH_QUICK=1 bench/run.sh      reduced counts (smoke check, about a minute)
 #   BENCH_TARGETS="bridge nchan"    which targets (default: sink bridge nchan)
 #   BUILD_DIR=build/bench           where gathering-bridge and bridge-load are (default build/release)
+#   LOAD_ARGS="--io_threads=2"      extra bridge-load flags for every run (after the scenario's)
+#   BRIDGE_ARGS="--io_threads=1"    extra gathering-bridge flags for every run
 #
 # Scenarios: fanout fanout-max fanout-light channels idle connect-storm slow-consumer.
 # Everything listens on 127.0.0.1; every run is bounded by bridge-load --max_s and `timeout`.
@@ -172,7 +174,7 @@ run_load() {  # scenario target publish pids ws_port grpc_port
   # shellcheck disable=SC2046
   out=$(timeout 300 "$LOAD_BIN" --scenario="$scenario" --target="$target" --publish="$publish" \
           --ws_port="$ws" --grpc_port="$grpc" --server_pids="$pids" --max_s=240 \
-          $(scenario_args "$scenario") 2>>"$WORK/load.err") || {
+          $(scenario_args "$scenario") ${LOAD_ARGS:-} 2>>"$WORK/load.err") || {
     log "bridge-load failed ($scenario/$target/$publish), status $?"; tail -5 "$WORK/load.err" >&2; return 0; }
   echo "$out" >>"$RESULTS_DIR/$DATE-$scenario.jsonl"
   echo "$out" >>"$RUN_LINES"
@@ -189,7 +191,7 @@ for scenario in $SCENARIOS; do
           run_load "$scenario" sink sink "" 0 0 ;;
         bridge)
           # shellcheck disable=SC2046
-          if start_bridge $(bridge_args "$scenario"); then
+          if start_bridge $(bridge_args "$scenario") ${BRIDGE_ARGS:-}; then
             run_load "$scenario" bridge "$publish" "$BRIDGE_PID" "$WS_PORT" "$GRPC_PORT"
           fi
           stop_bridge ;;

@@ -302,6 +302,7 @@ int main(int argc, char** argv) {
       .Add("channels", channels)
       .Add("events", events)
       .Add("rate", rate)
+      .Add("tool_io_threads", absl::GetFlag(FLAGS_io_threads))
       .Add("connections_ready", ready_after_connect)
       .Add("connect_seconds", connect_s)
       .Add("connect_failures", connect_failures)

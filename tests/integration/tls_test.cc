@@ -229,6 +229,19 @@ TEST_F(TlsTest, WssDeliversEventsAndHttpsServesHealth) {
   EXPECT_EQ(first.at("channel"), "circles/tls");
   EXPECT_EQ(first.at("data").at("content"), "first");
 
+  // A burst of 2 KiB events: many frames per write, sealed into many TLS records, all in order.
+  constexpr int kBurst = 300;
+  for (int i = 0; i < kBurst; ++i) {
+    ASSERT_TRUE(
+        PublishMessage(*stub, "circles/tls", 1, std::to_string(i) + std::string(2048, '.')).ok());
+  }
+  for (int i = 0; i < kBurst; ++i) {
+    auto v = client->RecvEvent();
+    ASSERT_TRUE(v.is_object()) << "event " << i << " of the burst did not arrive";
+    EXPECT_EQ(v.at("data").at("content"),
+              boost::json::value(std::to_string(i) + std::string(2048, '.')));
+  }
+
   std::string body;
   EXPECT_EQ(HttpsStatus(server->ws_port(), "/healthz", Path("ca.pem"), &body), 200);
   EXPECT_EQ(body, "{\"status\":\"ok\"}\n");
