@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl as _ssl
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -55,6 +56,17 @@ class BridgeSubscriber:
     Reconnects after a lost connection with a delay uniform in
     ``[0, min(max_delay, min_delay * factor**attempt)]`` and resumes each channel with
     ``since``/``epoch``; stops on close codes 4001/4003 (iteration raises :class:`BridgeClosed`).
+
+    ``wss://`` (or ``https://``) URLs connect over TLS. ``ssl`` is the :class:`ssl.SSLContext`
+    to use for them, e.g. one that trusts a private CA::
+
+        ctx = ssl.create_default_context(cafile="ca.pem")
+        sub = BridgeSubscriber("wss://bridge.internal:8443/ws/circles/dev-team", ssl=ctx)
+
+    ``None`` (the default) verifies the bridge's certificate against the system trust store, as
+    :func:`websockets.connect` does; ``ssl`` is not used for ``ws://`` URLs. A certificate that
+    does not verify stops the subscriber (:class:`BridgeClosed` with ``code`` 1015, the
+    verification error in the message) instead of being retried.
     """
 
     def __init__(
@@ -76,6 +88,7 @@ class BridgeSubscriber:
         auto_pong: bool = True,
         queue_size: int = 10_000,
         open_timeout: float = 10.0,
+        ssl: Optional[_ssl.SSLContext] = None,
         on_state: Optional[Callable[[str], None]] = None,
         on_subscribed: Optional[Callable[[Dict[str, Any]], None]] = None,
         on_gap: Optional[Callable[[Gap], None]] = None,
@@ -109,6 +122,8 @@ class BridgeSubscriber:
         self.stop_codes = tuple(stop_codes)
         self.auto_pong = auto_pong
         self.open_timeout = open_timeout
+        #: TLS settings for ``wss://`` connections (None: the system trust store).
+        self.ssl = ssl
         self.on_state, self.on_subscribed, self.on_gap = on_state, on_subscribed, on_gap
         self._rng = rng
         self._queue: "asyncio.Queue[Any]" = asyncio.Queue(maxsize=queue_size)
@@ -302,8 +317,10 @@ class BridgeSubscriber:
             self._set_state("connecting" if first else "reconnecting")
             code: Optional[int] = None
             reason = ""
+            url = self._url()
+            tls: Dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None and url.startswith("wss:") else {}
             try:
-                async with websockets.connect(self._url(), open_timeout=self.open_timeout, max_size=None) as ws:
+                async with websockets.connect(url, open_timeout=self.open_timeout, max_size=None, **tls) as ws:
                     self._ws = ws
                     if self.token is not None and self.token_transport == "frame":
                         await self._send_raw({"type": "auth", "token": self.token})
@@ -330,6 +347,14 @@ class BridgeSubscriber:
                     self._fatal(f"upgrade refused with HTTP {exc.status_code}", exc.status_code)
                     return
                 code = 1006
+            except _ssl.SSLCertVerificationError as exc:
+                # The bridge's certificate does not verify against the trusted CAs (or does not
+                # name the host): retrying cannot help. 1015 is WebSocket's "TLS handshake failure".
+                self._ws = None
+                self.close_codes.append(1015)
+                self._fatal(f"TLS certificate verification failed for {urlsplit(url).netloc}: "
+                            f"{exc.verify_message or exc}", 1015)
+                return
             except (OSError, asyncio.TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                 log.debug("bridge connection failed: %r", exc)
                 code = 1006

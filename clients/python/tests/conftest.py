@@ -1,9 +1,12 @@
-"""Starts the real gathering-bridge (BRIDGE_BIN) on free ports for the tests, and always stops it."""
+"""Starts the real gathering-bridge (BRIDGE_BIN) on free ports for the tests, and always stops it.
+``tls_certs`` makes a throwaway CA and a server certificate for it (``Bridge(tls=...)``: wss://)."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -11,7 +14,7 @@ import time
 from collections import deque
 from pathlib import Path
 from threading import Thread
-from typing import Iterator, List, Optional
+from typing import Iterator, List, NamedTuple, Optional
 
 import pytest
 
@@ -32,15 +35,57 @@ def bridge_binary() -> str:
     pytest.fail("set BRIDGE_BIN to the gathering-bridge binary (ctest does)")
 
 
+class TlsCerts(NamedTuple):
+    """PEM files: a CA, and a server certificate from it for localhost/127.0.0.1 (+ its key)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """Verifies the server against this CA only (not the system trust store)."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def make_tls_certs(directory: Path) -> TlsCerts:
+    """Generates a CA and a localhost/127.0.0.1 server certificate with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not found")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "server.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "subjectKeyIdentifier=hash\n"
+        "authorityKeyIdentifier=keyid\n")
+    steps = [
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-days", "1", "-subj", "/CN=gathering-bridge python test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+         "-subj", "/CN=localhost"],
+        ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "server.pem", "-days", "1", "-extfile", "server.ext"],
+    ]
+    for cmd in steps:
+        r = subprocess.run(cmd, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout.decode(errors='replace')}")
+    return TlsCerts(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+
+
 class Bridge:
-    """One bridge process. ``ws_port``/``grpc_port`` come from --ready_file."""
+    """One bridge process. ``ws_port``/``grpc_port`` come from --ready_file. With ``tls`` the
+    WebSocket port serves wss:// (``ws_url`` is ``wss://...``); gRPC stays plaintext."""
 
     def __init__(self, ws_port: int = 0, grpc_port: int = 0, args: Optional[List[str]] = None,
-                 ready_timeout: float = 15.0) -> None:
+                 ready_timeout: float = 15.0, tls: Optional[TlsCerts] = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bridge-py-")
         ready = Path(self._dir.name) / "ready.json"
+        tls_args = [f"--ws_tls_cert_file={tls.cert}", f"--ws_tls_key_file={tls.key}"] if tls else []
         cmd = [bridge_binary(), "--host=127.0.0.1", f"--ws_port={ws_port}", f"--grpc_port={grpc_port}",
-               f"--ready_file={ready}", *(args or [])]
+               f"--ready_file={ready}", *tls_args, *(args or [])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._log: deque = deque(maxlen=200)
         Thread(target=self._drain, daemon=True).start()
@@ -62,7 +107,7 @@ class Bridge:
             time.sleep(0.02)  # polling the ready file (a condition), bounded by the deadline
         self.ws_port = int(info["ws_port"])
         self.grpc_port = int(info["grpc_port"])
-        self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
+        self.ws_url = f"{'wss' if tls else 'ws'}://127.0.0.1:{self.ws_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
 
     def _drain(self) -> None:
@@ -104,8 +149,18 @@ def bridge() -> Iterator[Bridge]:
     assert code == 0, f"bridge exit code on SIGTERM: {code}\n{b.log()}"
 
 
+@pytest.fixture(scope="session")
+def tls_certs() -> Iterator[TlsCerts]:
+    """A throwaway CA + server certificate (localhost, 127.0.0.1) for ``start_bridge(tls=...)``,
+    deleted after the session."""
+    with tempfile.TemporaryDirectory(prefix="bridge-py-tls-") as d:
+        yield make_tls_certs(Path(d))
+
+
 @pytest.fixture
 def start_bridge() -> Iterator:
+    """``start(ws_port=0, grpc_port=0, args=None, tls=None)`` starts a bridge; all are stopped
+    (SIGTERM, wait) after the test."""
     started: List[Bridge] = []
 
     def start(**kw) -> Bridge:
