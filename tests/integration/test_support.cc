@@ -130,22 +130,12 @@ void WsClient::SendBinary(const std::string& bytes) {
 std::optional<std::string> WsClient::Recv(std::chrono::milliseconds timeout) {
   if (closed_ || timed_out_) return std::nullopt;
   beast::flat_buffer buf;
-  beast::error_code ec;
-  bool done = false;
-  ws_.async_read(buf, [&](beast::error_code e, size_t) {
-    ec = e;
-    done = true;
-  });
-  ioc_.restart();
-  ioc_.run_for(timeout);
-  if (!done) {
+  auto ec = ReadMessage(ioc_, ws_, buf, timeout);
+  if (!ec) {
     timed_out_ = true;
-    beast::get_lowest_layer(ws_).socket().close(ec);
-    ioc_.restart();
-    ioc_.run();
     return std::nullopt;
   }
-  if (ec) {
+  if (*ec) {
     closed_ = true;
     close_code_ = ws_.reason().code;
     return std::nullopt;

@@ -42,6 +42,27 @@ inline int HttpStatusWithOrigin(uint16_t port, const std::string& target,
   return HttpStatus(port, target, true, nullptr, origin);
 }
 
+// Reads one WebSocket message from `ws` into `buf`, running `ioc` for at most `timeout`:
+// nullopt when it timed out (the socket is then closed), else the read's result.
+template <class WebSocket>
+std::optional<boost::beast::error_code> ReadMessage(boost::asio::io_context& ioc, WebSocket& ws,
+                                                    boost::beast::flat_buffer& buf,
+                                                    std::chrono::milliseconds timeout) {
+  boost::beast::error_code ec;
+  bool done = false;
+  ws.async_read(buf, [&](boost::beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  ioc.restart();
+  ioc.run_for(timeout);
+  if (done) return ec;
+  boost::beast::get_lowest_layer(ws).close();
+  ioc.restart();
+  ioc.run();  // the read completes, aborted
+  return std::nullopt;
+}
+
 class WsClient {
  public:
   // Connects and upgrades; nullptr (and `error`) when refused.

@@ -65,26 +65,15 @@ class WssClient {
   boost::json::value RecvEvent(std::chrono::milliseconds timeout = 5s) {
     for (;;) {
       beast::flat_buffer buf;
-      beast::error_code ec;
-      bool done = false;
-      ws_.async_read(buf, [&](beast::error_code e, size_t) {
-        ec = e;
-        done = true;
-      });
-      ioc_.restart();
-      ioc_.run_for(timeout);
-      if (!done) {
-        beast::get_lowest_layer(ws_).close();
-        ioc_.restart();
-        ioc_.run();
-        return nullptr;
-      }
-      if (ec) {
+      auto ec = ReadMessage(ioc_, ws_, buf, timeout);
+      if (!ec) return nullptr;
+      if (*ec) {
         close_code_ = ws_.reason().code;
         return nullptr;
       }
-      auto v = boost::json::parse(beast::buffers_to_string(buf.data()), ec);
-      if (ec) return nullptr;
+      boost::system::error_code parse_error;
+      auto v = boost::json::parse(beast::buffers_to_string(buf.data()), parse_error);
+      if (parse_error) return nullptr;
       if (v.is_object() && v.as_object().contains("type") && v.at("type") == "ping") continue;
       return v;
     }
@@ -155,6 +144,18 @@ class TlsTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
+  // A wss:// client on `channel`, its subscription confirmed (so what is published next reaches
+  // it); nullptr (and a test failure) otherwise.
+  std::unique_ptr<WssClient> Subscribe(uint16_t port, const std::string& channel) {
+    std::string error;
+    auto c = WssClient::Connect(port, "/ws/" + channel + "?ack=1", Path("ca.pem"), &error);
+    EXPECT_NE(c, nullptr) << error;
+    if (c == nullptr) return nullptr;
+    auto ack = c->RecvEvent();
+    EXPECT_TRUE(ack.is_object() && ack.at("type") == "subscribed") << ack;
+    return c;
+  }
+
   std::unique_ptr<app::BridgeServer> StartWss(std::chrono::milliseconds handshake_timeout = 10s) {
     app::ServerConfig cfg;
     cfg.ws_tls_cert_file = Path("server.pem");
@@ -217,11 +218,8 @@ TEST_F(TlsTest, MutualTlsRequiresAClientCertificate) {
 TEST_F(TlsTest, WssDeliversEventsAndHttpsServesHealth) {
   auto server = StartWss();
   ASSERT_NE(server, nullptr);
-  std::string error;
-  auto client =
-      WssClient::Connect(server->ws_port(), "/ws/circles/tls?ack=1", Path("ca.pem"), &error);
-  ASSERT_NE(client, nullptr) << error;
-  ASSERT_EQ(client->RecvEvent().at("type"), "subscribed");
+  auto client = Subscribe(server->ws_port(), "circles/tls");
+  ASSERT_NE(client, nullptr);
   auto stub = MakeStub(server->grpc_port());
   ASSERT_TRUE(PublishMessage(*stub, "circles/tls", 1, "first").ok());
   auto first = client->RecvEvent();
@@ -250,11 +248,8 @@ TEST_F(TlsTest, WssDeliversEventsAndHttpsServesHealth) {
 TEST_F(TlsTest, ClientsThatDoNotSpeakTlsAreDroppedWhileWssKeepsReceiving) {
   auto server = StartWss(/*handshake_timeout=*/300ms);
   ASSERT_NE(server, nullptr);
-  std::string error;
-  auto good =
-      WssClient::Connect(server->ws_port(), "/ws/circles/tls?ack=1", Path("ca.pem"), &error);
-  ASSERT_NE(good, nullptr) << error;
-  ASSERT_EQ(good->RecvEvent().at("type"), "subscribed");
+  auto good = Subscribe(server->ws_port(), "circles/tls");
+  ASSERT_NE(good, nullptr);
   auto stub = MakeStub(server->grpc_port());
   int sent = 0;
   auto publish = [&] {
