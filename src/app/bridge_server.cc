@@ -65,7 +65,10 @@ absl::StatusOr<std::shared_ptr<asio::ssl::context>> WsTlsContext(const ServerCon
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                   asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+                   asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use |
+                   asio::ssl::context::no_compression);
+  // No renegotiation (a client could make the server redo handshakes at will).
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
   // Idle connections give their record buffers back (most WebSockets are idle most of the time).
   SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
   boost::system::error_code ec;
