@@ -26,6 +26,12 @@ ABSL_FLAG(std::string, scenario, "custom", "label copied to the output");
 ABSL_FLAG(std::string, host, "127.0.0.1", "server address (loopback)");
 ABSL_FLAG(int, ws_port, 0, "WebSocket port (bridge, nchan)");
 ABSL_FLAG(int, grpc_port, 0, "gRPC port (bridge)");
+ABSL_FLAG(int, http_port, 0, "HTTP publish port (nchan); 0: the WebSocket port");
+ABSL_FLAG(bool, tls, false,
+          "subscribers connect over TLS (wss://), verifying the server against --tls_ca_file");
+ABSL_FLAG(std::string, tls_ca_file, "", "PEM certificate(s) the TLS subscribers trust");
+ABSL_FLAG(std::string, tls_server_name, "localhost",
+          "SNI and the name the server's certificate must carry (--tls)");
 ABSL_FLAG(std::string, publish, "auto", "unary | stream (bridge), http (nchan), sink; auto");
 ABSL_FLAG(int, subscribers, 100, "WebSocket subscribers");
 ABSL_FLAG(int, channels, 1, "channels; subscriber j and event i go to channel j % C, i % C");
@@ -129,6 +135,17 @@ int main(int argc, char** argv) {
   std::string publish = absl::GetFlag(FLAGS_publish);
   if (publish == "auto")
     publish = target == "bridge" ? "unary" : target == "nchan" ? "http" : "sink";
+  if (absl::GetFlag(FLAGS_tls)) {
+    // Only the subscribers speak TLS; publishing stays on the server's plain listener.
+    const char* problem = target == "sink" ? "the built-in sink does not serve TLS"
+                          : publish == "http" && absl::GetFlag(FLAGS_http_port) == 0
+                              ? "--publish=http needs --http_port (the plain publish listener)"
+                              : nullptr;
+    if (problem != nullptr) {
+      std::cerr << "bridge-load: --tls: " << problem << std::endl;
+      return 2;
+    }
+  }
   const int subscribers = absl::GetFlag(FLAGS_subscribers);
   const int channels = std::max(1, absl::GetFlag(FLAGS_channels));
   const int64_t events = absl::GetFlag(FLAGS_events);
@@ -180,6 +197,9 @@ int main(int argc, char** argv) {
 
   pool_config.io_threads = absl::GetFlag(FLAGS_io_threads);
   pool_config.connect_concurrency = absl::GetFlag(FLAGS_connect_concurrency);
+  pool_config.tls = absl::GetFlag(FLAGS_tls);
+  pool_config.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  pool_config.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   pool_config.t0 = t0;
 
   const uint64_t rss_base = server.RssKib();
@@ -187,6 +207,10 @@ int main(int argc, char** argv) {
 
   // Connect phase.
   bench::ClientPool pool(pool_config, &errors);
+  if (!pool.InitError().empty()) {
+    std::cerr << "bridge-load: " << pool.InitError() << std::endl;
+    return 2;
+  }
   const Clock::time_point connect_start = Clock::now();
   const Clock::time_point connect_deadline =
       std::min(deadline, connect_start + std::chrono::milliseconds(static_cast<int64_t>(
@@ -223,7 +247,8 @@ int main(int argc, char** argv) {
       publisher = publish == "unary" ? bench::MakeGrpcUnaryPublisher(pub_config)
                                      : bench::MakeGrpcStreamPublisher(pub_config);
     } else if (publish == "http") {
-      pub_config.port = ws_port;
+      int http_port = absl::GetFlag(FLAGS_http_port);
+      pub_config.port = http_port > 0 ? static_cast<uint16_t>(http_port) : ws_port;
       pub_config.channel_paths = pub_paths;
       publisher = bench::MakeHttpPublisher(pub_config);
     } else {
@@ -303,6 +328,9 @@ int main(int argc, char** argv) {
       .Add("events", events)
       .Add("rate", rate)
       .Add("tool_io_threads", absl::GetFlag(FLAGS_io_threads))
+      .Add("tls", pool_config.tls)
+      .Add("tls_version", r.tls_version)
+      .Add("tls_cipher", r.tls_cipher)
       .Add("connections_ready", ready_after_connect)
       .Add("connect_seconds", connect_s)
       .Add("connect_failures", connect_failures)

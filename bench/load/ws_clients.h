@@ -2,6 +2,10 @@
 // `io_threads` io_contexts (one thread each), subscriber j on channel j % channels and thread j %
 // io_threads.
 //
+// With `tls`, every subscriber connects over TLS (SNI and certificate verification against
+// tls_ca_file for tls_server_name) before its upgrade; the plain path is a separate
+// instantiation of the same client, so it does no per-read TLS check.
+//
 // Connecting is ramped: each thread keeps at most connect_concurrency / io_threads handshakes
 // pending. A subscriber is ready when its handshake completed, or, with wait_subscribed, when the
 // server's `subscribed` frame arrived. Slow subscribers (an even share `slow_fraction`) shrink
@@ -38,6 +42,9 @@ struct ClientPoolConfig {
   bool wait_subscribed = false;
   int io_threads = 1;
   int connect_concurrency = 200;
+  bool tls = false;
+  std::string tls_ca_file;                    // PEM the subscribers trust
+  std::string tls_server_name = "localhost";  // SNI and the name the certificate must carry
   std::chrono::steady_clock::time_point t0;
 };
 
@@ -59,12 +66,17 @@ struct PoolResults {
   uint64_t disconnects = 0;     // measured subscribers whose connection ended during the run
   uint64_t slow_ended = 0;      // slow subscribers whose connection the server ended
   std::map<std::string, uint64_t> end_reasons;  // "close_4008", "End of file", "slow:..."
+  std::string tls_version;  // as negotiated by the first TLS handshake ("" without TLS)
+  std::string tls_cipher;
 };
 
 class ClientPool {
  public:
   ClientPool(ClientPoolConfig config, ErrorLog* errors);
   ~ClientPool();
+
+  // Why the pool cannot run (the TLS context could not be set up); empty when it can.
+  const std::string& InitError() const;
 
   void Start();
   uint64_t Ready() const;
