@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-ORDER = ["fanout", "fanout-max", "fanout-light", "channels", "slow-consumer", "idle", "connect-storm"]
+ORDER = ["fanout", "fanout-max", "fanout-tls", "fanout-light", "channels", "slow-consumer", "idle", "connect-storm"]
 CONNECT_ONLY = {"idle", "connect-storm"}
 
 
@@ -122,6 +122,14 @@ def main():
             print(f"## {s}: {first['subscribers']:,} subscribers on {first['channels']:,} "
                   f"channel(s), {first['events']:,} events at {rate}\n")
             print(table(EVENT_HEAD, [event_row(r) for r in rs]))
+            if any(r.get("tls") for r in rs):
+                print()
+                for r in rs:
+                    if r.get("tls"):
+                        print(f"- {r['target']}: subscribers on {r['tls_version']} "
+                              f"{r['tls_cipher']} (publishing plain); connect p50 "
+                              f"{f(r['connect_p50_ms'])} ms, p99 {f(r['connect_p99_ms'])} ms, "
+                              f"server CPU while connecting {f(r['connect_server_cpu_seconds'])} s")
             if any(r.get("slow_subscribers") for r in rs):
                 print()
                 for r in rs:

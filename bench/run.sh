@@ -12,8 +12,17 @@
 #   LOAD_ARGS="--io_threads=2"      extra bridge-load flags for every run (after the scenario's)
 #   BRIDGE_ARGS="--io_threads=1"    extra gathering-bridge flags for every run
 #
-# Scenarios: fanout fanout-max fanout-light channels idle connect-storm slow-consumer.
+# Scenarios: fanout fanout-max fanout-tls fanout-light channels idle connect-storm slow-consumer.
 # Everything listens on 127.0.0.1; every run is bounded by bridge-load --max_s and `timeout`.
+#
+# fanout-tls is fanout-max with the subscribers on wss:// (bridge-load --tls): run.sh makes a
+# throwaway self-signed ECDSA P-256 certificate for localhost/127.0.0.1 in its temp dir (openssl
+# CLI), starts the bridge with --ws_tls_cert_file/--ws_tls_key_file and nginx+nchan with an ssl
+# listener (TLS 1.2+) carrying the same certificate. Only the subscribers speak TLS: the bridge
+# is published to over plain gRPC and nchan over plain HTTP on its plain listener, so both
+# targets pay TLS on the fan-out side only. The sink has no TLS and skips it. It is in the
+# default list: it adds two runs of fanout-max's size (well under a minute together) to a
+# `make bench` that takes several minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +33,7 @@ LOAD_BIN=${LOAD_BIN:-$BUILD_DIR/bench/load/bridge-load}
 TARGETS=${BENCH_TARGETS:-"sink bridge nchan"}
 QUICK=${BENCH_QUICK:-0}
 RESULTS_DIR=${BENCH_RESULTS:-$ROOT/bench/results}
-ALL_SCENARIOS="fanout fanout-max fanout-light channels idle connect-storm slow-consumer"
+ALL_SCENARIOS="fanout fanout-max fanout-tls fanout-light channels idle connect-storm slow-consumer"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 PY=/usr/bin/python3
 
@@ -103,15 +112,39 @@ nchan_module() {
   sed -n 's/^load_module \(.*\);/\1/p' /usr/share/nginx/modules-available/mod-nchan.conf 2>/dev/null | head -1
 }
 
-# start_nchan: sets NCHAN_MASTER NCHAN_PORT NCHAN_WORKERS (comma list).
+# The throwaway certificate and key of the TLS scenarios (made once per invocation): sets
+# TLS_CERT TLS_KEY.
+TLS_CERT=""
+TLS_KEY=""
+make_tls_cert() {
+  [ -z "$TLS_CERT" ] || return 0
+  mkdir -p "$WORK/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>>"$WORK/tls/openssl.log" ||
+    { log "openssl could not make the certificate:"; tail -5 "$WORK/tls/openssl.log" >&2; return 1; }
+  TLS_CERT=$WORK/tls/cert.pem
+  TLS_KEY=$WORK/tls/key.pem
+}
+
+# start_nchan [tls]: sets NCHAN_MASTER NCHAN_PORT NCHAN_WORKERS (comma list), and with tls
+# NCHAN_TLS_PORT (the ssl listener; NCHAN_PORT stays plain, for publishing).
 start_nchan() {
-  local dir=$WORK/nchan module
+  local dir=$WORK/nchan module tls_sed
   module=$(nchan_module)
   [ -n "$module" ] || { log "nchan module not found: scripts/setup.sh --with-bench"; return 1; }
   rm -rf "$dir" && mkdir -p "$dir"
   NCHAN_PORT=$(free_port)
-  sed -e "s#@PREFIX@#$dir#g" -e "s#@PORT@#$NCHAN_PORT#g" -e "s#@MODULE@#$module#g" \
-    "$ROOT/bench/nchan/nginx.conf.in" >"$dir/nginx.conf"
+  NCHAN_TLS_PORT=""
+  if [ "${1:-}" = tls ]; then
+    NCHAN_TLS_PORT=$(free_port)
+    tls_sed=(-e 's/^#tls# //' -e "s#@TLS_PORT@#$NCHAN_TLS_PORT#g" -e "s#@CERT@#$TLS_CERT#g"
+             -e "s#@KEY@#$TLS_KEY#g")
+  else
+    tls_sed=(-e '/^#tls# /d')
+  fi
+  sed "${tls_sed[@]}" -e "s#@PREFIX@#$dir#g" -e "s#@PORT@#$NCHAN_PORT#g" \
+    -e "s#@MODULE@#$module#g" "$ROOT/bench/nchan/nginx.conf.in" >"$dir/nginx.conf"
   nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" 2>>"$dir/error.log"
   for _ in $(seq 100); do [ -s "$dir/nginx.pid" ] && break; sleep 0.1; done
   NCHAN_MASTER=$(cat "$dir/nginx.pid")
@@ -138,7 +171,8 @@ q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 scenario_args() {
   case "$1" in
     fanout)        echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 2000 400) --rate=1000" ;;
-    fanout-max)    echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 5000 1000) --rate=0" ;;
+    fanout-max|fanout-tls)
+                   echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 5000 1000) --rate=0" ;;
     fanout-light)  echo "--subscribers=$(q 1000 200) --channels=1 --events=$(q 400 60) --rate=20" ;;
     channels)      echo "--subscribers=$(q 5000 1000) --channels=$(q 5000 1000) --events=$(q 20000 4000) --rate=0" ;;
     idle)          echo "--subscribers=$(q 10000 1000) --events=0 --idle_s=$(q 5 1) --connect_concurrency=500" ;;
@@ -150,10 +184,14 @@ scenario_args() {
   esac
 }
 
+# Scenarios whose subscribers connect over TLS.
+is_tls() { [ "$1" = fanout-tls ]; }
+
 # The bridge's flags per scenario (slow consumers meet a small queue bound).
 bridge_args() {
   case "$1" in
     slow-consumer) echo "--max_queue_bytes=262144" ;;
+    fanout-tls) echo "--ws_tls_cert_file=$TLS_CERT --ws_tls_key_file=$TLS_KEY" ;;
     *) echo "" ;;
   esac
 }
@@ -165,21 +203,26 @@ publish_modes() {
     nchan) echo "http" ;;
     # The sink lives in the tool's process: 10,000 connections would be 20,000 descriptors in
     # one process, and its RSS would be the tool's.
-    sink) case "$1" in idle|connect-storm) echo "" ;; *) echo "sink" ;; esac ;;
+    sink) case "$1" in idle|connect-storm|fanout-tls) echo "" ;; *) echo "sink" ;; esac ;;
   esac
 }
 
-run_load() {  # scenario target publish pids ws_port grpc_port
-  local scenario=$1 target=$2 publish=$3 pids=$4 ws=$5 grpc=$6 out
-  # shellcheck disable=SC2046
+run_load() {  # scenario target publish pids ws_port grpc_port [extra bridge-load flags]
+  local scenario=$1 target=$2 publish=$3 pids=$4 ws=$5 grpc=$6 extra=${7:-} out
+  if is_tls "$scenario"; then extra="$extra --tls --tls_ca_file=$TLS_CERT"; fi
+  # shellcheck disable=SC2046,SC2086
   out=$(timeout 300 "$LOAD_BIN" --scenario="$scenario" --target="$target" --publish="$publish" \
           --ws_port="$ws" --grpc_port="$grpc" --server_pids="$pids" --max_s=240 \
-          $(scenario_args "$scenario") ${LOAD_ARGS:-} 2>>"$WORK/load.err") || {
+          $(scenario_args "$scenario") $extra ${LOAD_ARGS:-} 2>>"$WORK/load.err") || {
     log "bridge-load failed ($scenario/$target/$publish), status $?"; tail -5 "$WORK/load.err" >&2; return 0; }
   echo "$out" >>"$RESULTS_DIR/$DATE-$scenario.jsonl"
   echo "$out" >>"$RUN_LINES"
   echo "$out" | $PY -c 'import json,sys; r=json.load(sys.stdin); print("  %-14s %-7s %-6s ready %s/%s delivered %s/%s lost %s dup %s  %.0f/s  p50 %.2f p99 %.2f max %.2f ms  cpu %.2f s  errors %s" % (r["scenario"], r["target"], r["publish"], r["connections_ready"], r["subscribers"], r["delivered"], r["expected"], r["lost"], r["duplicated"], r["deliveries_per_sec"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["server_cpu_seconds"], r["errors"]))' >&2
 }
+
+for s in $SCENARIOS; do
+  if is_tls "$s"; then make_tls_cert; break; fi
+done
 
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 log "scenarios: $SCENARIOS; targets: $TARGETS; quick=$QUICK; load $START_LOAD"
@@ -196,7 +239,12 @@ for scenario in $SCENARIOS; do
           fi
           stop_bridge ;;
         nchan)
-          if start_nchan; then
+          if is_tls "$scenario"; then
+            if start_nchan tls; then
+              run_load "$scenario" nchan http "$NCHAN_WORKERS" "$NCHAN_TLS_PORT" 0 \
+                "--http_port=$NCHAN_PORT"
+            fi
+          elif start_nchan; then
             run_load "$scenario" nchan http "$NCHAN_WORKERS" "$NCHAN_PORT" 0
           fi
           stop_nchan ;;
