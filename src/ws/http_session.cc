@@ -37,7 +37,47 @@ HttpSession::HttpSession(tcp::socket&& socket, ServerState& state, size_t shard)
 void HttpSession::Run() {
   if (!transport_.is_tls()) return DoRead();
   ArmDeadline();
-  transport_.Handshake(beast::bind_front_handler(&HttpSession::OnHandshake, shared_from_this()));
+  transport_.lowest().async_wait(
+      tcp::socket::wait_read,
+      beast::bind_front_handler(&HttpSession::OnFirstBytes, shared_from_this()));
+}
+
+void HttpSession::OnFirstBytes(beast::error_code ec) {
+  if (ec) {  // cut at the deadline (nothing sent), or reset
+    state_.metrics.tls_handshake_failures_total.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  // A TLS connection opens with a handshake record (content type 22). Anything else is most
+  // likely plain HTTP sent to the TLS port: it gets a 400 it can read instead of a TLS alert.
+  unsigned char first = 0;
+  size_t n =
+      transport_.lowest().receive(boost::asio::buffer(&first, 1), tcp::socket::message_peek, ec);
+  if (ec || n == 0) return;
+  if (first == 0x16) {
+    transport_.Handshake(beast::bind_front_handler(&HttpSession::OnHandshake, shared_from_this()));
+    return;
+  }
+  state_.metrics.tls_handshake_failures_total.fetch_add(1, std::memory_order_relaxed);
+  state_.metrics.http_errors_total.fetch_add(1, std::memory_order_relaxed);
+  static constexpr std::string_view kReply =
+      "HTTP/1.1 400 Bad Request\r\nServer: gathering-bridge\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 45\r\nConnection: close\r\n\r\n"
+      "this port speaks TLS: use https:// or wss://\n";
+  boost::asio::async_write(transport_.lowest(), boost::asio::buffer(kReply),
+                           [self = shared_from_this()](beast::error_code e, size_t) {
+                             if (e) return;
+                             self->transport_.ShutdownSend();
+                             self->DrainAfterPlainReply();
+                           });
+}
+
+void HttpSession::DrainAfterPlainReply() {
+  // Closing with unread input would reset the connection and could destroy the reply before the
+  // client reads it: read until the client closes (bounded by the deadline).
+  transport_.lowest().async_read_some(boost::asio::buffer(discard_),
+                                      [self = shared_from_this()](beast::error_code e, size_t) {
+                                        if (!e) self->DrainAfterPlainReply();
+                                      });
 }
 
 void HttpSession::OnHandshake(beast::error_code ec) {

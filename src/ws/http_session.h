@@ -7,6 +7,7 @@
 #ifndef BRIDGE_WS_HTTP_SESSION_H_
 #define BRIDGE_WS_HTTP_SESSION_H_
 
+#include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -30,6 +31,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
+  // TLS: the first byte decides between the handshake and a plain-text 400.
+  void OnFirstBytes(boost::beast::error_code ec);
+  void DrainAfterPlainReply();
   void OnHandshake(boost::beast::error_code ec);
   // Bounds what follows (a read, the answer to it) by the handshake timeout.
   void ArmDeadline();
@@ -51,6 +55,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   const size_t shard_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<Response> pending_;
+  std::array<char, 256> discard_;  // input read and dropped after a plain-text refusal
   // What the WebSocket session gets once its 101 is written.
   struct PendingUpgrade {
     WsSession::InitialSubscription initial;

@@ -256,10 +256,13 @@ TEST_F(TlsTest, ClientsThatDoNotSpeakTlsAreDroppedWhileWssKeepsReceiving) {
     ASSERT_TRUE(PublishMessage(*stub, "circles/tls", 1, std::to_string(sent++)).ok());
   };
 
-  // Plain HTTP and a plain WebSocket upgrade to the TLS port: no answer, counted.
+  // Plain HTTP and a plain WebSocket upgrade to the TLS port: a plain-text 400 saying so,
+  // counted.
   publish();
-  EXPECT_EQ(HttpStatus(server->ws_port(), "/healthz"), 0);
-  EXPECT_EQ(HttpStatus(server->ws_port(), "/ws/circles/tls", /*upgrade=*/true), 0);
+  std::string body;
+  EXPECT_EQ(HttpStatus(server->ws_port(), "/healthz", false, &body), 400);
+  EXPECT_EQ(body, "this port speaks TLS: use https:// or wss://\n");
+  EXPECT_EQ(HttpStatus(server->ws_port(), "/ws/circles/tls", /*upgrade=*/true), 400);
   EXPECT_TRUE(WaitFor([&] { return server->metrics().tls_handshake_failures_total.load() >= 2; }))
       << "failed handshakes are not counted";
   publish();
@@ -280,6 +283,8 @@ TEST_F(TlsTest, ClientsThatDoNotSpeakTlsAreDroppedWhileWssKeepsReceiving) {
   ASSERT_TRUE(read_done) << "an idle TLS connection was not cut within 5 s";
   EXPECT_EQ(read_ec, asio::error::eof);
   EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms);
+  EXPECT_TRUE(WaitFor([&] { return server->metrics().tls_handshake_failures_total.load() >= 3; }))
+      << "the connection cut at the handshake timeout is not counted";
   publish();
 
   // A wrong-CA client: its handshake fails on its side, nobody else notices.
