@@ -146,7 +146,7 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, c.auth, shards);
   auto tls = WsTlsContext(c);
   if (!tls.ok()) return tls.status();
-  impl->state->tls = *tls;
+  impl->state->set_tls(*tls);
 
   boost::system::error_code ec;
   auto address = asio::ip::make_address(c.host, ec);
@@ -180,9 +180,17 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   }
   impl->listener->Run();
   spdlog::info("gathering-bridge listening: {}://{}:{}/ws/..., grpc{} {}:{}, {} io threads",
-               impl->state->tls ? "wss" : "ws", c.host, impl->listener->port(),
+               impl->state->tls() ? "wss" : "ws", c.host, impl->listener->port(),
                c.grpc_tls_cert_file.empty() ? "" : " (TLS)", c.host, impl->grpc_port, n);
   return std::unique_ptr<BridgeServer>(new BridgeServer(std::move(impl)));
+}
+
+absl::Status BridgeServer::ReloadTls() {
+  if (!impl_->state->tls()) return absl::FailedPreconditionError("TLS is not enabled");
+  auto tls = WsTlsContext(impl_->config);
+  if (!tls.ok()) return tls.status();
+  impl_->state->set_tls(*tls);
+  return absl::OkStatus();
 }
 
 void BridgeServer::Shutdown() {

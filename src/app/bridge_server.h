@@ -51,6 +51,9 @@ class BridgeServer {
   uint16_t ws_port() const;
   uint16_t grpc_port() const;
   core::Metrics& metrics();
+  // Reads --ws_tls_cert_file/--ws_tls_key_file again (any thread): new connections use the new
+  // certificate, open ones keep theirs. On error the current certificate stays.
+  absl::Status ReloadTls();
   void Shutdown();
 
  private:

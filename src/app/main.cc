@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -288,7 +289,7 @@ int main(int argc, char** argv) {
 
   // Block the signals in every thread; the main thread waits for them below.
   boost::asio::io_context signals_ioc(1);
-  boost::asio::signal_set signals(signals_ioc, SIGINT, SIGTERM);
+  boost::asio::signal_set signals(signals_ioc, SIGINT, SIGTERM, SIGHUP);
   std::signal(SIGPIPE, SIG_IGN);
 
   auto server = bridge::app::BridgeServer::Start(std::move(c));
@@ -302,8 +303,26 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // SIGHUP reloads the WebSocket TLS certificate (renewals without a restart); SIGINT/SIGTERM
+  // drain and exit.
   int signal_number = 0;
-  signals.async_wait([&](const boost::system::error_code&, int sig) { signal_number = sig; });
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig != SIGHUP) {
+        signal_number = sig;
+        return;
+      }
+      absl::Status s = (*server)->ReloadTls();
+      if (s.ok()) {
+        spdlog::info("SIGHUP: TLS certificate reloaded");
+      } else {
+        spdlog::warn("SIGHUP: TLS certificate not reloaded: {}", std::string(s.message()));
+      }
+      wait_signal();
+    });
+  };
+  wait_signal();
   signals_ioc.run();
   spdlog::info("received signal {}", signal_number);
   (*server)->Shutdown();

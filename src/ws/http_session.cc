@@ -22,7 +22,7 @@ using tcp = boost::asio::ip::tcp;
 namespace {
 
 Transport MakeTransport(tcp::socket&& socket, ServerState& state) {
-  if (state.tls) return Transport(std::move(socket), *state.tls);
+  if (auto tls = state.tls()) return Transport(std::move(socket), std::move(tls));
   return Transport(std::move(socket));
 }
 

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -71,14 +73,28 @@ struct ServerState {
   const std::vector<boost::asio::io_context*> shards;
   std::vector<std::unordered_set<WsSession*>> registries;
   // TLS for every client connection (wss://, https://); null: plain ws://. Set before the
-  // listener runs.
-  std::shared_ptr<boost::asio::ssl::context> tls;
+  // listener runs; replaced (any thread) when the certificate is reloaded: connections keep the
+  // context they started with.
+  std::shared_ptr<boost::asio::ssl::context> tls() const {
+    std::lock_guard lock(tls_mu_);
+    return tls_;
+  }
+  void set_tls(std::shared_ptr<boost::asio::ssl::context> context) {
+    std::lock_guard lock(tls_mu_);
+    tls_ = std::move(context);
+  }
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_connection_id{1};
 
   // Open WebSockets per client address (any thread, under the mutex).
   std::mutex per_ip_mu;
   std::unordered_map<std::string, size_t> per_ip;
+
+ private:
+  mutable std::mutex tls_mu_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+
+ public:
   // Takes a slot for `ip`; false when the address is at its limit.
   bool AcquireIp(const std::string& ip, bool loopback);
   void ReleaseIp(const std::string& ip);

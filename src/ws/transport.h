@@ -27,10 +27,11 @@ class Transport {
 
   // Plain TCP.
   explicit Transport(tcp::socket socket) : plain_(std::move(socket)) {}
-  // TLS with `context` (which must outlive the transport); the handshake is Handshake().
-  Transport(tcp::socket socket, boost::asio::ssl::context& context)
+  // TLS with `context` (kept alive with the connection); the handshake is Handshake().
+  Transport(tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> context)
       : plain_(socket.get_executor()),
-        tls_(std::make_unique<TlsStream>(std::move(socket), context)) {}
+        tls_(std::make_unique<TlsStream>(std::move(socket), *context)),
+        context_(std::move(context)) {}
 
   Transport(Transport&&) = default;
   Transport& operator=(Transport&&) = default;
@@ -101,6 +102,7 @@ class Transport {
 
   tcp::socket plain_;  // the socket itself, or (under TLS) an unopened one for its executor
   std::unique_ptr<TlsStream> tls_;
+  std::shared_ptr<boost::asio::ssl::context> context_;  // TLS: the context tls_ was made from
   std::string staging_;  // TLS only: WriteGather's pieces in one buffer
 };
 

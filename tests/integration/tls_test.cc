@@ -144,6 +144,12 @@ class TlsTest : public ::testing::Test {
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
+  // Runs shell `commands` in the test's directory; true when they all succeeded.
+  bool Sh(const std::string& commands) {
+    std::ofstream(dir_ / "step.sh") << "set -e; cd '" << dir_.string() << "'; " << commands << "\n";
+    return std::system(("bash '" + Path("step.sh") + "'").c_str()) == 0;
+  }
+
   // A wss:// client on `channel`, its subscription confirmed (so what is published next reaches
   // it); nullptr (and a test failure) otherwise.
   std::unique_ptr<WssClient> Subscribe(uint16_t port, const std::string& channel) {
@@ -289,11 +295,9 @@ TEST_F(TlsTest, ClientsThatDoNotSpeakTlsAreDroppedWhileWssKeepsReceiving) {
 
   // A wrong-CA client: its handshake fails on its side, nobody else notices.
   {
-    std::ofstream(dir_ / "other-ca.sh")
-        << "cd '" << dir_.string()
-        << "' && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem "
-           "-days 1 -subj /CN=other 2>/dev/null\n";
-    ASSERT_EQ(std::system(("bash '" + Path("other-ca.sh") + "'").c_str()), 0);
+    ASSERT_TRUE(
+        Sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem "
+           "-days 1 -subj /CN=other 2>/dev/null"));
     std::string refused;
     EXPECT_EQ(WssClient::Connect(server->ws_port(), "/ws/circles/tls", Path("other.pem"), &refused),
               nullptr);
@@ -321,6 +325,50 @@ TEST_F(TlsTest, CloseCodesReachWssClients) {
   client->Send(std::string(4096, 'x'));
   EXPECT_TRUE(client->RecvEvent().is_null());
   EXPECT_EQ(client->close_code(), 1009);
+}
+
+TEST_F(TlsTest, ReloadedCertificateServesNewConnectionsAndOpenOnesKeepTheirs) {
+  // The served files are copies, replaced below the way a certificate renewal replaces them.
+  ASSERT_TRUE(Sh("cp server.pem live.pem; cp server.key live.key"));
+  app::ServerConfig cfg;
+  cfg.ws_tls_cert_file = Path("live.pem");
+  cfg.ws_tls_key_file = Path("live.key");
+  auto server = StartBridge(cfg);
+  ASSERT_NE(server, nullptr);
+  auto open = Subscribe(server->ws_port(), "circles/reload");
+  ASSERT_NE(open, nullptr);
+
+  // A renewal from another CA.
+  ASSERT_TRUE(Sh(
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca2.key -out ca2.pem -days 1 "
+      "-subj /CN=test-ca-2 2>/dev/null; "
+      "openssl req -newkey rsa:2048 -nodes -keyout live2.key -out live2.csr -subj /CN=localhost "
+      "2>/dev/null; "
+      "openssl x509 -req -in live2.csr -CA ca2.pem -CAkey ca2.key -CAcreateserial -out live2.pem "
+      "-days 1 -extfile server.ext 2>/dev/null; "
+      "cp live2.pem live.pem; cp live2.key live.key"));
+  ASSERT_TRUE(server->ReloadTls().ok());
+  std::string error;
+  EXPECT_EQ(WssClient::Connect(server->ws_port(), "/ws/circles/reload", Path("ca.pem"), &error),
+            nullptr)
+      << "still serving the old certificate";
+  auto renewed =
+      WssClient::Connect(server->ws_port(), "/ws/circles/reload", Path("ca2.pem"), &error);
+  EXPECT_NE(renewed, nullptr) << error;
+
+  // A broken file is refused and the current certificate stays.
+  ASSERT_TRUE(Sh("echo garbage > live.pem"));
+  EXPECT_FALSE(server->ReloadTls().ok());
+  EXPECT_NE(WssClient::Connect(server->ws_port(), "/ws/circles/reload", Path("ca2.pem"), &error),
+            nullptr)
+      << error;
+
+  // The connection opened before the renewal still receives.
+  auto stub = MakeStub(server->grpc_port());
+  ASSERT_TRUE(PublishMessage(*stub, "circles/reload", 1, "after").ok());
+  auto v = open->RecvEvent();
+  ASSERT_TRUE(v.is_object()) << "the connection opened before the reload lost its event";
+  EXPECT_EQ(v.at("data").at("content"), "after");
 }
 
 TEST_F(TlsTest, BadCertificateFilesFailStartUp) {
