@@ -50,8 +50,14 @@ void HttpSession::OnFirstBytes(beast::error_code ec) {
   // A TLS connection opens with a handshake record (content type 22). Anything else is most
   // likely plain HTTP sent to the TLS port: it gets a 400 it can read instead of a TLS alert.
   unsigned char first = 0;
-  size_t n =
-      transport_.lowest().receive(boost::asio::buffer(&first, 1), tcp::socket::message_peek, ec);
+  auto& socket = transport_.lowest();
+  socket.non_blocking(true, ec);  // the peek must never wait on the io thread
+  size_t n = ec ? 0 : socket.receive(boost::asio::buffer(&first, 1), tcp::socket::message_peek, ec);
+  if (ec == boost::asio::error::would_block) {
+    return socket.async_wait(
+        tcp::socket::wait_read,
+        beast::bind_front_handler(&HttpSession::OnFirstBytes, shared_from_this()));
+  }
   if (ec || n == 0) return;
   if (first == 0x16) {
     transport_.Handshake(beast::bind_front_handler(&HttpSession::OnHandshake, shared_from_this()));
