@@ -98,18 +98,27 @@ TEST_F(DeliveryTest, ReconnectLoopUnderFullRatePublishingLosesAndDoublesNothing)
   ASSERT_NO_FATAL_FAILURE(Start("loop:history=100000"));
   constexpr int kEvents = 3000;
   std::atomic<bool> publish_ok{true};
+  std::atomic<int> published{0};
   std::thread publisher([&] {
     auto stub = MakeStub(server_->grpc_port());
     for (int i = 0; i < kEvents; ++i) {
       if (!PublishMessage(*stub, "loop/x", i, "m").ok()) publish_ok = false;
+      ++published;
     }
   });
+  // A failed assertion below returns early: the publisher is joined either way.
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() { t.join(); }
+  } joiner{publisher};
   std::vector<int> seen;
   std::string epoch;
   int reconnects = 0;
   auto deadline = std::chrono::steady_clock::now() + 60s;
   while (static_cast<int>(seen.size()) < kEvents && std::chrono::steady_clock::now() < deadline) {
-    std::string target = "/ws/loop/x?ack=1";
+    // The publisher may run ahead of the first subscription: start from offset 0 (the history
+    // holds every event), then resume from the last offset seen.
+    std::string target = "/ws/loop/x?since=0";
     if (!seen.empty())
       target = "/ws/loop/x?since=" + std::to_string(seen.back()) + "&epoch=" + epoch;
     auto c = Connect(target);
@@ -123,12 +132,27 @@ TEST_F(DeliveryTest, ReconnectLoopUnderFullRatePublishingLosesAndDoublesNothing)
     // Read a few, then drop the connection abruptly.
     for (int k = 0; k < 97 && static_cast<int>(seen.size()) < kEvents; ++k) {
       auto v = c->RecvEvent(10s);
-      ASSERT_TRUE(v.is_object()) << "stalled after " << seen.size();
+      auto first_gap = [&] {
+        for (size_t i = 0; i < seen.size(); ++i) {
+          if (seen[i] != static_cast<int>(i) + 1) return static_cast<int>(i);
+        }
+        return -1;
+      };
+      ASSERT_TRUE(v.is_object()) << "stalled after " << seen.size()
+                                 << " events (first gap at index " << first_gap() << " offset "
+                                 << (first_gap() >= 0 ? seen[first_gap()] : 0) << "; "
+                                 << published.load() << " published, " << reconnects
+                                 << " reconnects, this connection's target " << target
+                                 << "; server: " << server_->metrics().connections_current.load()
+                                 << " connections, "
+                                 << server_->metrics().subscriptions_current.load()
+                                 << " subscriptions, "
+                                 << server_->metrics().frames_dropped_total.load()
+                                 << " frames dropped)";
       seen.push_back(v.at("offset").to_number<int>());
     }
     ++reconnects;
   }
-  publisher.join();
   EXPECT_TRUE(publish_ok.load());
   ASSERT_EQ(static_cast<int>(seen.size()), kEvents);
   for (int i = 0; i < kEvents; ++i) ASSERT_EQ(seen[i], i + 1) << "at " << i;
