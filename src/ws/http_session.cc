@@ -268,6 +268,8 @@ void HttpSession::OnUpgradeWritten(beast::error_code ec, size_t) {
   PendingUpgrade up = std::move(*upgrade_);
   upgrade_.reset();
   if (ec) {
+    // The client left (or hit the deadline) before the 101 was out: nothing was opened.
+    spdlog::debug("upgrade not completed: {}", ec.message());
     if (!up.counted_ip.empty()) state_.ReleaseIp(up.counted_ip);
     return;
   }
