@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace bridge::core {
@@ -45,17 +46,133 @@ std::string BuildWsCloseFrame(uint16_t code, std::string_view reason) {
   return BuildWsControlFrame(WsOpcode::kClose, payload);
 }
 
+namespace {
+
+constexpr uint64_t kHighBits = 0x8080808080808080ull;
+
+// XORs `size` bytes of `in` with `mask` starting at mask byte `phase`, eight bytes at a time.
+void Unmask(const uint8_t* in, size_t size, const std::array<uint8_t, 4>& mask, size_t phase,
+            char* out) {
+  uint8_t m[8];
+  for (size_t i = 0; i < 8; ++i) m[i] = mask[(phase + i) & 3];
+  uint64_t m64;
+  std::memcpy(&m64, m, 8);
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, in + i, 8);
+    v ^= m64;
+    std::memcpy(out + i, &v, 8);
+  }
+  for (; i < size; ++i) out[i] = static_cast<char>(in[i] ^ m[i & 7]);
+}
+
+// Whether a peer may send close status `code` (RFC 6455 section 7.4; 1012-1014 are registered
+// by IANA). 1005, 1006 and 1015 never appear on the wire.
+bool IsValidCloseCode(uint16_t code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
+}  // namespace
+
+bool Utf8Validator::Feed(const char* data, size_t size) {
+  if (failed_) return false;
+  const auto* p = reinterpret_cast<const uint8_t*>(data);
+  uint8_t need = need_, lo = lo_, hi = hi_;
+  size_t i = 0;
+  while (i < size) {
+    if (need == 0) {
+      while (i + 8 <= size) {
+        uint64_t v;
+        std::memcpy(&v, p + i, 8);
+        if (v & kHighBits) break;
+        i += 8;
+      }
+      if (i == size) break;
+      const uint8_t b = p[i++];
+      if (b < 0x80) continue;
+      // The lead byte decides the length and the range of the second byte, which excludes
+      // overlong forms (E0 80..9F, F0 80..8F), surrogates (ED A0..BF) and > U+10FFFF (F4 90..).
+      lo = 0x80;
+      hi = 0xBF;
+      if (b >= 0xC2 && b <= 0xDF) {
+        need = 1;
+      } else if (b >= 0xE0 && b <= 0xEF) {
+        need = 2;
+        if (b == 0xE0) lo = 0xA0;
+        if (b == 0xED) hi = 0x9F;
+      } else if (b >= 0xF0 && b <= 0xF4) {
+        need = 3;
+        if (b == 0xF0) lo = 0x90;
+        if (b == 0xF4) hi = 0x8F;
+      } else {
+        failed_ = true;  // a continuation byte, C0/C1 (overlong) or F5..FF
+        return false;
+      }
+      continue;
+    }
+    const uint8_t b = p[i++];
+    if (b < lo || b > hi) {
+      failed_ = true;
+      return false;
+    }
+    --need;
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  need_ = need;
+  lo_ = lo;
+  hi_ = hi;
+  return true;
+}
+
+bool Utf8Validator::IsComplete(std::string_view text) {
+  Utf8Validator v;
+  return v.Feed(text.data(), text.size()) && v.complete();
+}
+
 WsDecoder::Event WsDecoder::Feed(const uint8_t* data, size_t size, size_t& consumed) {
   consumed = 0;
+  wanted_ = 0;
+  if (failed_ != Event::kNeedMore) return failed_;
   if (message_ready_) {
     message_ready_ = false;
     message_.clear();
   }
   for (;;) {
     wanted_ = 0;
-    if (size - consumed < 2) return Event::kNeedMore;
-    const uint8_t* p = data + consumed;
     const size_t avail = size - consumed;
+    if (in_frame_) {
+      // A data frame's payload: take what has arrived.
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(frame_left_, avail));
+      if (n > 0) {
+        const size_t old = message_.size();
+        message_.resize(old + n);
+        char* out = message_.data() + old;
+        Unmask(data + consumed, n, mask_, mask_phase_, out);
+        mask_phase_ = (mask_phase_ + n) & 3;
+        consumed += n;
+        frame_left_ -= n;
+        if (message_opcode_ == WsOpcode::kText && !utf8_.Feed(out, n)) {
+          return Fail(Event::kInvalidUtf8);
+        }
+      }
+      if (frame_left_ > 0) {
+        wanted_ = static_cast<size_t>(frame_left_);
+        return Event::kNeedMore;
+      }
+      in_frame_ = false;
+      if (!frame_fin_) continue;
+      in_message_ = false;
+      if (message_opcode_ == WsOpcode::kText && !utf8_.complete()) {
+        return Fail(Event::kInvalidUtf8);  // ends inside a code point
+      }
+      message_ready_ = true;
+      return Event::kMessage;
+    }
+    if (avail < 2) return Event::kNeedMore;
+    const uint8_t* p = data + consumed;
     const bool fin = (p[0] & 0x80) != 0;
     const uint8_t rsv = p[0] & 0x70;
     const auto opcode = static_cast<WsOpcode>(p[0] & 0x0F);
@@ -72,57 +189,66 @@ WsDecoder::Event WsDecoder::Feed(const uint8_t* data, size_t size, size_t& consu
       for (int i = 2; i < 10; ++i) len = (len << 8) | p[i];
       header = 10;
     }
-    if (rsv != 0 || !masked) return Event::kProtocolError;
+    if (rsv != 0 || !masked) return Fail(Event::kProtocolError);
     header += 4;
     const bool control = (static_cast<uint8_t>(opcode) & 0x08) != 0;
     if (control) {
-      if (!fin || len > 125) return Event::kProtocolError;
+      if (!fin || len > 125) return Fail(Event::kProtocolError);
       if (opcode != WsOpcode::kClose && opcode != WsOpcode::kPing && opcode != WsOpcode::kPong) {
-        return Event::kProtocolError;
+        return Fail(Event::kProtocolError);
       }
     } else {
       if (opcode == WsOpcode::kContinuation) {
-        if (!in_message_) return Event::kProtocolError;
+        if (!in_message_) return Fail(Event::kProtocolError);
       } else if (opcode == WsOpcode::kText || opcode == WsOpcode::kBinary) {
-        if (in_message_) return Event::kProtocolError;
+        if (in_message_) return Fail(Event::kProtocolError);
       } else {
-        return Event::kProtocolError;
+        return Fail(Event::kProtocolError);
       }
       if (len > max_message_bytes_ || message_.size() + len > max_message_bytes_) {
-        return Event::kTooBig;
+        return Fail(Event::kTooBig);
       }
+    }
+    if (avail < header) {
+      wanted_ = header;
+      return Event::kNeedMore;
+    }
+    const uint8_t* mask = p + header - 4;
+    if (!control) {
+      consumed += header;
+      if (opcode != WsOpcode::kContinuation) {
+        message_opcode_ = opcode;
+        in_message_ = true;
+        utf8_.Reset();
+      }
+      std::memcpy(mask_.data(), mask, 4);
+      mask_phase_ = 0;
+      frame_left_ = len;
+      frame_fin_ = fin;
+      in_frame_ = true;
+      message_.reserve(message_.size() + len);
+      continue;
     }
     if (avail < header + len) {
       wanted_ = header + len;
       return Event::kNeedMore;
     }
-    const uint8_t* mask = p + header - 4;
     const uint8_t* payload = p + header;
     consumed += header + len;
-    if (control) {
-      control_.resize(len);
-      for (size_t i = 0; i < len; ++i) control_[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
-      if (opcode == WsOpcode::kPing) return Event::kPing;
-      if (opcode == WsOpcode::kPong) return Event::kPong;
-      if (len == 1) return Event::kProtocolError;
-      close_code_ = len >= 2 ? static_cast<uint16_t>((static_cast<uint8_t>(control_[0]) << 8) |
-                                                     static_cast<uint8_t>(control_[1]))
-                             : 1005;
+    control_.resize(len);
+    for (size_t i = 0; i < len; ++i) control_[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+    if (opcode == WsOpcode::kPing) return Event::kPing;
+    if (opcode == WsOpcode::kPong) return Event::kPong;
+    if (len == 0) {
+      close_code_ = 1005;
       return Event::kClose;
     }
-    if (opcode != WsOpcode::kContinuation) {
-      message_opcode_ = opcode;
-      in_message_ = true;
-    }
-    size_t old = message_.size();
-    message_.resize(old + len);
-    char* out = message_.data() + old;
-    for (size_t i = 0; i < len; ++i) out[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
-    if (fin) {
-      in_message_ = false;
-      message_ready_ = true;
-      return Event::kMessage;
-    }
+    if (len == 1) return Fail(Event::kProtocolError);
+    close_code_ = static_cast<uint16_t>((static_cast<uint8_t>(control_[0]) << 8) |
+                                        static_cast<uint8_t>(control_[1]));
+    if (!IsValidCloseCode(close_code_)) return Fail(Event::kProtocolError);
+    if (!Utf8Validator::IsComplete(close_reason())) return Fail(Event::kInvalidUtf8);
+    return Event::kClose;
   }
 }
 
