@@ -445,6 +445,8 @@ void RedisConnection::OnRead(uint64_t gen, const error_code& ec, size_t n) {
                                            : absl::StrCat("redis read: ", Describe(ec))));
   }
   Feed(link_->rbuf.data(), n);
+  ProcessReplies();
+  if (gen != generation_) return;
   if (link_->plain) {
     // Drain what the kernel already holds, so one readiness never leaves a complete reply
     // sitting in the socket (the edge-triggered epoll pitfall).
@@ -455,10 +457,11 @@ void RedisConnection::OnRead(uint64_t gen, const error_code& ec, size_t n) {
       if (rec) break;
       Feed(link_->rbuf.data(), m);
       drained += m;
+      ProcessReplies();
+      if (gen != generation_) return;
     }
   }
-  ProcessReplies();
-  if (gen == generation_) DoRead();
+  DoRead();
 }
 
 void RedisConnection::Feed(const char* data, size_t n) {
@@ -477,16 +480,25 @@ void RedisConnection::ProcessReplies() {
       return Fail(absl::InternalError(absl::StrCat("redis protocol error: ", reader_->errstr)));
     }
     if (raw == nullptr) break;
-    reply_start_ = fed_bytes_ - (reader_->len - reader_->pos);
+    const uint64_t end = fed_bytes_ - (reader_->len - reader_->pos);
+    const uint64_t size = end - reply_start_;
+    reply_start_ = end;
+    if (size > options_.max_reply_bytes) {
+      freeReplyObject(raw);
+      return FailOversized();
+    }
     RedisReply reply = RedisReply::FromHiredis(*static_cast<redisReply*>(raw));
     freeReplyObject(raw);
     HandleReply(std::move(reply));
     if (gen != generation_) return;  // a callback stopped us, or the reply broke the link
   }
-  if (fed_bytes_ - reply_start_ > options_.max_reply_bytes) {
-    Fail(absl::ResourceExhaustedError(
-        absl::StrCat("redis: reply larger than max_reply_bytes (", options_.max_reply_bytes, ")")));
-  }
+  // A reply still arriving counts too, so a huge one fails before it is all buffered.
+  if (fed_bytes_ - reply_start_ > options_.max_reply_bytes) FailOversized();
+}
+
+void RedisConnection::FailOversized() {
+  Fail(absl::ResourceExhaustedError(
+      absl::StrCat("redis: reply larger than max_reply_bytes (", options_.max_reply_bytes, ")")));
 }
 
 void RedisConnection::HandleReply(RedisReply reply) {

@@ -193,6 +193,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void OnRead(uint64_t gen, const boost::system::error_code& ec, size_t n);
   void Feed(const char* data, size_t n);
   void ProcessReplies();
+  void FailOversized();
   void HandleReply(RedisReply reply);
   void Complete(Pending& p, absl::StatusOr<RedisReply> result);
 
