@@ -561,13 +561,16 @@ void RedisConnection::ArmDeadline(Clock::time_point deadline) {
   deadline_armed_ = true;
   armed_at_ = deadline;
   deadline_timer_.expires_at(deadline);
-  deadline_timer_.async_wait([weak = weak_from_this(), gen = generation_](const error_code& ec) {
-    if (ec) return;  // re-armed earlier, or cancelled
-    if (auto self = weak.lock()) self->OnDeadline(gen);
-  });
+  deadline_timer_.async_wait(
+      [weak = weak_from_this(), gen = generation_, deadline](const error_code& ec) {
+        if (ec) return;  // re-armed earlier, or cancelled
+        if (auto self = weak.lock()) self->OnDeadline(gen, deadline);
+      });
 }
 
-void RedisConnection::OnDeadline(uint64_t gen) {
+void RedisConnection::OnDeadline(uint64_t gen, Clock::time_point fired) {
+  // A wait that had already expired when it was re-armed still runs; only the armed one counts.
+  if (!deadline_armed_ || fired != armed_at_) return;
   deadline_armed_ = false;
   if (gen != generation_ || pending_.empty()) return;
   const auto now = Clock::now();

@@ -198,7 +198,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void Complete(Pending& p, absl::StatusOr<RedisReply> result);
 
   void ArmDeadline(Clock::time_point deadline);
-  void OnDeadline(uint64_t gen);
+  void OnDeadline(uint64_t gen, Clock::time_point fired);
   // Breaks the current connection: fails every pending command (with `timeout`, those past their
   // deadline with DEADLINE_EXCEEDED; the rest with UNAVAILABLE), reports kDown, schedules a
   // reconnect.

@@ -1,130 +1,18 @@
 // RedisConnection against a real redis-server per test. Everything runs on the test thread: the
 // io_context is driven by RunUntil, so no locks are needed and every wait is bounded.
-#include "broker/redis_connection.h"
-
-#include <gtest/gtest.h>
-
-#include <boost/asio/io_context.hpp>
+#include <algorithm>
 #include <chrono>
-#include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "redis_server.h"
+#include "redis_test_fixture.h"
 
 namespace bridge::broker {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::RedisServer;
 using testing::SyncRedis;
 using State = RedisConnectionState;
-
-class RedisConnectionTest : public ::testing::Test {
- protected:
-  void TearDown() override {
-    for (auto& c : connections_) c->Stop();
-    io_.run_for(50ms);  // let the stopped connections' handlers finish
-    server_.Stop();
-  }
-
-  // Starts the server; fails the test (fatally) when it cannot.
-  void StartServer(std::vector<std::string> args = {}) {
-    absl::Status s = server_.Start(std::move(args));
-    ASSERT_TRUE(s.ok()) << s;
-  }
-
-  RedisConnectionOptions Options(const std::string& url) {
-    RedisConnectionOptions o;
-    auto parsed = ParseRedisUrl(url);
-    EXPECT_TRUE(parsed.ok()) << parsed.status();
-    if (parsed.ok()) o.url = *parsed;
-    o.reconnect_min = 20ms;
-    o.reconnect_max = 300ms;
-    return o;
-  }
-
-  // Creates and starts a connection that records its states (and pushes, for subscribers).
-  std::shared_ptr<RedisConnection> Connect(RedisConnectionOptions o) {
-    auto c = RedisConnection::Create(io_.get_executor(), std::move(o));
-    EXPECT_TRUE(c.ok()) << c.status();
-    if (!c.ok()) return nullptr;
-    auto conn = *c;
-    conn->SetStateHandler([this](State s, const absl::Status& why) {
-      states_.push_back(s);
-      reasons_.push_back(why);
-    });
-    conn->SetPushHandler([this](RedisReply r) { pushes_.push_back(std::move(r)); });
-    conn->Start();
-    connections_.push_back(conn);
-    return conn;
-  }
-
-  // Runs the loop until `done()` or `timeout`; false (with the loop stopped) on timeout.
-  bool RunUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      if (io_.stopped()) io_.restart();  // it stops whenever it runs out of work
-      io_.run_one_for(10ms);
-    }
-    return true;
-  }
-
-  // Waits until the connection reports `s` after the state event number `from`.
-  bool AwaitState(State s, size_t from = 0, std::chrono::milliseconds timeout = 5s) {
-    return RunUntil(
-        [&] {
-          for (size_t i = from; i < states_.size(); ++i) {
-            if (states_[i] == s) return true;
-          }
-          return false;
-        },
-        timeout);
-  }
-
-  std::string StatesString() const {
-    std::string out;
-    for (size_t i = 0; i < states_.size(); ++i) {
-      out += std::string(RedisConnectionStateName(states_[i])) +
-             (reasons_[i].ok() ? "" : "(" + reasons_[i].ToString() + ")") + " ";
-    }
-    return out;
-  }
-
-  // Sends one command and waits for its result.
-  absl::StatusOr<RedisReply> Call(RedisConnection& c, std::vector<std::string> args,
-                                  std::chrono::milliseconds timeout = 5s) {
-    std::optional<absl::StatusOr<RedisReply>> result;
-    c.Command(std::move(args), [&](absl::StatusOr<RedisReply> r) { result = std::move(r); });
-    if (!RunUntil([&] { return result.has_value(); }, timeout)) {
-      return absl::DeadlineExceededError("test: no callback within the bounded wait");
-    }
-    return *result;
-  }
-
-  std::shared_ptr<RedisConnection> ConnectReady(RedisConnectionOptions o) {
-    auto c = Connect(std::move(o));
-    EXPECT_TRUE(c != nullptr);
-    EXPECT_TRUE(AwaitState(State::kReady)) << "never ready: " << StatesString();
-    return c;
-  }
-
-  SyncRedis Sync(const std::string& password = "") {
-    SyncRedis s;
-    absl::Status st = s.Connect(server_.port(), password);
-    EXPECT_TRUE(st.ok()) << st;
-    return s;
-  }
-
-  boost::asio::io_context io_;
-  RedisServer server_;
-  std::vector<std::shared_ptr<RedisConnection>> connections_;
-  std::vector<State> states_;
-  std::vector<absl::Status> reasons_;
-  std::vector<RedisReply> pushes_;
-};
 
 TEST_F(RedisConnectionTest, SetGetRoundTrip) {
   StartServer();

@@ -35,8 +35,10 @@ std::string FindOnPath(const std::string& name) {
   return "";
 }
 
-// A port that was free a moment ago: bind an ephemeral socket, read its port, close it. Redis
-// cannot bind port 0 itself, so the caller retries when it loses the race.
+}  // namespace
+
+// Bind an ephemeral socket, read its port, close it. Redis cannot bind port 0 itself, so the
+// caller retries when it loses the race.
 uint16_t ProbeFreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return 0;
@@ -53,8 +55,6 @@ uint16_t ProbeFreePort() {
   ::close(fd);
   return port;
 }
-
-}  // namespace
 
 RedisServer::~RedisServer() {
   Stop();

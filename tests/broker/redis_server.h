@@ -19,6 +19,9 @@ struct redisContext;
 
 namespace bridge::broker::testing {
 
+// A 127.0.0.1 TCP port that was free a moment ago (0 if none could be probed).
+uint16_t ProbeFreePort();
+
 // Owns one redis-server process (and its scratch directory). The destructor stops it.
 class RedisServer {
  public:
