@@ -15,7 +15,7 @@ using testing::SyncRedis;
 using State = RedisConnectionState;
 
 TEST_F(RedisConnectionTest, SetGetRoundTrip) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   auto c = ConnectReady(Options(server_.Url()));
   ASSERT_TRUE(c);
   auto set = Call(*c, {"SET", "k", std::string("v\0\r\nx", 5)});
@@ -33,7 +33,7 @@ TEST_F(RedisConnectionTest, SetGetRoundTrip) {
 }
 
 TEST_F(RedisConnectionTest, TenThousandPipelinedIncrsCompleteInOrder) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   auto c = ConnectReady(Options(server_.Url()));
   ASSERT_TRUE(c);
   constexpr int kN = 10000;
@@ -53,7 +53,7 @@ TEST_F(RedisConnectionTest, TenThousandPipelinedIncrsCompleteInOrder) {
 }
 
 TEST_F(RedisConnectionTest, CommandsIssuedFromCallbacksWork) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   auto c = ConnectReady(Options(server_.Url()));
   ASSERT_TRUE(c);
   int remaining = 100;
@@ -69,7 +69,7 @@ TEST_F(RedisConnectionTest, CommandsIssuedFromCallbacksWork) {
 }
 
 TEST_F(RedisConnectionTest, OneMebibyteReplyArrivesWhole) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   const std::string big(1 << 20, 'b');
   {
     SyncRedis sync = Sync();
@@ -88,7 +88,7 @@ TEST_F(RedisConnectionTest, OneMebibyteReplyArrivesWhole) {
 }
 
 TEST_F(RedisConnectionTest, ReplyLargerThanTheLimitBreaksTheConnection) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   {
     SyncRedis sync = Sync();
     ASSERT_TRUE(sync.Command({"SET", "big", std::string(1 << 20, 'b')}).ok());
@@ -111,7 +111,7 @@ TEST_F(RedisConnectionTest, ReplyLargerThanTheLimitBreaksTheConnection) {
 }
 
 TEST_F(RedisConnectionTest, PendingAndOutputBytesAreBounded) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url());
   o.max_pending = 10;
   o.max_output_bytes = 1024;
@@ -133,7 +133,7 @@ TEST_F(RedisConnectionTest, PendingAndOutputBytesAreBounded) {
 }
 
 TEST_F(RedisConnectionTest, AuthWithPassword) {
-  StartServer({"--requirepass", "s3cret"});
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--requirepass", "s3cret"}));
   auto c = ConnectReady(Options(server_.Url(":s3cret")));
   ASSERT_TRUE(c);
   auto ping = Call(*c, {"PING"});
@@ -148,7 +148,7 @@ TEST_F(RedisConnectionTest, AuthWithPassword) {
 }
 
 TEST_F(RedisConnectionTest, WrongPasswordGivesAClearError) {
-  StartServer({"--requirepass", "s3cret"});
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--requirepass", "s3cret"}));
   auto c = Connect(Options(server_.Url(":wrong")));
   ASSERT_TRUE(c);
   ASSERT_TRUE(AwaitState(State::kDown)) << StatesString();
@@ -166,7 +166,7 @@ TEST_F(RedisConnectionTest, WrongPasswordGivesAClearError) {
 }
 
 TEST_F(RedisConnectionTest, SelectDb) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url("", "/3"));
   o.client_name = "bridge-test";
   auto c = ConnectReady(o);
@@ -187,7 +187,7 @@ TEST_F(RedisConnectionTest, SelectDb) {
 }
 
 TEST_F(RedisConnectionTest, SubscribeReceiveUnsubscribe) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url());
   o.subscriber = true;
   auto sub = ConnectReady(o);
@@ -230,7 +230,7 @@ TEST_F(RedisConnectionTest, SubscribeReceiveUnsubscribe) {
 }
 
 TEST_F(RedisConnectionTest, SubscribeNeedsASubscriberConnection) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   auto c = ConnectReady(Options(server_.Url()));
   ASSERT_TRUE(c);
   auto r = Call(*c, {"subscribe", "x"});
@@ -239,7 +239,7 @@ TEST_F(RedisConnectionTest, SubscribeNeedsASubscriberConnection) {
 }
 
 TEST_F(RedisConnectionTest, PubSubBurstOnAnIdleConnection) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url());
   o.subscriber = true;
   auto sub = ConnectReady(o);
@@ -266,7 +266,7 @@ TEST_F(RedisConnectionTest, PubSubBurstOnAnIdleConnection) {
 }
 
 TEST_F(RedisConnectionTest, KillNineFailsEveryPendingCommandOnceWithUnavailable) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url());
   o.command_timeout = 30s;
   auto c = ConnectReady(o);
@@ -300,7 +300,7 @@ TEST_F(RedisConnectionTest, KillNineFailsEveryPendingCommandOnceWithUnavailable)
 }
 
 TEST_F(RedisConnectionTest, CommandWhileDownFailsFast) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url());
   o.command_timeout = 30s;
   auto c = ConnectReady(o);
@@ -317,7 +317,7 @@ TEST_F(RedisConnectionTest, CommandWhileDownFailsFast) {
 }
 
 TEST_F(RedisConnectionTest, ReconnectsByItselfAfterARestart) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   auto c = ConnectReady(Options(server_.Url()));
   ASSERT_TRUE(c);
   ASSERT_TRUE(Call(*c, {"SET", "k", "1"}).ok());
@@ -338,7 +338,7 @@ TEST_F(RedisConnectionTest, ReconnectsByItselfAfterARestart) {
 }
 
 TEST_F(RedisConnectionTest, ClientKillPubsubMakesTheSubscriberReconnect) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url());
   o.subscriber = true;
   auto sub = ConnectReady(o);
@@ -362,7 +362,7 @@ TEST_F(RedisConnectionTest, ClientKillPubsubMakesTheSubscriberReconnect) {
 }
 
 TEST_F(RedisConnectionTest, TimeoutFailsWithDeadlineExceededAndTheConnectionRecovers) {
-  StartServer({"--enable-debug-command", "yes"});
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--enable-debug-command", "yes"}));
   RedisConnectionOptions o = Options(server_.Url());
   o.command_timeout = 200ms;
   auto c = ConnectReady(o);
@@ -389,7 +389,7 @@ TEST_F(RedisConnectionTest, TimeoutFailsWithDeadlineExceededAndTheConnectionReco
 }
 
 TEST_F(RedisConnectionTest, StopFailsPendingCommandsOnce) {
-  StartServer();
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   RedisConnectionOptions o = Options(server_.Url());
   auto c = ConnectReady(o);
   ASSERT_TRUE(c);
