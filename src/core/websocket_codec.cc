@@ -139,12 +139,15 @@ WsDecoder::Event WsDecoder::Feed(const uint8_t* data, size_t size, size_t& consu
   if (message_ready_) {
     message_ready_ = false;
     message_.clear();
+    // A connection keeps its peak message size only while it sends such messages.
+    if (message_.capacity() > 4096) message_.shrink_to_fit();
   }
   for (;;) {
     wanted_ = 0;
     const size_t avail = size - consumed;
     if (in_frame_) {
-      // A data frame's payload: take what has arrived.
+      // A data frame's payload: take what has arrived. The message grows with what arrives,
+      // never to a length a header merely announced.
       const size_t n = static_cast<size_t>(std::min<uint64_t>(frame_left_, avail));
       if (n > 0) {
         const size_t old = message_.size();
@@ -226,7 +229,6 @@ WsDecoder::Event WsDecoder::Feed(const uint8_t* data, size_t size, size_t& consu
       frame_left_ = len;
       frame_fin_ = fin;
       in_frame_ = true;
-      message_.reserve(message_.size() + len);
       continue;
     }
     if (avail < header + len) {
