@@ -21,7 +21,7 @@ endif
 
 FUZZ_SECONDS ?= 60
 TEST_FUZZ_SECONDS ?= 15
-FUZZ_TARGETS := fuzz_token_verifier fuzz_channel_pattern fuzz_client_frame fuzz_request_target
+FUZZ_TARGETS := fuzz_token_verifier fuzz_channel_pattern fuzz_client_frame fuzz_request_target fuzz_ws_decoder fuzz_ws_session
 
 .PHONY: setup run build test bench fuzz fmt clean
 

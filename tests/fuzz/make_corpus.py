@@ -4,8 +4,12 @@
 fuzz_token_verifier inputs start with a mode byte: '0' token, '1' claims JSON, '2' JWKS
 (see fuzz_token_verifier.cc). fuzz_channel_pattern inputs are "<pattern>\\n<channel>".
 The JWKS seeds hold throwaway public keys generated here; no private key is kept.
+fuzz_ws_decoder inputs are [limit selector][chunking seed][client frames] and fuzz_ws_session
+inputs [flags][split][client frames] (see the targets' comments).
+
+Usage: make_corpus.py [target...]   (no target: all of them; the token seeds get new keys)
 """
-import base64, hashlib, hmac, json, pathlib, re, subprocess, tempfile
+import base64, hashlib, hmac, json, pathlib, re, struct, subprocess, sys, tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 SECRET = b"fuzz-secret-0123456789abcdef-0123456789"  # must match fuzz_token_verifier.cc
@@ -47,7 +51,85 @@ def public_jwks() -> bytes:
     return js({"keys": keys})
 
 
+def ws_frame(first: int, payload: bytes, masked: bool = True, key: bytes = b"\x5a\xc3\x0f\x81") -> bytes:
+    """A client frame: FIN/RSV/opcode byte as given, shortest length encoding."""
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if n < 126:
+        head = bytes([first, bit | n])
+    elif n <= 0xFFFF:
+        head = bytes([first, bit | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([first, bit | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return head + payload
+    return head + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+
+
+def ws_streams() -> dict:
+    """Client byte streams covering every rule of the decoder and the session."""
+    ping = b'{"type":"ping"}'
+    grin = "\U0001F600".encode()
+    close = lambda code, reason=b"": ws_frame(0x88, struct.pack(">H", code) + reason)
+    text = b'{"type":"ping","pad":"' + grin + b'"}'
+    cut = text.index(grin) + 2
+    return {
+        "ping_json": ws_frame(0x81, ping),
+        "ping_pong_close": ws_frame(0x89, b"hi") + ws_frame(0x8A, b"") + close(1000, b"bye"),
+        "fragmented_ping_between": ws_frame(0x01, text[:cut]) + ws_frame(0x89, b"")
+        + ws_frame(0x80, text[cut:]),
+        "subscribe_message": ws_frame(0x81, b'{"type":"subscribe","channel":"circles/a"}')
+        + ws_frame(0x81, b'{"type":"hello","channel":"circles/a"}')
+        + ws_frame(0x81, b'{"type":"unsubscribe","channel":"circles/a"}'),
+        "binary_16bit": ws_frame(0x82, bytes(range(256)) * 2),
+        "text_64bit": ws_frame(0x81, b'{"type":"ping","pad":"' + b"x" * 65510 + b'"}'),
+        "invalid_utf8": ws_frame(0x81, b'{"pad":"\xed\xa0\x80"}'),
+        "invalid_utf8_fragment": ws_frame(0x01, b"\xce\xba\xf4\x90") + ws_frame(0x80, b"x"),
+        "truncated_code_point": ws_frame(0x81, b"ok\xf0\x9f"),
+        "close_bad_code": close(1005),
+        "close_bad_reason": close(1000, b"\xff"),
+        "close_one_byte": ws_frame(0x88, b"\x03"),
+        "close_then_data": close(4000) + ws_frame(0x81, ping),
+        "unmasked": ws_frame(0x81, ping, masked=False),
+        "rsv1": ws_frame(0xC1, ping),
+        "reserved_opcode": ws_frame(0x83, b""),
+        "ping_126": ws_frame(0x89, b"p" * 126),
+        "continuation_first": ws_frame(0x80, b"x"),
+        "text_in_text": ws_frame(0x01, b"a") + ws_frame(0x81, b"b"),
+        "too_big_header": ws_frame(0x82, b"\0" * 70000)[:14],
+        "one_byte_fragments": ws_frame(0x01, ping[:1])
+        + b"".join(ws_frame(0x00, ping[i:i + 1]) for i in range(1, len(ping) - 1))
+        + ws_frame(0x80, ping[-1:]),
+        "burst_pings": b"".join(ws_frame(0x89, str(i).encode()) for i in range(50)),
+    }
+
+
+def ws_corpora() -> None:
+    streams = ws_streams()
+    out = HERE / "corpus" / "fuzz_ws_decoder"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in streams.items():
+        # limit 1+255*64 bytes (0x11 for the small-limit seeds), chunking seed 7 (or 0: random).
+        limit = 0x11 if name in ("binary_16bit", "text_64bit") else 0xFF
+        (out / name).write_bytes(bytes([limit, 7 if len(data) % 2 else 0]) + data[:16000])
+    out = HERE / "corpus" / "fuzz_ws_session"
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (name, data) in enumerate(streams.items()):
+        if len(data) > 16000:
+            data = data[:16000]
+        flags = [0, 1, 4, 8, 2, 5, 12, 15][i % 8]
+        (out / name).write_bytes(bytes([flags, 9]) + data)
+
+
 def main() -> None:
+    targets = set(sys.argv[1:])
+    if targets and not targets <= {"fuzz_token_verifier", "fuzz_channel_pattern", "fuzz_ws_decoder",
+                                    "fuzz_ws_session"}:
+        sys.exit(f"unknown target in {sorted(targets)}")
+    if not targets or targets & {"fuzz_ws_decoder", "fuzz_ws_session"}:
+        ws_corpora()
+    if targets and not targets & {"fuzz_token_verifier", "fuzz_channel_pattern"}:
+        return
     good = {"sub": "alice", "exp": EXP, "iss": "fuzz-iss", "aud": "fuzz-aud",
             "channels": ["circles/*", "agents/7"], "publish": "circles/dev workspace/42/files"}
     tokens = {
