@@ -9,7 +9,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -103,6 +105,31 @@ struct BridgeServer::Impl {
   std::vector<std::thread> threads;
   uint16_t grpc_port = 0;
   bool stopped = false;
+  // Calls hub->Sweep every config.sweep_interval until StopSweeper.
+  std::thread sweeper;
+  std::mutex sweeper_mu;
+  std::condition_variable sweeper_cv;
+  bool sweeper_stop = false;
+
+  void StartSweeper() {
+    auto interval = std::max(config.sweep_interval, std::chrono::milliseconds(10));
+    sweeper = std::thread([this, interval] {
+      std::unique_lock lock(sweeper_mu);
+      while (!sweeper_cv.wait_for(lock, interval, [this] { return sweeper_stop; })) {
+        lock.unlock();
+        hub->Sweep(std::chrono::steady_clock::now());
+        lock.lock();
+      }
+    });
+  }
+  void StopSweeper() {
+    {
+      std::lock_guard lock(sweeper_mu);
+      sweeper_stop = true;
+    }
+    sweeper_cv.notify_all();
+    if (sweeper.joinable()) sweeper.join();
+  }
 
   void JoinThreads() {
     guards.clear();
@@ -179,6 +206,7 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     impl->threads.emplace_back([ioc] { ioc->run(); });
   }
   impl->listener->Run();
+  impl->StartSweeper();
   spdlog::info("gathering-bridge listening: {}://{}:{}/ws/..., grpc{} {}:{}, {} io threads",
                impl->state->tls() ? "wss" : "ws", c.host, impl->listener->port(),
                c.grpc_tls_cert_file.empty() ? "" : " (TLS)", c.host, impl->grpc_port, n);
@@ -197,6 +225,7 @@ void BridgeServer::Shutdown() {
   Impl& s = *impl_;
   if (s.stopped) return;
   s.stopped = true;
+  s.StopSweeper();
   auto deadline = std::chrono::steady_clock::now() + s.config.shutdown_timeout;
   spdlog::info("shutting down: closing {} WebSocket connections, draining gRPC",
                s.metrics.connections_current.load());

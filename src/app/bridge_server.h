@@ -41,6 +41,8 @@ struct ServerConfig {
   std::string grpc_tls_key_file;
   std::string grpc_client_ca_file;
   std::chrono::milliseconds shutdown_timeout{5000};
+  // How often Hub::Sweep runs (expired history, idle channels' state); on its own thread.
+  std::chrono::milliseconds sweep_interval{1000};
 };
 
 class BridgeServer {

@@ -9,10 +9,15 @@
 namespace bridge::core {
 namespace {
 
+// 48 random bits in 12 hex digits (short enough for std::string's inline buffer, so copying it
+// into results allocates nothing). A generator per thread, seeded once from the OS.
 std::string NewEpoch() {
-  std::random_device rd;
-  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-               static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  thread_local std::mt19937_64 gen([] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }());
+  uint64_t v = gen();
   static const char kHex[] = "0123456789abcdef";
   std::string s(12, '0');
   for (char& c : s) {
@@ -28,10 +33,10 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
          size_t max_channels)
     : namespaces_(std::move(namespaces)),
       metrics_(metrics),
-      epoch_(NewEpoch()),
       namespace_stats_(new NamespaceStats[namespaces_.all().size() + 1]),
       max_channels_(max_channels),
-      stripes_(new Stripe[kStripes]) {
+      stripes_(new Stripe[kStripes]),
+      sinks_by_ns_(namespaces_.all().size()) {
   for (auto& e : shard_executors) {
     auto shard = std::make_unique<Shard>();
     shard->executor = std::move(e);
@@ -39,7 +44,16 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
   }
 }
 
-Hub::~Hub() = default;
+Hub::~Hub() {
+  // The gauges describe live state; the metrics may outlive this hub.
+  int64_t bytes = 0;
+  for (size_t i = 0; i < kStripes; ++i) {
+    for (const auto& [name, state] : stripes_[i].channels) bytes += state.history_bytes;
+  }
+  metrics_.history_bytes_current.fetch_sub(bytes, std::memory_order_relaxed);
+  metrics_.channels_current.fetch_sub(static_cast<int64_t>(channel_count_.load()),
+                                      std::memory_order_relaxed);
+}
 
 Hub::ChannelState* Hub::FindOrCreateLocked(Stripe& stripe, const std::string& channel) {
   auto it = stripe.channels.find(channel);
@@ -50,21 +64,60 @@ Hub::ChannelState* Hub::FindOrCreateLocked(Stripe& stripe, const std::string& ch
     return nullptr;
   }
   metrics_.channels_current.fetch_add(1, std::memory_order_relaxed);
-  return &stripe.channels[channel];
+  ChannelState& state = stripe.channels[channel];
+  state.epoch = NewEpoch();
+  state.generation = next_generation_.fetch_add(1, std::memory_order_relaxed);
+  return &state;
+}
+
+bool Hub::EvictIfIdleLocked(Stripe& stripe,
+                            std::unordered_map<std::string, ChannelState>::iterator it) {
+  const ChannelState& state = it->second;
+  if (state.connections != 0 || !state.history.empty()) return false;
+  stripe.channels.erase(it);
+  channel_count_.fetch_sub(1, std::memory_order_relaxed);
+  metrics_.channels_current.fetch_sub(1, std::memory_order_relaxed);
+  metrics_.channels_evicted_total.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Hub::EvictIfIdle(const std::string& channel) {
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  Stripe& stripe = StripeFor(channel);
+  std::lock_guard lock(stripe.mu);
+  auto it = stripe.channels.find(channel);
+  if (it == stripe.channels.end() || it->second.connections != 0) return;
+  TrimHistoryCounted(it->second, ns, std::chrono::steady_clock::now());
+  EvictIfIdleLocked(stripe, it);
 }
 
 Hub::Stripe& Hub::StripeFor(const std::string& channel) {
   return stripes_[std::hash<std::string>{}(channel) % kStripes];
 }
 
-void Hub::TrimHistory(ChannelState& state, const NamespaceConfig* ns,
-                      std::chrono::steady_clock::time_point now) {
+size_t Hub::TrimHistory(ChannelState& state, const NamespaceConfig* ns,
+                        std::chrono::steady_clock::time_point now) {
   size_t max = ns == nullptr ? 0 : ns->history_size;
-  while (state.history.size() > max) state.history.pop_front();
-  if (ns != nullptr && ns->history_ttl.count() > 0) {
-    while (!state.history.empty() && now - state.history.front().first > ns->history_ttl) {
-      state.history.pop_front();
-    }
+  size_t max_bytes = ns == nullptr ? 0 : ns->history_max_bytes;
+  bool has_ttl = ns != nullptr && ns->history_ttl.count() > 0;
+  size_t dropped = 0;
+  while (!state.history.empty() &&
+         (state.history.size() > max || state.history_bytes > max_bytes ||
+          (has_ttl && now - state.history.front().first > ns->history_ttl))) {
+    size_t n = state.history.front().second->text.size();
+    state.history_bytes -= n;
+    dropped += n;
+    state.history.pop_front();
+  }
+  return dropped;
+}
+
+void Hub::TrimHistoryCounted(ChannelState& state, const NamespaceConfig* ns,
+                             std::chrono::steady_clock::time_point now) {
+  size_t dropped = TrimHistory(state, ns, now);
+  if (dropped != 0) {
+    metrics_.history_bytes_current.fetch_sub(static_cast<int64_t>(dropped),
+                                             std::memory_order_relaxed);
   }
 }
 
@@ -92,7 +145,7 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   Stripe& stripe = StripeFor(channel);
   std::lock_guard lock(stripe.mu);
   ChannelState* found = FindOrCreateLocked(stripe, channel);
-  if (found == nullptr) return PublishResult{0, epoch_};
+  if (found == nullptr) return PublishResult{};
   ChannelState& state = *found;
   uint64_t offset = ++state.offset;
   auto frame = std::make_shared<Frame>();
@@ -104,22 +157,31 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   internal::AppendPiece(frame->text, offset);
   frame->text.append(tail);
   FramePtr shared = std::move(frame);
-  if (ns != nullptr && ns->history_size > 0) state.history.emplace_back(now, shared);
-  TrimHistory(state, ns, now);
+  // One gauge update per publish: what was retained minus what it pushed out.
+  int64_t retained = 0;
+  if (ns != nullptr && ns->history_size > 0 && ns->history_max_bytes > 0) {
+    state.history.emplace_back(now, shared);
+    state.history_bytes += shared->text.size();
+    retained = static_cast<int64_t>(shared->text.size());
+  }
+  retained -= static_cast<int64_t>(TrimHistory(state, ns, now));
+  if (retained != 0) metrics_.history_bytes_current.fetch_add(retained, std::memory_order_relaxed);
   // Posted under the lock so every shard receives a channel's frames in offset order.
-  if (stopped_.load(std::memory_order_relaxed)) return PublishResult{offset, epoch_};
+  if (stopped_.load(std::memory_order_relaxed)) return PublishResult{offset, state.epoch};
+  const uint64_t generation = state.generation;
   for (size_t i = 0; i < state.shard_subscribers.size(); ++i) {
     if (state.shard_subscribers[i] == 0) continue;
     Shard* s = shards_[i].get();
-    s->executor([s, shared, exclude_id] { s->Deliver(shared, exclude_id); });
+    s->executor(
+        [s, shared, exclude_id, generation] { s->Deliver(shared, exclude_id, generation); });
   }
-  return PublishResult{offset, epoch_};
+  return PublishResult{offset, state.epoch};
 }
 
-void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id) {
+void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t generation) {
   auto it = channels.find(frame->channel);
-  if (it == channels.end()) return;
-  for (Entry& e : it->second) {
+  if (it == channels.end() || it->second.generation != generation) return;
+  for (Entry& e : it->second.entries) {
     if (frame->offset <= e.last_offset) continue;
     e.last_offset = frame->offset;
     if (exclude_id != 0 && e.subscriber->subscriber_id() == exclude_id) continue;
@@ -130,7 +192,6 @@ void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id) {
 SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscriber* s,
                                const std::optional<RecoveryRequest>& recovery) {
   SubscribeResult result;
-  result.epoch = epoch_;
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   auto now = std::chrono::steady_clock::now();
   uint64_t last_offset = 0;
@@ -144,12 +205,13 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
       return result;
     }
     ChannelState& state = *found;
-    TrimHistory(state, ns, now);
+    TrimHistoryCounted(state, ns, now);
+    result.epoch = state.epoch;
     result.offset = state.offset;
     last_offset = state.offset;
     if (recovery.has_value()) {
       uint64_t since = recovery->since;
-      bool same_epoch = recovery->epoch == epoch_ || (recovery->epoch.empty() && since == 0);
+      bool same_epoch = recovery->epoch == state.epoch || (recovery->epoch.empty() && since == 0);
       if (!same_epoch || since > state.offset) {
         result.recovered = false;
       } else if (since == state.offset) {
@@ -165,7 +227,9 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
     }
     // Registering inside the lock: frames with offsets above `last_offset` are posted after it
     // is released and so reach this shard's queue after this task.
-    auto& entries = shards_[shard]->channels[channel];
+    ShardChannel& sc = shards_[shard]->channels[channel];
+    sc.generation = state.generation;  // the same unless the entry is new: state outlives entries
+    auto& entries = sc.entries;
     for (auto& e : entries) {
       if (e.subscriber == s) {
         e.last_offset = std::max(e.last_offset, last_offset);
@@ -224,7 +288,7 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
   auto& channels = shards_[shard]->channels;
   auto it = channels.find(channel);
   if (it == channels.end()) return;
-  auto& entries = it->second;
+  auto& entries = it->second.entries;
   auto pos = std::find_if(entries.begin(), entries.end(),
                           [s](const Entry& e) { return e.subscriber == s; });
   if (pos == entries.end()) return;
@@ -234,6 +298,7 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
 
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   bool left = false;
+  bool idle = false;
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
@@ -249,8 +314,12 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
       state.members.erase(m);
       left = ns != nullptr && ns->presence;
     }
+    idle = state.connections == 0;
   }
+  // agent_left goes into the channel's history first: a client recovering with this epoch
+  // gets it, and the channel then stays until that history expires.
   if (left) PublishPresence(channel, s->identity(), false, reason);
+  if (idle) EvictIfIdle(channel);
   if (lifecycle_sinks_.load(std::memory_order_relaxed) > 0) {
     ForwardLifecycle(channel, *s, false, reason);
   }
@@ -295,7 +364,6 @@ std::string Hub::RenderNamespaceMetrics() const {
 
 HistoryResult Hub::History(const std::string& channel, uint64_t since, size_t limit) {
   HistoryResult out;
-  out.epoch = epoch_;
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   Stripe& stripe = StripeFor(channel);
   std::lock_guard lock(stripe.mu);
@@ -305,7 +373,8 @@ HistoryResult Hub::History(const std::string& channel, uint64_t since, size_t li
     return out;
   }
   ChannelState& state = it->second;
-  TrimHistory(state, ns, std::chrono::steady_clock::now());
+  TrimHistoryCounted(state, ns, std::chrono::steady_clock::now());
+  out.epoch = state.epoch;
   out.offset = state.offset;
   uint64_t first = state.history.empty() ? state.offset + 1 : state.history.front().second->offset;
   out.complete = since >= state.offset || first <= since + 1;
@@ -320,31 +389,103 @@ HistoryResult Hub::History(const std::string& channel, uint64_t since, size_t li
   return out;
 }
 
+size_t Hub::Sweep(std::chrono::steady_clock::time_point now, size_t budget) {
+  // Work units: one per bucket and one per channel visited. A stripe's lock is held for at most
+  // kChunk of them, so publishers on it wait no longer than that.
+  constexpr size_t kChunk = 256;
+  if (budget == 0) {
+    budget = std::max(kMinSweepBudget, channel_count_.load(std::memory_order_relaxed) / 5);
+  }
+  std::lock_guard sweep_lock(sweep_mu_);
+  size_t evicted = 0;
+  size_t work = 0;
+  // One pass at most: every stripe once, plus the start of the first if it began mid-stripe.
+  size_t passes_left = kStripes + (sweep_bucket_ != 0 ? 1 : 0);
+  while (work < budget && passes_left > 0) {
+    Stripe& stripe = stripes_[sweep_stripe_];
+    bool stripe_done = false;
+    {
+      std::lock_guard lock(stripe.mu);
+      auto& channels = stripe.channels;
+      size_t chunk_end = work + kChunk;
+      while (sweep_bucket_ < channels.bucket_count() && work < budget && work < chunk_end) {
+        size_t bucket = sweep_bucket_++;
+        ++work;
+        for (auto it = channels.begin(bucket); it != channels.end(bucket);) {
+          ++work;
+          ChannelState& state = it->second;
+          TrimHistoryCounted(state, namespaces_.Find(NamespaceOf(it->first)), now);
+          if (state.connections != 0 || !state.history.empty()) {
+            ++it;
+            continue;
+          }
+          auto victim = channels.find(it->first);
+          ++it;  // erasing invalidates only the erased element's iterators
+          if (EvictIfIdleLocked(stripe, victim)) ++evicted;
+        }
+      }
+      if (sweep_bucket_ >= channels.bucket_count()) {
+        stripe_done = true;
+        // Buckets are never given back by erase: after a flood of channels, shrink the table
+        // so later passes do not walk empty buckets.
+        if (channels.bucket_count() > 1024 && channels.size() * 8 < channels.bucket_count()) {
+          channels.rehash(0);
+        }
+      }
+    }
+    if (stripe_done) {
+      sweep_bucket_ = 0;
+      sweep_stripe_ = (sweep_stripe_ + 1) % kStripes;
+      --passes_left;
+    }
+  }
+  return evicted;
+}
+
 void Hub::AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink,
                   bool lifecycle) {
   std::unique_lock lock(sinks_mu_);
   if (lifecycle) lifecycle_sinks_.fetch_add(1);
-  sinks_.push_back(SinkEntry{std::move(patterns), std::move(sink), lifecycle});
+  sinks_.emplace_back(sink.get(), lifecycle);
+  sink_count_.store(sinks_.size(), std::memory_order_relaxed);
+  bool any = std::any_of(patterns.begin(), patterns.end(),
+                         [](const std::string& p) { return p.empty() || p[0] == '*'; });
+  if (any) {
+    any_ns_sinks_.push_back(SinkEntry{std::move(patterns), std::move(sink), lifecycle});
+    return;
+  }
+  // One entry per namespace, holding that namespace's patterns: a sink is a candidate for a
+  // message once, through its namespace's list.
+  std::vector<std::vector<std::string>> by_ns(sinks_by_ns_.size());
+  for (auto& p : patterns) {
+    int index = namespaces_.IndexOf(NamespaceOf(p));
+    if (index >= 0) by_ns[index].push_back(std::move(p));
+  }
+  for (size_t i = 0; i < by_ns.size(); ++i) {
+    if (by_ns[i].empty()) continue;
+    sinks_by_ns_[i].push_back(SinkEntry{std::move(by_ns[i]), sink, lifecycle});
+  }
 }
 
 void Hub::RemoveSink(const ClientMessageSink* sink) {
   std::unique_lock lock(sinks_mu_);
-  std::erase_if(sinks_, [this, sink](const SinkEntry& e) {
-    if (e.sink.get() != sink) return false;
-    if (e.lifecycle) lifecycle_sinks_.fetch_sub(1);
-    return true;
-  });
+  auto pos =
+      std::find_if(sinks_.begin(), sinks_.end(), [sink](const auto& r) { return r.first == sink; });
+  if (pos == sinks_.end()) return;
+  bool lifecycle = pos->second;
+  sinks_.erase(pos);
+  sink_count_.store(sinks_.size(), std::memory_order_relaxed);
+  auto erase = [sink](std::vector<SinkEntry>& list) {
+    std::erase_if(list, [sink](const SinkEntry& e) { return e.sink.get() == sink; });
+  };
+  erase(any_ns_sinks_);
+  for (auto& list : sinks_by_ns_) erase(list);
+  if (lifecycle) lifecycle_sinks_.fetch_sub(1);
 }
 
-size_t Hub::sink_count() const {
-  std::shared_lock lock(sinks_mu_);
-  return sinks_.size();
-}
-
-void Hub::ForwardToBackends(const ClientMessagePtr& message) {
+void Hub::ForwardTo(const std::vector<SinkEntry>& sinks, const ClientMessagePtr& message) {
   bool is_lifecycle = message->kind != ClientMessageRecord::Kind::kMessage;
-  std::shared_lock lock(sinks_mu_);
-  for (const auto& e : sinks_) {
+  for (const auto& e : sinks) {
     if (is_lifecycle && !e.lifecycle) continue;
     for (const auto& p : e.patterns) {
       if (PatternMatches(p, message->channel)) {
@@ -353,6 +494,13 @@ void Hub::ForwardToBackends(const ClientMessagePtr& message) {
       }
     }
   }
+}
+
+void Hub::ForwardToBackends(const ClientMessagePtr& message) {
+  int index = namespaces_.IndexOf(NamespaceOf(message->channel));
+  std::shared_lock lock(sinks_mu_);
+  ForwardTo(any_ns_sinks_, message);
+  if (index >= 0) ForwardTo(sinks_by_ns_[index], message);
 }
 
 }  // namespace bridge::core

@@ -10,6 +10,12 @@
 // shard under the channel's lock, so all subscribers of a channel see the same order, without
 // gaps or duplicates across a subscribe-with-recovery (each subscription remembers the last
 // offset it has and skips anything at or below it).
+//
+// Channel state. A channel's state (offset, epoch, history, members) exists while the channel
+// has subscribers or retained history, and is freed once it has neither: at its last
+// unsubscribe, or by `Sweep`, which also drops expired history. A channel created again starts
+// at offset 1 with a new random `epoch`, so a client recovering with the old epoch is told
+// `recovered: false`.
 #ifndef BRIDGE_CORE_HUB_H_
 #define BRIDGE_CORE_HUB_H_
 
@@ -70,11 +76,11 @@ class ClientMessageSink {
 
 struct PublishResult {
   uint64_t offset = 0;
-  std::string epoch;
+  std::string epoch;  // the channel's; empty when refused (offset 0)
 };
 
 struct SubscribeResult {
-  std::string epoch;
+  std::string epoch;             // the channel's; empty when refused
   uint64_t offset = 0;           // the channel's latest offset when the subscription began
   bool recovered = false;        // only meaningful when `since` was given
   std::vector<FramePtr> missed;  // frames after `since`, in order, when recovering
@@ -82,7 +88,7 @@ struct SubscribeResult {
 };
 
 struct HistoryResult {
-  std::string epoch;
+  std::string epoch;      // the channel's; empty when the bridge holds no state for it
   uint64_t offset = 0;    // the channel's latest offset
   bool complete = false;  // the frames cover everything after `since`
   std::vector<FramePtr> frames;
@@ -120,6 +126,8 @@ class Hub {
   // inventing channel names. Past it, new channels are refused (publish offset 0, subscribe
   // `refused`); existing ones keep working.
   static constexpr size_t kDefaultMaxChannels = 1000000;
+  // Sweep's budget when given 0: enough for a whole pass over the channels in about ten calls.
+  static constexpr size_t kMinSweepBudget = 4096;
 
   Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics,
       size_t max_channels = kDefaultMaxChannels);
@@ -129,7 +137,6 @@ class Hub {
 
   size_t shard_count() const { return shards_.size(); }
   const NamespaceRegistry& namespaces() const { return namespaces_; }
-  const std::string& epoch() const { return epoch_; }
   Metrics& metrics() { return metrics_; }
 
   // Any thread. Validates and publishes a backend event.
@@ -155,6 +162,14 @@ class Hub {
   // Any thread. The channel's members.
   PresenceResult Presence(const std::string& channel);
 
+  // Any thread (the app calls it every second). Drops history older than its namespace's ttl
+  // and frees the state of channels with no subscribers and no history left. Bounded work per
+  // call: it resumes where the previous call stopped and does about `budget` units of work (a
+  // channel or a hash bucket each; 0: a whole pass in about ten calls, at least
+  // kMinSweepBudget), holding a stripe's lock for at most a few hundred units at a time; a call
+  // never visits a channel twice. Returns the number of channels freed.
+  size_t Sweep(std::chrono::steady_clock::time_point now, size_t budget = 0);
+
   // Any thread. Stats of the namespace at `index` in namespaces().all().
   NamespaceStats& namespace_stats(int index) { return namespace_stats_[index]; }
   std::string RenderNamespaceMetrics() const;
@@ -163,69 +178,102 @@ class Hub {
   void Stop() { stopped_.store(true); }
 
   // Backend Subscribe streams. Any thread. `lifecycle` sinks also get subscribe/unsubscribe
-  // records.
+  // records. Patterns are valid (ValidatePattern); those of unknown namespaces can match no
+  // client channel and are ignored. Sinks are indexed by namespace, so a message is matched
+  // against the streams with a pattern in its namespace and the `*` ones only, and each sink
+  // gets a message at most once.
   void AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink,
                bool lifecycle = false);
   void RemoveSink(const ClientMessageSink* sink);
   void ForwardToBackends(const ClientMessagePtr& message);
-  size_t sink_count() const;
+  size_t sink_count() const { return sink_count_.load(std::memory_order_relaxed); }
 
  private:
   struct Entry {
     Subscriber* subscriber;
     uint64_t last_offset;  // frames at or below it are skipped
   };
+  struct ShardChannel {
+    // The ChannelState's generation: frames posted for an earlier incarnation of the channel
+    // (freed and created again while they were queued) carry another one and are skipped.
+    uint64_t generation = 0;
+    std::vector<Entry> entries;
+  };
   // One io thread's subscribers. Touched only on that thread.
   struct Shard {
     Executor executor;
-    std::unordered_map<std::string, std::vector<Entry>> channels;
-    void Deliver(const FramePtr& frame, uint64_t exclude_id);
+    std::unordered_map<std::string, ShardChannel> channels;
+    void Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t generation);
   };
   struct Member {
     uint32_t connections = 0;
     std::chrono::system_clock::time_point joined_at;
   };
   struct ChannelState {
+    std::string epoch;        // random, set at creation
+    uint64_t generation = 0;  // unique per creation in this hub
     uint64_t offset = 0;
     uint32_t connections = 0;
     // Subscriptions per shard: frames are posted only to shards that have some.
     std::vector<uint32_t> shard_subscribers;
     std::unordered_map<std::string, Member> members;
     std::deque<std::pair<std::chrono::steady_clock::time_point, FramePtr>> history;
+    size_t history_bytes = 0;  // sum of the history's frame sizes
   };
   struct Stripe {
     std::mutex mu;
     std::unordered_map<std::string, ChannelState> channels;
   };
+
+  Stripe& StripeFor(const std::string& channel);
+  // The channel's state, created if needed; nullptr at the channel limit. Stripe lock held.
+  ChannelState* FindOrCreateLocked(Stripe& stripe, const std::string& channel);
+  // Frees the channel's state if it has no subscribers and no history. Stripe lock held.
+  // Returns true when freed (`it` is then invalid).
+  bool EvictIfIdleLocked(Stripe& stripe,
+                         std::unordered_map<std::string, ChannelState>::iterator it);
+  // Frees the channel's state if it is idle once its expired history is dropped.
+  void EvictIfIdle(const std::string& channel);
+  void PublishPresence(const std::string& channel, const std::string& identity, bool joined,
+                       std::string_view reason);
+  void ForwardLifecycle(const std::string& channel, const Subscriber& s, bool subscribed,
+                        std::string_view reason);
+  // Drops history past the namespace's count, bytes and age; returns the bytes dropped (the
+  // caller updates history_bytes_current). Stripe lock held.
+  static size_t TrimHistory(ChannelState& state, const NamespaceConfig* ns,
+                            std::chrono::steady_clock::time_point now);
+  // As TrimHistory, updating the gauge.
+  void TrimHistoryCounted(ChannelState& state, const NamespaceConfig* ns,
+                          std::chrono::steady_clock::time_point now);
   struct SinkEntry {
     std::vector<std::string> patterns;
     std::shared_ptr<ClientMessageSink> sink;
     bool lifecycle = false;
   };
-
-  Stripe& StripeFor(const std::string& channel);
-  // The channel's state, created if needed; nullptr at the channel limit. Stripe lock held.
-  ChannelState* FindOrCreateLocked(Stripe& stripe, const std::string& channel);
-  void PublishPresence(const std::string& channel, const std::string& identity, bool joined,
-                       std::string_view reason);
-  void ForwardLifecycle(const std::string& channel, const Subscriber& s, bool subscribed,
-                        std::string_view reason);
-  static void TrimHistory(ChannelState& state, const NamespaceConfig* ns,
-                          std::chrono::steady_clock::time_point now);
+  static void ForwardTo(const std::vector<SinkEntry>& sinks, const ClientMessagePtr& message);
 
   static constexpr size_t kStripes = 64;
   NamespaceRegistry namespaces_;
   Metrics& metrics_;
-  std::string epoch_;
   std::unique_ptr<NamespaceStats[]> namespace_stats_;
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> lifecycle_sinks_{0};
   const size_t max_channels_;
   std::atomic<size_t> channel_count_{0};
+  std::atomic<uint64_t> next_generation_{1};
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Stripe[]> stripes_;
+  // Sweep's cursor: the stripe and bucket it resumes at.
+  std::mutex sweep_mu_;
+  size_t sweep_stripe_ = 0;
+  size_t sweep_bucket_ = 0;
   mutable std::shared_mutex sinks_mu_;
-  std::vector<SinkEntry> sinks_;
+  // Sinks with a pattern in namespace i (only those patterns), by namespaces().all() index;
+  // sinks with a `*` pattern are in any_ns_sinks_ only.
+  std::vector<std::vector<SinkEntry>> sinks_by_ns_;
+  std::vector<SinkEntry> any_ns_sinks_;
+  std::vector<std::pair<const ClientMessageSink*, bool>> sinks_;  // every sink, its lifecycle
+  std::atomic<size_t> sink_count_{0};
 };
 
 }  // namespace bridge::core

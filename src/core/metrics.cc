@@ -66,6 +66,13 @@ std::string Metrics::RenderPrometheus() const {
       channels_current);
   Add(o, "channels_refused_total", "counter", "New channels refused at the channel limit.",
       channels_refused_total);
+  Add(o, "channels_evicted_total", "counter",
+      "Channels freed with no subscribers and no history left.", channels_evicted_total);
+  Add(o, "history_bytes_current", "gauge", "Bytes of frames retained in channel histories.",
+      history_bytes_current);
+  Add(o, "backend_streams_refused_total", "counter",
+      "Subscribe calls refused RESOURCE_EXHAUSTED over the stream limits.",
+      backend_streams_refused_total);
   return o;
 }
 

@@ -43,6 +43,10 @@ struct Metrics {
   Counter per_ip_rejected_total{0};         // upgrades refused 429 over the per-address limit
   Gauge channels_current{0};                // channels the hub keeps state for
   Counter channels_refused_total{0};        // new channels refused at the channel limit
+  // Bounds on what clients and backends make the hub and the gRPC service hold.
+  Counter channels_evicted_total{0};         // idle channels whose state was freed
+  Gauge history_bytes_current{0};            // bytes of frames retained in channel histories
+  Counter backend_streams_refused_total{0};  // Subscribe calls over the stream limits
 
   std::string RenderPrometheus() const;
 };

@@ -32,6 +32,8 @@ absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec
         ns.presence = true;
       } else if (ConsumePrefix(opt, "history=") && ParseUint(opt, n)) {
         ns.history_size = n;
+      } else if (ConsumePrefix(opt, "history_bytes=") && ParseUint(opt, n)) {
+        ns.history_max_bytes = n;
       } else if (ConsumePrefix(opt, "ttl=") && ParseUint(opt, n)) {
         ns.history_ttl = std::chrono::seconds(n);
       } else if (parts[i] == "slow=disconnect") {
@@ -43,7 +45,7 @@ absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec
       } else {
         return absl::InvalidArgumentError(
             Cat("bad namespace option '", parts[i], "' in '", entry,
-                "' (want broadcast, presence, history=N, ttl=SECONDS, "
+                "' (want broadcast, presence, history=N, history_bytes=N, ttl=SECONDS, "
                 "slow=disconnect|drop_oldest|latest_only)"));
       }
     }

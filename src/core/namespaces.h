@@ -33,16 +33,23 @@ struct NamespaceConfig {
   // Whether identified connections produce agent_joined/agent_left events.
   bool presence = false;
   SlowPolicy slow_policy = SlowPolicy::kDisconnect;
+  // Bytes of retained frames per channel (their JSON text); the oldest are dropped past it, and
+  // a frame larger than the whole bound is not retained (nor is anything before it). 0 keeps
+  // none. Kept last so that positional initialisers of the fields above stay valid.
+  size_t history_max_bytes = kDefaultHistoryMaxBytes;
+
+  static constexpr size_t kDefaultHistoryMaxBytes = 1 << 20;
 };
 
 class NamespaceRegistry {
  public:
   // GatheRing's defaults: circles (broadcast, history 100/5 min, presence), workspace
-  // (history 100/5 min), agents (history 50/2 min).
+  // (history 100/5 min), agents (history 50/2 min); each history at most 1 MiB per channel.
   static NamespaceRegistry Defaults();
 
   // Parses a spec such as
-  // "circles:broadcast:history=100:ttl=300:presence,workspace:slow=drop_oldest,agents".
+  // "circles:broadcast:history=100:ttl=300:history_bytes=65536:presence,workspace:slow=drop_oldest,
+  // agents" (history_bytes: NamespaceConfig::history_max_bytes, 1 MiB when not given).
   // An empty spec gives the defaults.
   static absl::StatusOr<NamespaceRegistry> Parse(std::string_view spec);
 

@@ -79,6 +79,54 @@ TEST_F(BackendSubscribeTest, BadRequestsAreInvalidArgument) {
   }
 }
 
+TEST_F(BackendSubscribeTest, EachStreamGetsEachMatchingMessageOnce) {
+  struct Stream {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<pb::ClientMessage>> reader;
+  };
+  auto open = [&](std::vector<std::string> patterns) {
+    auto s = std::make_unique<Stream>();
+    pb::SubscribeRequest req;
+    for (auto& p : patterns) req.add_channels(p);
+    s->reader = stub_->Subscribe(&s->ctx, req);
+    return s;
+  };
+  auto two_ns = open({"workspace/*", "circles/dev"});      // two namespaces, one stream
+  auto overlap = open({"circles/dev", "*", "circles/*"});  // three patterns match circles/dev
+  auto agents = open({"agents/*"});
+  ASSERT_TRUE(WaitFor([&] { return server_->metrics().backend_streams_current.load() == 3; }));
+  auto connect = [&](const std::string& channel) {
+    auto c = WsClient::Connect(server_->ws_port(), "/ws/" + channel + "?ack=1");
+    EXPECT_NE(c, nullptr);
+    if (c) c->RecvJson();
+    return c;
+  };
+  auto circles = connect("circles/dev"), workspace = connect("workspace/1"),
+       agent = connect("agents/7");
+  ASSERT_TRUE(circles && workspace && agent);
+  auto next = [](Stream& s) {
+    pb::ClientMessage m;
+    EXPECT_TRUE(s.reader->Read(&m));
+    return boost::json::parse(m.json()).at("n").as_int64();
+  };
+  circles->Send(R"({"type":"m","n":1})");
+  EXPECT_EQ(next(*two_ns), 1);
+  EXPECT_EQ(next(*overlap), 1);
+  workspace->Send(R"({"type":"m","n":2})");
+  EXPECT_EQ(next(*two_ns), 2);
+  EXPECT_EQ(next(*overlap), 2);
+  agent->Send(R"({"type":"m","n":3})");
+  EXPECT_EQ(next(*overlap), 3);
+  EXPECT_EQ(next(*agents), 3);  // its first: nothing else reached it
+  workspace->Send(R"({"type":"m","n":4})");
+  EXPECT_EQ(next(*two_ns), 4);  // no second copy of 1 or 2 came before
+  EXPECT_EQ(next(*overlap), 4);
+  for (auto* s : {two_ns.get(), overlap.get(), agents.get()}) {
+    s->ctx.TryCancel();
+    s->reader->Finish();
+  }
+}
+
 TEST_F(BackendSubscribeTest, SlowBackendLosesMessagesNotClients) {
   app::ServerConfig cfg;
   cfg.rpc.subscribe_queue_messages = 4;

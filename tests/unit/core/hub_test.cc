@@ -116,10 +116,12 @@ TEST_F(HubTest, FramesPublishedBeforeSubscribingAreNotDelivered) {
 }
 
 TEST_F(HubTest, RecoveryReturnsMissedFramesWithoutDuplicates) {
-  for (int i = 0; i < 5; ++i) (void)PublishMessage("circles/x", "m");
+  std::string epoch;
+  for (int i = 0; i < 5; ++i) epoch = PublishMessage("circles/x", "m")->epoch;
   RecordingSubscriber a(1);
   // Frames 1..5 are still queued for the shard when the subscription recovers from 2.
-  auto r = hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{2, hub_.epoch()});
+  auto r = hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{2, epoch});
+  EXPECT_EQ(r.epoch, epoch);
   EXPECT_TRUE(r.recovered);
   ASSERT_EQ(r.missed.size(), 3u);
   EXPECT_EQ(r.missed[0]->offset, 3u);
@@ -131,11 +133,12 @@ TEST_F(HubTest, RecoveryReturnsMissedFramesWithoutDuplicates) {
 
 TEST_F(HubTest, RecoveryFailsForOtherEpochOrTooOld) {
   RecordingSubscriber a(1);
-  for (int i = 0; i < 150; ++i) (void)PublishMessage("circles/x", "m");  // history keeps 100
-  EXPECT_FALSE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{10, hub_.epoch()}).recovered);
+  std::string epoch;
+  for (int i = 0; i < 150; ++i) epoch = PublishMessage("circles/x", "m")->epoch;  // keeps 100
+  EXPECT_FALSE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{10, epoch}).recovered);
   EXPECT_FALSE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{140, "other"}).recovered);
-  EXPECT_TRUE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{50, hub_.epoch()}).recovered);
-  EXPECT_FALSE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{151, hub_.epoch()}).recovered);
+  EXPECT_TRUE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{50, epoch}).recovered);
+  EXPECT_FALSE(hub_.Subscribe(0, "circles/x", &a, RecoveryRequest{151, epoch}).recovered);
   RunAll();
 }
 
@@ -221,6 +224,257 @@ TEST_F(HubTest, ForwardsClientMessagesToMatchingSinks) {
   hub_.ForwardToBackends(m);
   EXPECT_EQ(all->got.size(), 1u);
   EXPECT_EQ(hub_.sink_count(), 2u);
+}
+
+TEST_F(HubTest, ClientMessagesReachExactlyTheMatchingSinksOnce) {
+  struct Case {
+    std::vector<std::string> patterns;
+    bool lifecycle;
+  };
+  std::vector<Case> cases = {
+      {{"*"}, false},                           // 0: everything
+      {{"circles/*"}, false},                   // 1
+      {{"circles/a"}, false},                   // 2
+      {{"workspace/*", "circles/a"}, false},    // 3: two namespaces, one sink
+      {{"circles/a", "*", "circles/*"}, true},  // 4: overlapping patterns, once each
+      {{"workspace/1"}, false},                 // 5
+      {{"nope/x"}, false},                      // 6: unknown namespace: matches nothing
+      {{"circles/b", "agents/*"}, false},       // 7
+      {{"circles/a/*"}, false},                 // 8: deeper channels only
+  };
+  std::vector<std::shared_ptr<RecordingSink>> sinks;
+  for (const auto& c : cases) {
+    sinks.push_back(std::make_shared<RecordingSink>());
+    hub_.AddSink(c.patterns, sinks.back(), c.lifecycle);
+  }
+  EXPECT_EQ(hub_.sink_count(), cases.size());
+  auto counts = [&] {
+    std::vector<size_t> n;
+    for (const auto& s : sinks) n.push_back(s->got.size());
+    return n;
+  };
+  auto send = [&](const std::string& channel,
+                  ClientMessageRecord::Kind kind = ClientMessageRecord::Kind::kMessage) {
+    auto m = std::make_shared<ClientMessageRecord>();
+    m->channel = channel;
+    m->kind = kind;
+    hub_.ForwardToBackends(m);
+  };
+  send("circles/a");
+  EXPECT_EQ(counts(), (std::vector<size_t>{1, 1, 1, 1, 1, 0, 0, 0, 0}));
+  send("workspace/1");
+  EXPECT_EQ(counts(), (std::vector<size_t>{2, 1, 1, 2, 2, 1, 0, 0, 0}));
+  send("agents/7");
+  EXPECT_EQ(counts(), (std::vector<size_t>{3, 1, 1, 2, 3, 1, 0, 1, 0}));
+  send("circles/a/b");
+  EXPECT_EQ(counts(), (std::vector<size_t>{4, 2, 1, 2, 4, 1, 0, 1, 1}));
+  // Lifecycle records reach lifecycle sinks only.
+  send("circles/a", ClientMessageRecord::Kind::kSubscribed);
+  EXPECT_EQ(counts(), (std::vector<size_t>{4, 2, 1, 2, 5, 1, 0, 1, 1}));
+  // Removal takes a sink out of every namespace's list.
+  hub_.RemoveSink(sinks[3].get());
+  hub_.RemoveSink(sinks[4].get());
+  hub_.RemoveSink(sinks[6].get());
+  EXPECT_EQ(hub_.sink_count(), cases.size() - 3);
+  send("circles/a");
+  send("workspace/1");
+  EXPECT_EQ(counts(), (std::vector<size_t>{6, 3, 2, 2, 5, 2, 0, 1, 1}));
+}
+
+// A hub over namespaces given as a spec, with shards that run their tasks when told.
+class HubLimitsTest : public testing::Test {
+ protected:
+  static constexpr const char* kSpec =
+      "rooms:history=0,logs:history=10:ttl=1,small:history=100:history_bytes=350,"
+      "circles:history=100:presence";
+
+  HubLimitsTest() : hub_(MakeExecutors(), *NamespaceRegistry::Parse(kSpec), metrics_, 16) {}
+
+  std::vector<Hub::Executor> MakeExecutors() {
+    std::vector<Hub::Executor> e;
+    for (int i = 0; i < 2; ++i) {
+      e.push_back([this, i](std::function<void()> t) { pending_[i].push_back(std::move(t)); });
+    }
+    return e;
+  }
+  void RunAll() {
+    for (auto& q : pending_) {
+      while (!q.empty()) {
+        auto t = std::move(q.front());
+        q.pop_front();
+        t();
+      }
+    }
+  }
+  // A frame of exactly 100 bytes for offsets 1..9.
+  PublishResult Publish100(const std::string& channel) {
+    std::string head = R"({"type":"t","pad":")" + std::string(100 - 32, 'x') + R"(","offset":)";
+    return hub_.PublishFrame(channel, head, "}", 0);
+  }
+
+  Metrics metrics_;
+  std::deque<std::function<void()>> pending_[2];
+  Hub hub_;
+};
+
+TEST_F(HubLimitsTest, SubscribeUnsubscribeLoopsDoNotFillTheChannelLimit) {
+  for (int i = 0; i < 200; ++i) {
+    RecordingSubscriber s(1);
+    std::string channel = "rooms/loop-" + std::to_string(i);
+    ASSERT_FALSE(hub_.Subscribe(0, channel, &s, std::nullopt).refused) << i;
+    EXPECT_EQ(metrics_.channels_current.load(), 1);
+    hub_.Unsubscribe(0, channel, &s);
+  }
+  EXPECT_EQ(metrics_.channels_current.load(), 0);
+  EXPECT_EQ(metrics_.channels_evicted_total.load(), 200u);
+  EXPECT_EQ(metrics_.channels_refused_total.load(), 0u);
+}
+
+TEST_F(HubLimitsTest, ChannelWithHistoryStaysAfterItsLastUnsubscribe) {
+  RecordingSubscriber s(1);
+  hub_.Subscribe(0, "logs/a", &s, std::nullopt);
+  Publish100("logs/a");
+  hub_.Unsubscribe(0, "logs/a", &s);
+  RunAll();
+  EXPECT_EQ(metrics_.channels_current.load(), 1);
+  EXPECT_EQ(hub_.History("logs/a", 0, 0).frames.size(), 1u);
+}
+
+TEST_F(HubLimitsTest, RecreatedChannelHasANewEpochAndRecoveryFails) {
+  RecordingSubscriber a(1);
+  auto first = hub_.Subscribe(0, "rooms/x", &a, std::nullopt);
+  PublishResult p1 = Publish100("rooms/x");
+  EXPECT_EQ(p1.offset, 1u);
+  EXPECT_EQ(p1.epoch, first.epoch);
+  EXPECT_EQ(p1.epoch.size(), 12u);
+  hub_.Unsubscribe(0, "rooms/x", &a);
+  RunAll();
+  EXPECT_EQ(metrics_.channels_current.load(), 0);
+
+  PublishResult p2 = Publish100("rooms/x");  // created again
+  EXPECT_EQ(p2.offset, 1u);
+  EXPECT_NE(p2.epoch, p1.epoch);
+  auto r = hub_.Subscribe(0, "rooms/x", &a, RecoveryRequest{1, p1.epoch});
+  EXPECT_FALSE(r.recovered);
+  EXPECT_EQ(r.epoch, p2.epoch);
+  EXPECT_TRUE(r.missed.empty());
+  // Epochs are per channel.
+  EXPECT_NE(Publish100("rooms/y").epoch, p2.epoch);
+  hub_.Unsubscribe(0, "rooms/x", &a);
+}
+
+TEST_F(HubLimitsTest, FramesOfAnEarlierIncarnationAreNotDelivered) {
+  RecordingSubscriber a(1), b(2);
+  hub_.Subscribe(0, "rooms/x", &a, std::nullopt);
+  Publish100("rooms/x");  // offset 1, queued for shard 0
+  hub_.Unsubscribe(0, "rooms/x", &a);
+  hub_.Subscribe(0, "rooms/x", &b, std::nullopt);  // a new channel, offsets from 1 again
+  RunAll();
+  EXPECT_TRUE(a.frames.empty());
+  EXPECT_TRUE(b.frames.empty()) << "a frame of the freed channel reached its successor";
+  Publish100("rooms/x");
+  RunAll();
+  ASSERT_EQ(b.frames.size(), 1u);
+  EXPECT_EQ(b.frames[0]->offset, 1u);
+  hub_.Unsubscribe(0, "rooms/x", &b);
+}
+
+TEST_F(HubLimitsTest, SweepFreesChannelsWithNeitherSubscribersNorHistory) {
+  RecordingSubscriber s(1);
+  Publish100("rooms/a");  // no history: idle at once
+  Publish100("rooms/b");
+  hub_.Subscribe(1, "rooms/b", &s, std::nullopt);
+  EXPECT_EQ(metrics_.channels_current.load(), 2);
+  EXPECT_EQ(hub_.Sweep(std::chrono::steady_clock::now(), SIZE_MAX), 1u);
+  EXPECT_EQ(metrics_.channels_current.load(), 1);
+  EXPECT_EQ(metrics_.channels_evicted_total.load(), 1u);
+  EXPECT_EQ(hub_.Presence("rooms/b").connection_count, 1u);
+  hub_.Unsubscribe(1, "rooms/b", &s);
+  RunAll();
+  EXPECT_EQ(metrics_.channels_current.load(), 0);
+}
+
+TEST_F(HubLimitsTest, SweepFreesExpiredHistoryWithoutTheChannelBeingTouched) {
+  RecordingSubscriber s(1);
+  for (int i = 0; i < 3; ++i) Publish100("logs/idle");
+  hub_.Subscribe(0, "logs/busy", &s, std::nullopt);
+  Publish100("logs/busy");
+  EXPECT_EQ(metrics_.history_bytes_current.load(), 400);
+  EXPECT_EQ(hub_.Sweep(std::chrono::steady_clock::now(), SIZE_MAX), 0u);  // not yet expired
+  EXPECT_EQ(metrics_.channels_current.load(), 2);
+
+  auto later = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  EXPECT_EQ(hub_.Sweep(later, SIZE_MAX), 1u);
+  EXPECT_EQ(metrics_.history_bytes_current.load(), 0);
+  EXPECT_EQ(metrics_.channels_current.load(), 1);  // logs/busy keeps its subscriber
+  HistoryResult h = hub_.History("logs/idle", 0, 0);
+  EXPECT_TRUE(h.frames.empty());
+  EXPECT_TRUE(h.epoch.empty());
+  EXPECT_EQ(h.offset, 0u);
+  EXPECT_TRUE(hub_.History("logs/busy", 0, 0).frames.empty());
+  hub_.Unsubscribe(0, "logs/busy", &s);
+  RunAll();
+}
+
+TEST_F(HubLimitsTest, SweepDoesBoundedWorkPerCallAndResumes) {
+  for (int i = 0; i < 12; ++i) Publish100("rooms/" + std::to_string(i));
+  size_t evicted = 0;
+  int calls = 0;
+  while (metrics_.channels_current.load() > 0 && calls < 1000) {
+    size_t n = hub_.Sweep(std::chrono::steady_clock::now(), 3);
+    EXPECT_LE(n, 3u);
+    evicted += n;
+    ++calls;
+  }
+  EXPECT_EQ(evicted, 12u);
+  EXPECT_GT(calls, 4);
+}
+
+TEST_F(HubLimitsTest, HistoryKeepsOnlyWhatFitsInItsBytes) {
+  std::string epoch;
+  for (int i = 0; i < 9; ++i) {
+    PublishResult r = Publish100("small/x");
+    ASSERT_EQ(r.offset, static_cast<uint64_t>(i + 1));
+    epoch = r.epoch;
+  }
+  EXPECT_EQ(metrics_.history_bytes_current.load(), 300);  // 3 of 100 bytes fit in 350
+  HistoryResult h = hub_.History("small/x", 0, 0);
+  ASSERT_EQ(h.frames.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(h.frames[i]->offset, 7 + i);
+  EXPECT_FALSE(h.complete);
+  EXPECT_EQ(h.epoch, epoch);
+
+  RecordingSubscriber a(1);
+  auto fell_out = hub_.Subscribe(0, "small/x", &a, RecoveryRequest{5, epoch});
+  EXPECT_FALSE(fell_out.recovered);  // 6 is gone
+  ASSERT_EQ(fell_out.missed.size(), 3u);
+  EXPECT_EQ(fell_out.missed[0]->offset, 7u);
+  RecordingSubscriber b(2);
+  auto covered = hub_.Subscribe(0, "small/x", &b, RecoveryRequest{6, epoch});
+  EXPECT_TRUE(covered.recovered);
+  EXPECT_EQ(covered.missed.size(), 3u);
+
+  // A frame larger than the whole bound is not kept, and neither is anything before it.
+  std::string big(400, 'x');
+  hub_.PublishFrame("small/x", R"({"big":")" + big + R"(","offset":)", "}", 0);
+  EXPECT_TRUE(hub_.History("small/x", 0, 0).frames.empty());
+  EXPECT_EQ(metrics_.history_bytes_current.load(), 0);
+  EXPECT_FALSE(hub_.Subscribe(0, "small/x", &a, RecoveryRequest{9, epoch}).recovered);
+  hub_.Unsubscribe(0, "small/x", &a);
+  hub_.Unsubscribe(0, "small/x", &b);
+  RunAll();
+}
+
+TEST(HubGaugeTest, GaugesReturnToZeroWhenTheHubGoes) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  auto hub = std::make_unique<Hub>(std::move(executors), NamespaceRegistry::Defaults(), metrics);
+  hub->PublishFrame("circles/a", R"({"offset":)", "}", 0);
+  EXPECT_EQ(metrics.channels_current.load(), 1);
+  EXPECT_GT(metrics.history_bytes_current.load(), 0);
+  hub.reset();
+  EXPECT_EQ(metrics.channels_current.load(), 0);
+  EXPECT_EQ(metrics.history_bytes_current.load(), 0);
 }
 
 }  // namespace

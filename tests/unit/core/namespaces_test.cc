@@ -29,6 +29,18 @@ TEST(NamespacesTest, ParsesSpec) {
   EXPECT_FALSE(r->Find("feeds")->client_broadcast);
 }
 
+TEST(NamespacesTest, HistoryBytesDefaultsToOneMebibyteAndParses) {
+  EXPECT_EQ(NamespaceRegistry::Defaults().Find("circles")->history_max_bytes, 1u << 20);
+  auto r = NamespaceRegistry::Parse("rooms:history=10:history_bytes=4096,feeds:history_bytes=0");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Find("rooms")->history_size, 10u);
+  EXPECT_EQ(r->Find("rooms")->history_max_bytes, 4096u);
+  EXPECT_EQ(r->Find("feeds")->history_max_bytes, 0u);
+  EXPECT_FALSE(NamespaceRegistry::Parse("rooms:history_bytes=").ok());
+  EXPECT_FALSE(NamespaceRegistry::Parse("rooms:history_bytes=-1").ok());
+  EXPECT_FALSE(NamespaceRegistry::Parse("rooms:history_bytes=1k").ok());
+}
+
 TEST(NamespacesTest, RejectsBadSpecs) {
   EXPECT_FALSE(NamespaceRegistry::Parse("rooms:bogus").ok());
   EXPECT_FALSE(NamespaceRegistry::Parse("rooms:history=x").ok());
