@@ -90,6 +90,12 @@ ABSL_FLAG(double, client_message_burst, 200, "Burst of the client message bucket
 ABSL_FLAG(double, publish_rate_per_key, 50000,
           "Publishes per second per backend identity (0: no limit); over it RESOURCE_EXHAUSTED.");
 ABSL_FLAG(double, publish_burst_per_key, 100000, "Burst of the publish bucket.");
+ABSL_FLAG(uint64_t, publish_bucket_keys, 100000,
+          "Backend identities with a publish bucket; past it the least recent is forgotten.");
+ABSL_FLAG(uint64_t, max_backend_streams_per_identity, 64,
+          "Open gRPC Subscribe streams per backend identity; more get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_backend_streams, 1024,
+          "Open gRPC Subscribe streams in all; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, ws_tls_cert_file, "",
           "PEM certificate chain: serve wss:// and https:// on --ws_port instead of ws://.");
 ABSL_FLAG(std::string, ws_tls_key_file, "", "PEM private key for --ws_tls_cert_file.");
@@ -276,6 +282,9 @@ int main(int argc, char** argv) {
   c.ws.client_message_burst = absl::GetFlag(FLAGS_client_message_burst);
   c.rpc.publish_rate_per_key = absl::GetFlag(FLAGS_publish_rate_per_key);
   c.rpc.publish_burst_per_key = absl::GetFlag(FLAGS_publish_burst_per_key);
+  c.rpc.publish_bucket_keys = absl::GetFlag(FLAGS_publish_bucket_keys);
+  c.rpc.max_subscribe_streams_per_identity = absl::GetFlag(FLAGS_max_backend_streams_per_identity);
+  c.rpc.max_subscribe_streams = absl::GetFlag(FLAGS_max_backend_streams);
   c.ws_tls_cert_file = absl::GetFlag(FLAGS_ws_tls_cert_file);
   c.ws_tls_key_file = absl::GetFlag(FLAGS_ws_tls_key_file);
   c.grpc_tls_cert_file = absl::GetFlag(FLAGS_grpc_tls_cert_file);

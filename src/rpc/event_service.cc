@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <iterator>
 
 #include "core/channel.h"
 #include "core/strings.h"
@@ -220,8 +221,11 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
     grpc::Status final_status_;
   };
 
-  SubscribeReactor(EventService* service, std::vector<std::string> patterns, bool lifecycle)
+  // The stream was counted for `identity` (AcquireStream); OnDone releases it.
+  SubscribeReactor(EventService* service, std::vector<std::string> patterns, bool lifecycle,
+                   std::string identity)
       : service_(service),
+        identity_(std::move(identity)),
         sink_(std::make_shared<Sink>(this, service->options_.subscribe_queue_messages,
                                      service->hub_.metrics())) {
     service_->hub_.metrics().backend_streams_current.fetch_add(1, std::memory_order_relaxed);
@@ -242,16 +246,83 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
     service_->hub_.RemoveSink(sink_.get());
     sink_->Detach();
     service_->hub_.metrics().backend_streams_current.fetch_sub(1, std::memory_order_relaxed);
+    service_->ReleaseStream(identity_);
     delete this;
   }
 
  private:
   EventService* service_;
+  const std::string identity_;
   std::shared_ptr<Sink> sink_;
   pb::ClientMessage current_;
 };
 
-EventService::EventService(core::Hub& hub, RpcOptions options) : hub_(hub), options_(options) {}
+PublishBuckets::PublishBuckets(double rate, double burst, size_t capacity)
+    : rate_(rate), burst_(burst), capacity_(std::max<size_t>(capacity, 1)) {}
+
+bool PublishBuckets::Take(const std::string& key) {
+  auto it = index_.find(key);
+  if (it != index_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return it->second->bucket.Take();
+  }
+  if (index_.size() >= capacity_) {
+    // Reuse the least recently used node for the new key.
+    index_.erase(lru_.back().key);
+    lru_.splice(lru_.begin(), lru_, std::prev(lru_.end()));
+    lru_.front().key = key;
+    lru_.front().bucket = core::TokenBucket(rate_, burst_);
+  } else {
+    lru_.push_front(Node{key, core::TokenBucket(rate_, burst_)});
+  }
+  index_.emplace(lru_.front().key, lru_.begin());
+  return lru_.front().bucket.Take();
+}
+
+EventService::EventService(core::Hub& hub, RpcOptions options)
+    : hub_(hub),
+      options_(options),
+      buckets_(options.publish_rate_per_key, options.publish_burst_per_key,
+               options.publish_bucket_keys) {}
+
+grpc::Status EventService::ValidateChannel(const std::string& channel) const {
+  if (absl::Status s = core::ValidateChannel(channel); !s.ok()) return ToGrpc(s);
+  if (hub_.namespaces().Find(core::NamespaceOf(channel)) == nullptr) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        core::Cat("unknown namespace '", core::NamespaceOf(channel), "'"));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status EventService::AcquireStream(const std::string& identity) {
+  std::lock_guard lock(streams_mu_);
+  const char* refusal = nullptr;
+  size_t limit = 0;
+  auto it = streams_per_identity_.find(identity);
+  size_t mine = it == streams_per_identity_.end() ? 0 : it->second;
+  if (mine >= options_.max_subscribe_streams_per_identity) {
+    refusal = "too many Subscribe streams for this identity";
+    limit = options_.max_subscribe_streams_per_identity;
+  } else if (stream_count_ >= options_.max_subscribe_streams) {
+    refusal = "the bridge has too many Subscribe streams";
+    limit = options_.max_subscribe_streams;
+  }
+  if (refusal != nullptr) {
+    hub_.metrics().backend_streams_refused_total.fetch_add(1, std::memory_order_relaxed);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        core::Cat(refusal, " (at most ", limit, "); close one first"));
+  }
+  ++stream_count_;
+  ++streams_per_identity_[identity];
+  return grpc::Status::OK;
+}
+
+void EventService::ReleaseStream(const std::string& identity) {
+  std::lock_guard lock(streams_mu_);
+  --stream_count_;
+  auto it = streams_per_identity_.find(identity);
+  if (it != streams_per_identity_.end() && --it->second == 0) streams_per_identity_.erase(it);
+}
 
 EventService::~EventService() = default;
 
@@ -309,23 +380,21 @@ grpc::Status EventService::PublishOne(const pb::PublishRequest& request,
     hub_.metrics().publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request has no event");
   }
+  // What the request is comes before whether the caller may make it: a bad name is
+  // INVALID_ARGUMENT whatever the grants (the payload is checked by the hub, after the grants).
+  if (grpc::Status s = ValidateChannel(request.event().channel()); !s.ok()) {
+    hub_.metrics().publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
   if (principal != nullptr && !principal->CanPublish(request.event().channel())) {
     hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         "not allowed to publish to '" + request.event().channel() + "'");
   }
   if (options_.publish_rate_per_key > 0) {
+    static const std::string kAnonymous;
     std::lock_guard lock(buckets_mu_);
-    auto key = principal != nullptr ? principal->subject : std::string();
-    auto it = buckets_.find(key);
-    if (it == buckets_.end()) {
-      if (buckets_.size() > 100000) buckets_.clear();  // bound the map against key churn
-      it = buckets_
-               .emplace(key, core::TokenBucket(options_.publish_rate_per_key,
-                                               options_.publish_burst_per_key))
-               .first;
-    }
-    if (!it->second.Take()) {
+    if (!buckets_.Take(principal != nullptr ? principal->subject : kAnonymous)) {
       hub_.metrics().rate_limited_total.fetch_add(1, std::memory_order_relaxed);
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "publish rate limit exceeded");
     }
@@ -376,13 +445,23 @@ grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(
     return new FailedWriteReactor(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "at most 256 channels or patterns"));
   }
-  std::vector<std::string> patterns;
+  // Every pattern is checked before any grant, so a bad request is INVALID_ARGUMENT whatever
+  // the caller may read.
   for (const auto& p : request->channels()) {
     if (absl::Status s = core::ValidatePattern(p); !s.ok()) {
       return new FailedWriteReactor(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        core::Cat("bad channel pattern '", p, "': ", s.message())));
     }
+    if (p != "*" && hub_.namespaces().Find(core::NamespaceOf(p)) == nullptr) {
+      return new FailedWriteReactor(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       core::Cat("bad channel pattern '", p, "': unknown namespace '",
+                                 core::NamespaceOf(p), "'")));
+    }
+  }
+  std::vector<std::string> patterns;
+  for (const auto& p : request->channels()) {
     if (*principal && !MayRead(**principal, p)) {
       hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
       return new FailedWriteReactor(
@@ -390,7 +469,9 @@ grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(
     }
     patterns.push_back(p);
   }
-  return new SubscribeReactor(this, std::move(patterns), request->lifecycle());
+  std::string identity = *principal ? (*principal)->subject : std::string();
+  if (grpc::Status s = AcquireStream(identity); !s.ok()) return new FailedWriteReactor(s);
+  return new SubscribeReactor(this, std::move(patterns), request->lifecycle(), std::move(identity));
 }
 
 namespace {
@@ -405,7 +486,7 @@ void SetTimestamp(std::chrono::system_clock::time_point t, google::protobuf::Tim
 
 grpc::Status EventService::CheckRead(const grpc::CallbackServerContext* ctx,
                                      const std::string& channel) {
-  if (absl::Status s = core::ValidateChannel(channel); !s.ok()) return ToGrpc(s);
+  if (grpc::Status s = ValidateChannel(channel); !s.ok()) return s;
   auto principal = Authenticate(ctx);
   if (!principal.ok()) return Unauthenticated(principal.status());
   if (*principal && !MayRead(**principal, channel)) {

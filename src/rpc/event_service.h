@@ -9,10 +9,12 @@
 
 #include <atomic>
 #include <cstddef>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -39,7 +41,36 @@ struct RpcOptions {
   size_t subscribe_queue_messages = 1024;  // per Subscribe stream; over it messages are dropped
   double publish_rate_per_key = 50000;     // events per second per backend identity (0: no limit)
   double publish_burst_per_key = 100000;
+  // Identities with a publish bucket; past it the least recently publishing one is forgotten
+  // (its bucket starts full again when it comes back). At least 1.
+  size_t publish_bucket_keys = 100000;
+  // Open Subscribe streams per identity (the token's `sub` or the API key's name; every
+  // caller is one identity "" when auth is off) and in all; past either, Subscribe fails
+  // RESOURCE_EXHAUSTED. 0 allows none.
+  size_t max_subscribe_streams_per_identity = 64;
+  size_t max_subscribe_streams = 1024;
   RpcAuth auth;
+};
+
+// Per-identity publish token buckets, at most `capacity` of them, forgetting the least recently
+// used one past it; every operation O(1). Not thread-safe: the owner locks.
+class PublishBuckets {
+ public:
+  PublishBuckets(double rate, double burst, size_t capacity);
+  // Takes a token from `key`'s bucket, created full if `key` has none.
+  bool Take(const std::string& key);
+  size_t size() const { return index_.size(); }
+
+ private:
+  struct Node {
+    std::string key;
+    core::TokenBucket bucket;
+  };
+  const double rate_;
+  const double burst_;
+  const size_t capacity_;
+  std::list<Node> lru_;  // most recently used first
+  std::unordered_map<std::string_view, std::list<Node>::iterator> index_;  // views of Node::key
 };
 
 class EventService final : public gathering::bridge::v1::EventService::CallbackService {
@@ -73,8 +104,8 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
                           const auth::Principal* principal,
                           gathering::bridge::v1::PublishResponse* response);
 
-  // INVALID_ARGUMENT for a bad channel, UNAUTHENTICATED, or PERMISSION_DENIED unless the caller
-  // may read `channel`.
+  // INVALID_ARGUMENT for a bad channel or an unknown namespace, then UNAUTHENTICATED, or
+  // PERMISSION_DENIED unless the caller may read `channel`.
   grpc::Status CheckRead(const grpc::CallbackServerContext* ctx, const std::string& channel);
 
   // The caller's principal from its metadata: nullopt when auth is off, UNAUTHENTICATED when
@@ -86,13 +117,21 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   class SubscribeReactor;
   friend class SubscribeReactor;
 
+  // INVALID_ARGUMENT unless `channel` is a valid name in a configured namespace.
+  grpc::Status ValidateChannel(const std::string& channel) const;
+  // Counts a new Subscribe stream of `identity`; RESOURCE_EXHAUSTED past the limits.
+  grpc::Status AcquireStream(const std::string& identity);
+  void ReleaseStream(const std::string& identity);
+
   core::Hub& hub_;
   const RpcOptions options_;
   std::atomic<bool> shutting_down_{false};
   std::mutex streams_mu_;
   std::vector<std::weak_ptr<core::ClientMessageSink>> streams_;
+  size_t stream_count_ = 0;                                       // streams_mu_
+  std::unordered_map<std::string, size_t> streams_per_identity_;  // streams_mu_; no zeros
   std::mutex buckets_mu_;
-  std::unordered_map<std::string, core::TokenBucket> buckets_;  // per backend identity
+  PublishBuckets buckets_;  // per backend identity
 };
 
 }  // namespace bridge::rpc
