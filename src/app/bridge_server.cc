@@ -169,7 +169,7 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     executors.push_back([ioc](std::function<void()> task) { asio::post(*ioc, std::move(task)); });
   }
   impl->hub = std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics,
-                                          c.max_channels);
+                                          c.max_channels, c.channel_idle_timeout);
   impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, c.auth, shards);
   auto tls = WsTlsContext(c);
   if (!tls.ok()) return tls.status();

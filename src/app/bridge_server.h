@@ -27,6 +27,7 @@ struct ServerConfig {
   uint16_t grpc_port = 50051;
   size_t io_threads = 0;  // 0: one per core
   size_t max_channels = core::Hub::kDefaultMaxChannels;
+  std::chrono::milliseconds channel_idle_timeout = core::Hub::kDefaultIdleTimeout;
   core::NamespaceRegistry namespaces = core::NamespaceRegistry::Defaults();
   ws::WsOptions ws;
   rpc::RpcOptions rpc;

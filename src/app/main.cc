@@ -54,6 +54,8 @@ ABSL_FLAG(uint64_t, max_total_queue_bytes, 1ull << 30,
 ABSL_FLAG(uint64_t, max_channels_per_connection, 64, "Channels one socket may subscribe to.");
 ABSL_FLAG(uint64_t, max_channels, 1000000,
           "Channels the bridge keeps state for; new ones past it are refused.");
+ABSL_FLAG(absl::Duration, channel_idle_timeout, absl::Seconds(30),
+          "How long a channel with no subscribers and no history keeps its offsets and epoch.");
 ABSL_FLAG(uint64_t, max_header_bytes, 8 * 1024, "Largest HTTP request header (431 above).");
 ABSL_FLAG(uint64_t, grpc_max_message_bytes, 4 * 1024 * 1024, "Largest gRPC request.");
 ABSL_FLAG(uint64_t, subscribe_queue_messages, 1024,
@@ -272,6 +274,7 @@ int main(int argc, char** argv) {
   c.ws.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.ws.max_channels_per_connection = absl::GetFlag(FLAGS_max_channels_per_connection);
   c.max_channels = absl::GetFlag(FLAGS_max_channels);
+  c.channel_idle_timeout = Ms(absl::GetFlag(FLAGS_channel_idle_timeout));
   c.ws.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   c.grpc_max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
   c.rpc.subscribe_queue_messages = absl::GetFlag(FLAGS_subscribe_queue_messages);

@@ -30,11 +30,12 @@ std::string NewEpoch() {
 }  // namespace
 
 Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics,
-         size_t max_channels)
+         size_t max_channels, std::chrono::milliseconds idle_timeout)
     : namespaces_(std::move(namespaces)),
       metrics_(metrics),
       namespace_stats_(new NamespaceStats[namespaces_.all().size() + 1]),
       max_channels_(max_channels),
+      idle_timeout_(idle_timeout),
       stripes_(new Stripe[kStripes]),
       sinks_by_ns_(namespaces_.all().size()) {
   for (auto& e : shard_executors) {
@@ -67,13 +68,20 @@ Hub::ChannelState* Hub::FindOrCreateLocked(Stripe& stripe, const std::string& ch
   ChannelState& state = stripe.channels[channel];
   state.epoch = NewEpoch();
   state.generation = next_generation_.fetch_add(1, std::memory_order_relaxed);
+  state.last_active = std::chrono::steady_clock::now();
   return &state;
 }
 
-bool Hub::EvictIfIdleLocked(Stripe& stripe,
-                            std::unordered_map<std::string, ChannelState>::iterator it) {
-  const ChannelState& state = it->second;
+bool Hub::Evictable(const ChannelState& state, std::chrono::steady_clock::time_point now) const {
   if (state.connections != 0 || !state.history.empty()) return false;
+  return now - state.last_active >= idle_timeout_ ||
+         channel_count_.load(std::memory_order_relaxed) >= max_channels_ / 2;
+}
+
+bool Hub::EvictIfIdleLocked(Stripe& stripe,
+                            std::unordered_map<std::string, ChannelState>::iterator it,
+                            std::chrono::steady_clock::time_point now) {
+  if (!Evictable(it->second, now)) return false;
   stripe.channels.erase(it);
   channel_count_.fetch_sub(1, std::memory_order_relaxed);
   metrics_.channels_current.fetch_sub(1, std::memory_order_relaxed);
@@ -81,14 +89,14 @@ bool Hub::EvictIfIdleLocked(Stripe& stripe,
   return true;
 }
 
-void Hub::EvictIfIdle(const std::string& channel) {
+void Hub::EvictIfIdle(const std::string& channel, std::chrono::steady_clock::time_point now) {
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   Stripe& stripe = StripeFor(channel);
   std::lock_guard lock(stripe.mu);
   auto it = stripe.channels.find(channel);
   if (it == stripe.channels.end() || it->second.connections != 0) return;
-  TrimHistoryCounted(it->second, ns, std::chrono::steady_clock::now());
-  EvictIfIdleLocked(stripe, it);
+  TrimHistoryCounted(it->second, ns, now);
+  EvictIfIdleLocked(stripe, it, now);
 }
 
 Hub::Stripe& Hub::StripeFor(const std::string& channel) {
@@ -148,6 +156,7 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   if (found == nullptr) return PublishResult{};
   ChannelState& state = *found;
   uint64_t offset = ++state.offset;
+  state.last_active = now;
   auto frame = std::make_shared<Frame>();
   frame->channel = channel;
   frame->offset = offset;
@@ -314,12 +323,15 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
       state.members.erase(m);
       left = ns != nullptr && ns->presence;
     }
-    idle = state.connections == 0;
+    if (state.connections == 0) {
+      idle = true;
+      state.last_active = std::chrono::steady_clock::now();
+    }
   }
   // agent_left goes into the channel's history first: a client recovering with this epoch
   // gets it, and the channel then stays until that history expires.
   if (left) PublishPresence(channel, s->identity(), false, reason);
-  if (idle) EvictIfIdle(channel);
+  if (idle) EvictIfIdle(channel, std::chrono::steady_clock::now());
   if (lifecycle_sinks_.load(std::memory_order_relaxed) > 0) {
     ForwardLifecycle(channel, *s, false, reason);
   }
@@ -415,13 +427,13 @@ size_t Hub::Sweep(std::chrono::steady_clock::time_point now, size_t budget) {
           ++work;
           ChannelState& state = it->second;
           TrimHistoryCounted(state, namespaces_.Find(NamespaceOf(it->first)), now);
-          if (state.connections != 0 || !state.history.empty()) {
+          if (!Evictable(state, now)) {
             ++it;
             continue;
           }
           auto victim = channels.find(it->first);
           ++it;  // erasing invalidates only the erased element's iterators
-          if (EvictIfIdleLocked(stripe, victim)) ++evicted;
+          if (EvictIfIdleLocked(stripe, victim, now)) ++evicted;
         }
       }
       if (sweep_bucket_ >= channels.bucket_count()) {

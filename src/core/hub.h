@@ -12,9 +12,12 @@
 // offset it has and skips anything at or below it).
 //
 // Channel state. A channel's state (offset, epoch, history, members) exists while the channel
-// has subscribers or retained history, and is freed once it has neither: at its last
-// unsubscribe, or by `Sweep`, which also drops expired history. A channel created again starts
-// at offset 1 with a new random `epoch`, so a client recovering with the old epoch is told
+// has subscribers or retained history, and for `idle_timeout` after its last subscriber left
+// or its last publish (so a client reconnecting soon keeps its epoch); then `Sweep`, which also
+// drops expired history, frees it. While the hub holds half its `max_channels` or more, idle
+// channels are freed at once (at their last unsubscribe, or by the next sweep), so a client
+// subscribing to names in a loop cannot fill the limit. A channel created again starts at
+// offset 1 with a new random `epoch`, so a client recovering with the old epoch is told
 // `recovered: false`.
 #ifndef BRIDGE_CORE_HUB_H_
 #define BRIDGE_CORE_HUB_H_
@@ -126,11 +129,14 @@ class Hub {
   // inventing channel names. Past it, new channels are refused (publish offset 0, subscribe
   // `refused`); existing ones keep working.
   static constexpr size_t kDefaultMaxChannels = 1000000;
+  // How long an idle channel (no subscribers, no history) keeps its state; 0: not at all.
+  static constexpr std::chrono::milliseconds kDefaultIdleTimeout{30000};
   // Sweep's budget when given 0: enough for a whole pass over the channels in about ten calls.
   static constexpr size_t kMinSweepBudget = 4096;
 
   Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics,
-      size_t max_channels = kDefaultMaxChannels);
+      size_t max_channels = kDefaultMaxChannels,
+      std::chrono::milliseconds idle_timeout = kDefaultIdleTimeout);
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
@@ -163,7 +169,8 @@ class Hub {
   PresenceResult Presence(const std::string& channel);
 
   // Any thread (the app calls it every second). Drops history older than its namespace's ttl
-  // and frees the state of channels with no subscribers and no history left. Bounded work per
+  // and frees the state of channels with no subscribers and no history left that have been
+  // idle for `idle_timeout` (or at once under pressure, above). Bounded work per
   // call: it resumes where the previous call stopped and does about `budget` units of work (a
   // channel or a hash bucket each; 0: a whole pass in about ten calls, at least
   // kMinSweepBudget), holding a stripe's lock for at most a few hundred units at a time; a call
@@ -219,6 +226,8 @@ class Hub {
     std::unordered_map<std::string, Member> members;
     std::deque<std::pair<std::chrono::steady_clock::time_point, FramePtr>> history;
     size_t history_bytes = 0;  // sum of the history's frame sizes
+    // The last publish, or the last subscriber leaving: idleness is counted from it.
+    std::chrono::steady_clock::time_point last_active;
   };
   struct Stripe {
     std::mutex mu;
@@ -228,12 +237,15 @@ class Hub {
   Stripe& StripeFor(const std::string& channel);
   // The channel's state, created if needed; nullptr at the channel limit. Stripe lock held.
   ChannelState* FindOrCreateLocked(Stripe& stripe, const std::string& channel);
-  // Frees the channel's state if it has no subscribers and no history. Stripe lock held.
-  // Returns true when freed (`it` is then invalid).
-  bool EvictIfIdleLocked(Stripe& stripe,
-                         std::unordered_map<std::string, ChannelState>::iterator it);
-  // Frees the channel's state if it is idle once its expired history is dropped.
-  void EvictIfIdle(const std::string& channel);
+  // True when the state may go: no subscribers, no history, and idle long enough (or the hub is
+  // under pressure). Stripe lock held.
+  bool Evictable(const ChannelState& state, std::chrono::steady_clock::time_point now) const;
+  // Frees the channel's state if Evictable. Stripe lock held. True when freed (`it` is then
+  // invalid).
+  bool EvictIfIdleLocked(Stripe& stripe, std::unordered_map<std::string, ChannelState>::iterator it,
+                         std::chrono::steady_clock::time_point now);
+  // Frees the channel's state if it is Evictable once its expired history is dropped.
+  void EvictIfIdle(const std::string& channel, std::chrono::steady_clock::time_point now);
   void PublishPresence(const std::string& channel, const std::string& identity, bool joined,
                        std::string_view reason);
   void ForwardLifecycle(const std::string& channel, const Subscriber& s, bool subscribed,
@@ -259,6 +271,7 @@ class Hub {
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> lifecycle_sinks_{0};
   const size_t max_channels_;
+  const std::chrono::milliseconds idle_timeout_;
   std::atomic<size_t> channel_count_{0};
   std::atomic<uint64_t> next_generation_{1};
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -288,7 +288,10 @@ class HubLimitsTest : public testing::Test {
       "rooms:history=0,logs:history=10:ttl=1,small:history=100:history_bytes=350,"
       "circles:history=100:presence";
 
-  HubLimitsTest() : hub_(MakeExecutors(), *NamespaceRegistry::Parse(kSpec), metrics_, 16) {}
+  // Idle channels go at once (idle_timeout 0).
+  HubLimitsTest()
+      : hub_(MakeExecutors(), *NamespaceRegistry::Parse(kSpec), metrics_, 16,
+             std::chrono::milliseconds(0)) {}
 
   std::vector<Hub::Executor> MakeExecutors() {
     std::vector<Hub::Executor> e;
@@ -463,6 +466,39 @@ TEST_F(HubLimitsTest, HistoryKeepsOnlyWhatFitsInItsBytes) {
   hub_.Unsubscribe(0, "small/x", &a);
   hub_.Unsubscribe(0, "small/x", &b);
   RunAll();
+}
+
+TEST(HubIdleTest, AnIdleChannelKeepsItsEpochForAReconnectUntilItsIdleTimeout) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), NamespaceRegistry::Defaults(), metrics, 1000,
+          std::chrono::hours(1));
+  RecordingSubscriber s(1);
+  auto first = hub.Subscribe(0, "circles/quiet", &s, std::nullopt);
+  hub.Unsubscribe(0, "circles/quiet", &s, "closed");
+  EXPECT_EQ(hub.Sweep(std::chrono::steady_clock::now(), SIZE_MAX), 0u);
+  auto again = hub.Subscribe(0, "circles/quiet", &s, RecoveryRequest{0, first.epoch});
+  EXPECT_EQ(again.epoch, first.epoch);
+  EXPECT_TRUE(again.recovered);
+  hub.Unsubscribe(0, "circles/quiet", &s, "closed");
+  auto later = std::chrono::steady_clock::now() + std::chrono::hours(2);
+  EXPECT_EQ(hub.Sweep(later, SIZE_MAX), 1u);
+  EXPECT_EQ(metrics.channels_current.load(), 0);
+}
+
+TEST(HubIdleTest, UnderPressureIdleChannelsGoAtOnce) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), NamespaceRegistry::Defaults(), metrics, /*max_channels=*/16,
+          std::chrono::hours(1));
+  RecordingSubscriber s(1);
+  for (int i = 0; i < 200; ++i) {
+    std::string channel = "circles/loop-" + std::to_string(i);
+    ASSERT_FALSE(hub.Subscribe(0, channel, &s, std::nullopt).refused) << i;
+    hub.Unsubscribe(0, channel, &s);
+    ASSERT_LE(metrics.channels_current.load(), 8) << i;
+  }
+  EXPECT_EQ(metrics.channels_refused_total.load(), 0u);
 }
 
 TEST(HubGaugeTest, GaugesReturnToZeroWhenTheHubGoes) {
