@@ -8,6 +8,7 @@
 
 #include "auth/channel_pattern.h"
 #include "auth/text.h"
+#include "core/channel.h"
 
 namespace bridge::auth {
 namespace {
@@ -21,7 +22,7 @@ std::array<unsigned char, 32> Digest(std::string_view key) {
 }
 
 bool NameValid(std::string_view name) {
-  if (name.empty() || name.size() > kMaxChannelBytes) return false;
+  if (name.empty() || name.size() > core::kMaxChannelBytes) return false;
   for (const char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '.' || c == ':' || c == '@' || c == '-';

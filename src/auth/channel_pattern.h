@@ -2,13 +2,14 @@
 //
 // A pattern is one of
 //   - an exact channel name, e.g. "circles/dev-team" (matches that channel only);
-//   - "<namespace>/*", e.g. "circles/*" (every channel whose first segment is the namespace, at
-//     any depth: "circles/a" and "circles/a/b", but not "circles" nor "circlesx/a");
+//   - "<prefix>/*", e.g. "circles/*" (every channel under the prefix, at any depth: "circles/a"
+//     and "circles/a/b", but not "circles" nor "circlesx/a"; "workspace/42/*" likewise);
 //   - "*" (every channel).
 // Channel names follow docs/protocol.md: at most 200 bytes, at least two '/'-separated segments,
 // each of 1-200 bytes of [A-Za-z0-9_.:@-]. '*' is never part of a name.
 //
-// All functions are pure and may be called from any thread.
+// The grammar is core's (core/channel.h): these are the auth-facing names of ValidatePattern and
+// PatternMatches, adding that an invalid channel never matches. Pure; any thread.
 #ifndef BRIDGE_AUTH_CHANNEL_PATTERN_H_
 #define BRIDGE_AUTH_CHANNEL_PATTERN_H_
 
@@ -17,9 +18,6 @@
 #include <vector>
 
 namespace bridge::auth {
-
-// Longest channel name or pattern, in bytes.
-inline constexpr std::size_t kMaxChannelBytes = 200;
 
 // True when `pattern` is well-formed by the grammar above. An empty pattern is invalid.
 bool PatternValid(std::string_view pattern);

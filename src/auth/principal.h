@@ -13,6 +13,9 @@
 
 namespace bridge::auth {
 
+// Longest token subject, in bytes (it becomes the connection's identity).
+inline constexpr std::size_t kMaxSubjectBytes = 128;
+
 struct Principal {
   // The token's `sub`, or the API key's name. Never empty for a verified principal.
   std::string subject;
@@ -24,6 +27,9 @@ struct Principal {
   // The token's `exp`. Empty: never expires (API keys). The session should close with 4001 when
   // this passes.
   std::optional<std::chrono::system_clock::time_point> expires_at;
+  // When the session must end: `expires_at` plus the verifier's leeway (the same leeway that
+  // verification allowed). Empty with `expires_at`.
+  std::optional<std::chrono::system_clock::time_point> deadline;
 
   // True when a subscribe grant matches `channel`.
   bool CanSubscribe(std::string_view channel) const;

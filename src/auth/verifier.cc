@@ -9,6 +9,7 @@
 #include "auth/channel_pattern.h"
 #include "auth/public_key.h"
 #include "auth/text.h"
+#include "core/utf8.h"
 
 namespace bridge::auth {
 
@@ -243,6 +244,9 @@ absl::StatusOr<Principal> TokenVerifier::Verify(std::string_view token,
     return Unauthenticated("missing subject");
   }
   principal.subject = sub->get<std::string>();
+  // The subject becomes the connection's identity in frames and protos.
+  if (!core::IsValidUtf8(principal.subject)) return Unauthenticated("subject is not valid UTF-8");
+  if (principal.subject.size() > kMaxSubjectBytes) return Unauthenticated("subject too long");
   auto channels = Grants(*payload, "channels");
   if (!channels.ok()) return channels.status();
   principal.channels = *std::move(channels);
@@ -255,6 +259,14 @@ absl::StatusOr<Principal> TokenVerifier::Verify(std::string_view token,
     principal.expires_at = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(
             std::chrono::duration<double>(**exp)));
+  }
+  if (*principal.expires_at == std::chrono::system_clock::time_point::max() ||
+      **exp + keys_->leeway_seconds >= kMaxRepresentableSeconds) {
+    principal.deadline = principal.expires_at;
+  } else {
+    principal.deadline = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::duration<double>(**exp + keys_->leeway_seconds)));
   }
   return principal;
 }

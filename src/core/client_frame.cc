@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/frame.h"
+#include "core/protocol.h"
 
 namespace bridge::core {
 namespace {
@@ -45,25 +46,25 @@ std::optional<ClientFrame> ParseClientFrame(std::string_view text, ClientFrameEr
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(text, ec, {}, opts);
   if (ec) {
-    error = {"invalid_json", "frame is not valid JSON"};
+    error = {ErrorCode::kInvalidJson, "frame is not valid JSON"};
     return std::nullopt;
   }
   if (!v.is_object()) {
-    error = {"not_an_object", "frame must be a JSON object"};
+    error = {ErrorCode::kNotAnObject, "frame must be a JSON object"};
     return std::nullopt;
   }
   if (!AllNumbersFinite(v)) {  // depth is bounded by max_depth above
-    error = {"invalid_json", "numbers must be finite"};
+    error = {ErrorCode::kInvalidJson, "numbers must be finite"};
     return std::nullopt;
   }
   ClientFrame f;
   f.object = std::move(v.get_object());
   if (auto it = f.object.find("type"); it != f.object.end() && !it->value().is_string()) {
-    error = {"invalid_type", "\"type\" must be a string"};
+    error = {ErrorCode::kInvalidType, "\"type\" must be a string"};
     return std::nullopt;
   }
   if (auto it = f.object.find("channel"); it != f.object.end() && !it->value().is_string()) {
-    error = {"invalid_channel", "\"channel\" must be a string"};
+    error = {ErrorCode::kInvalidChannel, "\"channel\" must be a string"};
     return std::nullopt;
   }
   f.type = StringField(f.object, "type");
@@ -79,7 +80,7 @@ std::optional<ClientFrame> ParseClientFrame(std::string_view text, ClientFrameEr
     f.kind =
         f.type == "subscribe" ? ClientFrame::Kind::kSubscribe : ClientFrame::Kind::kUnsubscribe;
     if (f.channel.empty()) {
-      error = {"invalid_channel", f.type + " needs a \"channel\""};
+      error = {ErrorCode::kInvalidChannel, f.type + " needs a \"channel\""};
       return std::nullopt;
     }
     if (auto it = f.object.find("since"); it != f.object.end()) {
@@ -89,14 +90,14 @@ std::optional<ClientFrame> ParseClientFrame(std::string_view text, ClientFrameEr
       } else if (sv.is_int64() && sv.get_int64() >= 0) {
         f.since = static_cast<uint64_t>(sv.get_int64());
       } else {
-        error = {"invalid_since", "\"since\" must be a non-negative integer"};
+        error = {ErrorCode::kInvalidSince, "\"since\" must be a non-negative integer"};
         return std::nullopt;
       }
     }
     f.epoch = StringField(f.object, "epoch");
   } else {
-    if (IsReservedType(f.type) || f.type == "error") {
-      error = {"reserved_type", "type '" + f.type + "' is reserved for the bridge"};
+    if (IsReservedType(f.type)) {
+      error = {ErrorCode::kReservedType, "type '" + f.type + "' is reserved for the bridge"};
       return std::nullopt;
     }
     f.kind = ClientFrame::Kind::kMessage;

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/protocol.h"
+
 namespace bridge::core {
 
 struct ClientFrame {
@@ -24,9 +26,9 @@ struct ClientFrame {
   boost::json::object object;  // the whole frame, for messages
 };
 
-// A refused frame: `code` is the error frame's code (docs/protocol.md), `message` says why.
+// A refused frame: `code` goes in the error frame (docs/protocol.md), `message` says why.
 struct ClientFrameError {
-  std::string code;
+  ErrorCode code = ErrorCode::kInvalidJson;
   std::string message;
 };
 

@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "core/channel.h"
+#include "core/protocol.h"
 #include "core/strings.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
@@ -49,20 +50,6 @@ std::string FormatTimestamp(std::chrono::system_clock::time_point t) {
     --s;
   }
   return FormatTimestamp(s, static_cast<int32_t>(rem));
-}
-
-bool IsReservedType(std::string_view type) {
-  static const char* const kControl[] = {"ping",         "pong",        "auth",
-                                         "subscribe",    "unsubscribe", "subscribed",
-                                         "unsubscribed", "gap",         "custom"};
-  for (const char* c : kControl) {
-    if (type == c) return true;
-  }
-  const auto* oneof = PayloadOneof();
-  for (int i = 0; i < oneof->field_count(); ++i) {
-    if (type == oneof->field(i)->name()) return true;
-  }
-  return false;
 }
 
 absl::StatusOr<FrameParts> EncodeEvent(const pb::Event& event,
@@ -118,21 +105,6 @@ FramePtr MakeControlFrame(std::string text) {
   auto f = std::make_shared<Frame>();
   f->text = std::move(text);
   return f;
-}
-
-FramePtr PongFrame() {
-  static const FramePtr kPong = MakeControlFrame(R"({"type":"pong"})");
-  return kPong;
-}
-
-FramePtr PingFrame() {
-  static const FramePtr kPing = MakeControlFrame(R"({"type":"ping"})");
-  return kPing;
-}
-
-FramePtr ErrorFrame(std::string_view code, std::string_view message) {
-  return MakeControlFrame(Cat(R"({"type":"error","data":{"code":)", JsonQuote(code),
-                              R"(,"message":)", JsonQuote(message), "}}"));
 }
 
 std::string JsonQuote(std::string_view s) {

@@ -44,15 +44,9 @@ std::string FormatTimestamp(std::chrono::system_clock::time_point t);
 absl::StatusOr<FrameParts> EncodeEvent(const gathering::bridge::v1::Event& event,
                                        std::chrono::system_clock::time_point now);
 
-// Whether `type` is a name the bridge uses itself (payload names, control frames), which custom
-// events and client messages may not take.
-bool IsReservedType(std::string_view type);
-
-// Control frames.
+// A control frame (no channel, no offset) of `text`. The bridge's own control frames are built
+// in core/protocol.h.
 FramePtr MakeControlFrame(std::string text);
-FramePtr PongFrame();
-FramePtr PingFrame();
-FramePtr ErrorFrame(std::string_view code, std::string_view message);
 
 // Escapes `s` as a JSON string, with the quotes.
 std::string JsonQuote(std::string_view s);

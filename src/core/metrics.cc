@@ -73,6 +73,18 @@ std::string Metrics::RenderPrometheus() const {
   Add(o, "backend_streams_refused_total", "counter",
       "Subscribe calls refused RESOURCE_EXHAUSTED over the stream limits.",
       backend_streams_refused_total);
+  Add(o, "protocol_errors_total", "counter",
+      "WebSocket connections closed 1002 (protocol error) or 1007 (invalid UTF-8).",
+      protocol_errors_total);
+  Add(o, "http_connections_current", "gauge",
+      "Connections not upgraded to WebSocket (requests, keep-alive, handshakes in progress).",
+      http_connections_current);
+  Add(o, "http_connections_rejected_total", "counter",
+      "Connections refused at accept over --max_connections or the per-address limit.",
+      http_connections_rejected_total);
+  Add(o, "identity_rejected_total", "counter",
+      "Upgrades refused 400 for a ?client= identity that is not valid UTF-8 or too long.",
+      identity_rejected_total);
   return o;
 }
 

@@ -47,6 +47,11 @@ struct Metrics {
   Counter channels_evicted_total{0};         // idle channels whose state was freed
   Gauge history_bytes_current{0};            // bytes of frames retained in channel histories
   Counter backend_streams_refused_total{0};  // Subscribe calls over the stream limits
+  // The WebSocket edge (ws/).
+  Counter protocol_errors_total{0};   // closed 1002 (RFC 6455 violations) or 1007 (bad UTF-8)
+  Gauge http_connections_current{0};  // TCP connections not (yet) upgraded, keep-alive included
+  Counter http_connections_rejected_total{0};  // refused over --max_connections or per address
+  Counter identity_rejected_total{0};          // upgrades refused 400 for a bad ?client= identity
 
   std::string RenderPrometheus() const;
 };

@@ -8,6 +8,7 @@
 #include "core/origin.h"
 #include "core/strings.h"
 #include "core/uri.h"
+#include "core/utf8.h"
 #include "core/websocket_codec.h"
 #include "ws/page.h"
 #include "ws/ws_session.h"
@@ -20,6 +21,9 @@ namespace websocket = beast::websocket;
 using tcp = boost::asio::ip::tcp;
 
 namespace {
+
+// Longest ?client= identity, as long as a token subject may be.
+constexpr size_t kMaxIdentityBytes = auth::kMaxSubjectBytes;
 
 Transport MakeTransport(tcp::socket&& socket, ServerState& state) {
   if (auto tls = state.tls()) return Transport(std::move(socket), std::move(tls));
@@ -34,7 +38,38 @@ HttpSession::HttpSession(tcp::socket&& socket, ServerState& state, size_t shard)
       state_(state),
       shard_(shard) {}
 
+HttpSession::~HttpSession() {
+  state_.metrics.http_connections_current.fetch_sub(1, std::memory_order_relaxed);
+  if (!counted_ip_.empty()) state_.ReleaseIp(counted_ip_);
+}
+
 void HttpSession::Run() {
+  const auto open = state_.metrics.http_connections_current.fetch_add(1) + 1 +
+                    state_.metrics.connections_current.load(std::memory_order_relaxed);
+  if (static_cast<size_t>(open) > state_.options.max_connections) {
+    state_.metrics.connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return RefuseAtAccept(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: gathering-bridge\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\n"
+        "too many connections\n");
+  }
+  beast::error_code ec;
+  auto remote = transport_.lowest().remote_endpoint(ec);
+  if (ec) return;
+  std::string ip = remote.address().to_string();
+  if (!state_.AcquireIp(ip, remote.address().is_loopback())) {
+    state_.metrics.per_ip_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return RefuseAtAccept(
+        "HTTP/1.1 429 Too Many Requests\r\nServer: gathering-bridge\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 39\r\nConnection: close\r\n\r\n"
+        "too many connections from this address\n");
+  }
+  if (state_.options.max_connections_per_ip != 0 &&
+      !(remote.address().is_loopback() && state_.options.per_ip_exempt_loopback)) {
+    counted_ip_ = std::move(ip);
+  }
   if (!transport_.is_tls()) return DoRead();
   ArmDeadline();
   transport_.lowest().async_wait(
@@ -70,6 +105,18 @@ void HttpSession::OnFirstBytes(beast::error_code ec) {
       "Content-Length: 45\r\nConnection: close\r\n\r\n"
       "this port speaks TLS: use https:// or wss://\n";
   boost::asio::async_write(transport_.lowest(), boost::asio::buffer(kReply),
+                           [self = shared_from_this()](beast::error_code e, size_t) {
+                             if (e) return;
+                             self->transport_.ShutdownSend();
+                             self->DrainAfterPlainReply();
+                           });
+}
+
+void HttpSession::RefuseAtAccept(std::string_view reply) {
+  state_.metrics.http_errors_total.fetch_add(1, std::memory_order_relaxed);
+  if (transport_.is_tls()) return transport_.Cut();
+  ArmDeadline();
+  boost::asio::async_write(transport_.lowest(), boost::asio::buffer(reply),
                            [self = shared_from_this()](beast::error_code e, size_t) {
                              if (e) return;
                              self->transport_.ShutdownSend();
@@ -154,6 +201,12 @@ void HttpSession::Route(Request req) {
   if (!target) return Reply(MakeResponse(400, "text/plain", "malformed request target\n", req));
 
   if (auto channel = core::ChannelFromWsPath(target->path)) {
+    // A namespace that is not configured is a path that does not exist.
+    if (!channel->empty() && state_.hub.namespaces().Find(core::NamespaceOf(*channel)) == nullptr) {
+      return Reply(
+          MakeResponse(404, "text/plain",
+                       core::Cat("unknown namespace '", core::NamespaceOf(*channel), "'\n"), req));
+    }
     if (!websocket::is_upgrade(req)) {
       auto res = MakeResponse(426, "text/plain", "this path takes a WebSocket upgrade\n", req);
       res.set(http::field::upgrade, "websocket");
@@ -202,11 +255,6 @@ void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
     if (absl::Status s = core::ValidateChannel(initial.channel); !s.ok()) {
       return Reply(MakeResponse(400, "text/plain", core::Cat(s.message(), "\n"), req));
     }
-    if (state_.hub.namespaces().Find(core::NamespaceOf(initial.channel)) == nullptr) {
-      return Reply(MakeResponse(
-          400, "text/plain",
-          core::Cat("unknown namespace '", core::NamespaceOf(initial.channel), "'\n"), req));
-    }
   }
   initial.ack = target.Param("ack").value_or("") == "1";
   if (auto since = target.Param("since")) {
@@ -219,38 +267,32 @@ void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
   if (state_.draining.load()) {
     return Reply(MakeResponse(503, "text/plain", "server shutting down\n", req));
   }
-  if (static_cast<size_t>(state_.metrics.connections_current.load()) >=
-      state_.options.max_connections) {
-    state_.metrics.connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    return Reply(MakeResponse(503, "text/plain", "too many connections\n", req));
-  }
   std::string origin(req[http::field::origin]);
   std::string host(req[http::field::host]);
   if (!core::OriginAllowed(state_.options.origins, origin, host)) {
     state_.metrics.origin_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return Reply(MakeResponse(403, "text/plain", "origin not allowed\n", req));
   }
-  beast::error_code ec;
-  auto remote = transport_.lowest().remote_endpoint(ec);
-  if (ec) return;
-  std::string ip = remote.address().to_string();
-  bool loopback = remote.address().is_loopback();
-  if (!state_.AcquireIp(ip, loopback)) {
-    state_.metrics.per_ip_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    return Reply(MakeResponse(429, "text/plain", "too many connections from this address\n", req));
-  }
-  bool counted = state_.options.max_connections_per_ip != 0 &&
-                 !(loopback && state_.options.per_ip_exempt_loopback);
   std::string identity;
   std::string token;
   if (state_.auth.enabled()) {
     token = target.Param("token").value_or("");
   } else {
+    // The identity reaches other clients' frames (agent_joined) and backends' protos.
     identity = target.Param("client").value_or("");
-    if (identity.size() > 128) identity.resize(128);
+    if (!core::IsValidUtf8(identity)) {
+      state_.metrics.identity_rejected_total.fetch_add(1, std::memory_order_relaxed);
+      return Reply(MakeResponse(400, "text/plain", "client must be valid UTF-8\n", req));
+    }
+    if (identity.size() > kMaxIdentityBytes) {
+      state_.metrics.identity_rejected_total.fetch_add(1, std::memory_order_relaxed);
+      return Reply(MakeResponse(400, "text/plain",
+                                core::Cat("client is longer than ", kMaxIdentityBytes, " bytes\n"),
+                                req));
+    }
   }
-  upgrade_ =
-      PendingUpgrade{std::move(initial), std::move(identity), std::move(token), counted ? ip : ""};
+  upgrade_ = PendingUpgrade{std::move(initial), std::move(identity), std::move(token),
+                            std::exchange(counted_ip_, "")};
   // No subprotocol and no extension (permessage-deflate) is negotiated.
   auto res = std::make_shared<Response>(http::status::switching_protocols, 11);
   res->set(http::field::server, "gathering-bridge");
@@ -270,7 +312,7 @@ void HttpSession::OnUpgradeWritten(beast::error_code ec, size_t) {
   if (ec) {
     // The client left (or hit the deadline) before the 101 was out: nothing was opened.
     spdlog::debug("upgrade not completed: {}", ec.message());
-    if (!up.counted_ip.empty()) state_.ReleaseIp(up.counted_ip);
+    counted_ip_ = std::move(up.counted_ip);  // released with this session
     return;
   }
   // Bytes the client sent after its request (frames it did not wait to send) go with it.

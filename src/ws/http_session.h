@@ -3,6 +3,10 @@
 // header size and one deadline (WsOptions::handshake_timeout) for each request and its answer.
 // An accepted upgrade is answered here (101) and the transport handed to a WsSession.
 //
+// Every connection counts against --max_connections (with the open WebSockets) and the per-address
+// limit from accept on, so idle keep-alive connections cannot exhaust the server; an upgrade
+// hands its slot to the WsSession.
+//
 // Owns itself; runs on its shard's io thread.
 #ifndef BRIDGE_WS_HTTP_SESSION_H_
 #define BRIDGE_WS_HTTP_SESSION_H_
@@ -25,12 +29,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   // Under TLS (state.tls set) the transport starts with the TLS handshake.
   HttpSession(boost::asio::ip::tcp::socket&& socket, ServerState& state, size_t shard);
+  ~HttpSession();
+  // Counts the connection against --max_connections and the per-address limit (refused with
+  // 503/429 past them, keep-alive connections included), then reads requests.
   void Run();
 
  private:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
+  // A plain-text answer, then the connection ends (TLS connections are just closed: no
+  // handshake is spent on a refusal).
+  void RefuseAtAccept(std::string_view reply);
   // TLS: the first byte decides between the handshake and a plain-text 400.
   void OnFirstBytes(boost::beast::error_code ec);
   void DrainAfterPlainReply();
@@ -64,6 +74,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     std::string counted_ip;
   };
   std::optional<PendingUpgrade> upgrade_;
+  std::string counted_ip_;  // the per-address slot this connection holds ("" when none)
 };
 
 }  // namespace bridge::ws

@@ -45,6 +45,10 @@ struct WsOptions {
   bool per_ip_exempt_loopback = true;  // local reverse proxies make every client 127.0.0.1
   double client_message_rate = 100;    // client messages per second per connection (0: no limit)
   double client_message_burst = 200;
+  // subscribe/unsubscribe frames per second per connection (0: no limit); past the burst they
+  // are refused with rate_limited, and a connection that keeps going is closed 4008.
+  double subscribe_rate = 20;
+  double subscribe_burst = 128;
   core::OriginPolicy origins;
 };
 

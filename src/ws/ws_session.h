@@ -6,6 +6,8 @@
 // whose queue overflows is handled by its namespace's slow-consumer policy (by default closed
 // with 4008) rather than allowed to grow or slow anyone else.
 //
+// What is queued for the client and how a slow one is handled lives in ws/write_queue.h.
+//
 // HttpSession answers the upgrade; the session then frames the transport itself
 // (core/websocket_codec.h) so that every frame queued when the socket becomes writable leaves in
 // one gather write: one syscall for many frames instead of one per frame (over TLS: one buffer,
@@ -16,7 +18,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/error.hpp>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,7 @@
 #include "core/websocket_codec.h"
 #include "ws/server_state.h"
 #include "ws/transport.h"
+#include "ws/write_queue.h"
 
 namespace bridge::ws {
 
@@ -67,6 +69,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void OnRead(boost::beast::error_code ec, size_t bytes);
   // Handles what the decoder finds in the read buffer; false when the connection is done.
   bool ProcessInput();
+  // Queues a raw WebSocket control frame (pong, ping).
   void SendControl(std::string frame);
   void CutSocket();
   void HandleText(std::string_view text);
@@ -78,13 +81,10 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void OnAuthenticated();
   void HandleUnsubscribe(const std::string& channel);
   void HandleMessage(core::ClientFrame& frame);
-  void SendError(std::string_view code, std::string_view message);
+  void SendError(core::ErrorCode code, std::string_view message);
 
   void Send(const core::FramePtr& frame);
-  // Applies the frame's namespace slow-consumer policy; false when the frame still can't fit.
-  bool MakeRoom(const core::Frame& frame);
   void CloseSlow(int ns);
-  void Account(const core::Frame& frame, bool add);
   void DoWrite();
   void OnWrite(boost::beast::error_code ec, size_t bytes);
   void ScheduleHeartbeat();
@@ -98,32 +98,32 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   std::string identity_;  // fixed before the first subscription
   InitialSubscription initial_;
   std::vector<uint8_t> read_buffer_;
-  size_t read_size_ = 0;  // bytes of read_buffer_ holding input
+  size_t read_size_ = 0;           // bytes of read_buffer_ holding input
+  size_t read_request_ = 0;        // the free space the read in flight was given
+  bool last_read_filled_ = false;  // it filled all of it: more is likely waiting
   core::WsDecoder decoder_;
   std::chrono::steady_clock::time_point last_read_;
-  std::deque<core::FramePtr> queue_;
-  std::vector<std::string> control_queue_;  // raw WebSocket control frames (ping, pong)
-  // The write in flight: the first writing_frames_ of queue_ and these control frames.
-  size_t writing_frames_ = 0;
-  std::vector<std::string> writing_control_;
-  std::vector<core::WsHeader> headers_;
-  std::vector<boost::asio::const_buffer> buffers_;
-  bool close_sent_ = false;     // a close frame was written: no more frames
-  bool writing_close_ = false;  // the write in flight ends with the close frame
-  std::string close_frame_;     // queued close frame (sent after what is queued)
-  bool close_queued_ = false;   // a close frame is queued or in flight
-  bool discard_input_ = false;  // closing: input is read only to see the peer's EOF
-  size_t queued_bytes_ = 0;
-  bool writing_ = false;
+  WriteQueue queue_;
+  std::vector<boost::asio::const_buffer> buffers_;  // the write in flight
   bool closing_ = false;
+  bool discard_input_ = false;           // closing: input is read only to see the peer's EOF
   bool open_ = false;                    // the upgrade succeeded and the session is registered
   std::string leave_reason_ = "closed";  // told to backends and presence when we leave
   std::string token_;
   const std::string counted_ip_;
   bool authenticated_ = false;
   std::optional<auth::Principal> principal_;  // set when auth is on and the token verified
-  core::TokenBucket message_bucket_;
-  uint32_t rate_violations_ = 0;
+  // Client messages and subscribe/unsubscribe frames, each with its own rate.
+  struct RateGate {
+    core::TokenBucket bucket;
+    uint32_t refusals = 0;  // in the current burst of refusals
+    std::chrono::steady_clock::time_point last_refusal;
+  };
+  // True when `gate` admits one more frame; otherwise tells the client (one error frame per burst
+  // of refusals) and closes 4008 when the burst goes on past `max_refusals`.
+  bool Admit(RateGate& gate, double rate, double max_refusals, std::string_view what);
+  RateGate message_gate_;
+  RateGate subscribe_gate_;
 
   std::vector<std::string> channels_;
   boost::asio::steady_timer heartbeat_timer_;

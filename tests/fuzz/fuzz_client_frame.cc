@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bridge::core::ClientFrameError error;
   auto frame = bridge::core::ParseClientFrame(text, error);
   if (!frame) {
-    if (error.code.empty()) std::abort();
+    if (error.message.empty()) std::abort();
     return 0;
   }
   if (frame->kind != bridge::core::ClientFrame::Kind::kMessage) return 0;

@@ -207,7 +207,7 @@ TEST_F(AuthTest, HostileClientsAreAnsweredWhileAGoodClientMissesNothing) {
   good->RecvEvent();  // its own join
 
   // A flood of client messages: one error frame, then 4008.
-  auto flooder = Connect("/ws/circles/other?token=" + Token("flood", {"circles/*"}));
+  auto flooder = Connect("/ws/circles/other?token=" + Token("flood", {"circles/*"}, {"circles/*"}));
   for (int i = 0; i < 200; ++i) flooder->Send(R"({"type":"m"})");
   bool saw_rate_error = false;
   for (;;) {

@@ -193,7 +193,9 @@ TEST_F(PublishTest, HttpRoutes) {
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/a%20b", true), 400);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/", true), 400);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles", true), 400);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/unknown/x", true), 400);
+  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/unknown/x", true), 404);  // no such namespace
+  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/unknown/x"), 404);
+  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/x?client=%C0%AF", true), 400);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/" + std::string(300, 'a'), true), 400);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/x?since=abc", true), 400);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/%zz", true), 400);

@@ -26,7 +26,7 @@ EVENT_TYPES: Dict[str, Type[Message]] = {
 #: Message full name -> frame type, for publishing a message object.
 TYPE_OF_MESSAGE: Dict[str, str] = {cls.DESCRIPTOR.full_name: name for name, cls in EVENT_TYPES.items()}
 
-CONTROL_TYPES = frozenset({"ping", "pong", "subscribed", "unsubscribed", "auth", "subscribe", "unsubscribe", "gap"})
+CONTROL_TYPES = frozenset({"ping", "pong", "subscribed", "unsubscribed", "authenticated", "gap", "auth", "subscribe", "unsubscribe"})
 _ENVELOPE = ("type", "channel", "offset", "timestamp", "sender")
 
 

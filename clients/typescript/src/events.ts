@@ -35,7 +35,9 @@ export function isKnownEventType(type: string): type is KnownEventType {
 }
 
 /** Types that are frames of the protocol itself, never events. */
-export const CONTROL_TYPES = new Set(["ping", "pong", "subscribed", "unsubscribed", "auth", "subscribe", "unsubscribe", "gap"]);
+export const CONTROL_TYPES = new Set([
+  "ping", "pong", "subscribed", "unsubscribed", "authenticated", "gap", "auth", "subscribe", "unsubscribe",
+]);
 
 /** One JSON frame as the server sent it. */
 export interface Frame {

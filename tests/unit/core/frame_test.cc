@@ -131,21 +131,5 @@ TEST(FrameTest, EmptyPayloadGivesEmptyObject) {
   EXPECT_EQ(v.at("type"), "agent_message");
 }
 
-TEST(FrameTest, ErrorFrameEscapes) {
-  auto f = ErrorFrame("c\"1", "line\nbreak\x01");
-  auto v = boost::json::parse(f->text);
-  EXPECT_EQ(v.at("type"), "error");
-  EXPECT_EQ(v.at("data").at("code"), "c\"1");
-  EXPECT_EQ(v.at("data").at("message"), "line\nbreak\x01");
-}
-
-TEST(FrameTest, ReservedTypes) {
-  EXPECT_TRUE(IsReservedType("agent_message"));
-  EXPECT_TRUE(IsReservedType("subscribed"));
-  EXPECT_TRUE(IsReservedType("ping"));
-  EXPECT_FALSE(IsReservedType("message"));
-  EXPECT_FALSE(IsReservedType("tool_call"));
-}
-
 }  // namespace
 }  // namespace bridge::core

@@ -1,0 +1,87 @@
+// The wire vocabulary of the WebSocket edge, in one place: the close codes the bridge sends, the
+// error codes of its error frames, the frame types it reserves, and the builders of every control
+// frame it emits. docs/protocol.md documents each table; tests/unit/core/protocol_test.cc checks
+// the document and the TypeScript and Python clients against the lists here.
+//
+// Pure functions and constants; any thread.
+#ifndef BRIDGE_CORE_PROTOCOL_H_
+#define BRIDGE_CORE_PROTOCOL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/frame.h"
+
+namespace bridge::core {
+
+// Close codes the bridge sends (RFC 6455 section 7.4 for 1xxx; 4xxx are the bridge's own).
+enum class CloseCode : uint16_t {
+  kNormal = 1000,           // the peer closed normally (echoed)
+  kGoingAway = 1001,        // shutdown, idle timeout
+  kProtocolError = 1002,    // a frame breaking RFC 6455, or a close code a peer may not send
+  kInvalidData = 1007,      // a text message or close reason that is not valid UTF-8
+  kTooBig = 1009,           // a message over --max_frame_bytes
+  kUnauthenticated = 4001,  // missing, bad or expired token
+  kForbidden = 4003,        // a channel outside the token's grants
+  kSlowConsumer = 4008,     // write queue over its bound, or rate limits exceeded
+};
+
+struct CloseCodeInfo {
+  CloseCode code;
+  std::string_view meaning;
+};
+std::span<const CloseCodeInfo> CloseCodes();
+inline uint16_t CloseValue(CloseCode c) { return static_cast<uint16_t>(c); }
+
+// Whether a peer may send `code` in a close frame (RFC 6455 section 7.4.1 and 7.4.2; the IANA
+// registry's 1012-1014 are accepted). 1005, 1006 and 1015 are never on the wire.
+bool IsValidPeerCloseCode(uint16_t code);
+
+// The codes of error frames: `{"type":"error","data":{"code":…,"message":…}}`.
+enum class ErrorCode {
+  kInvalidJson,         // not JSON, or numbers that are not finite
+  kNotAnObject,         // JSON that is not an object
+  kInvalidType,         // `type` not a string
+  kBinaryNotSupported,  // a binary message
+  kInvalidChannel,      // bad name, unknown namespace, or an ambiguous message target
+  kInvalidSince,        // `since` not a non-negative integer
+  kNotSubscribed,       // unsubscribe or message for a channel the socket does not have
+  kTooManyChannels,     // per-connection or bridge-wide channel limit
+  kReservedType,        // a client message using a type the bridge emits
+  kRateLimited,         // client messages or subscribe frames over their rate
+  kForbidden,           // the token does not grant the channel, or publishing to it
+  kUnauthenticated,     // a refused token (refresh)
+  kInvalidUtf8,         // a string field that is not valid UTF-8
+};
+std::string_view ErrorCodeName(ErrorCode code);
+std::span<const ErrorCode> ErrorCodes();
+
+// Types of the control frames the bridge sends, and of those a client sends that are not
+// messages. A client message may use none of these, nor an event payload's name.
+std::span<const std::string_view> ServerControlTypes();
+std::span<const std::string_view> ClientControlTypes();
+
+// Whether `type` is a name the bridge uses itself (control frames either way, event payload
+// names, `custom`), which custom events and client messages may not take.
+bool IsReservedType(std::string_view type);
+
+// Control frames.
+FramePtr PongFrame();
+FramePtr PingFrame();
+FramePtr ErrorFrame(ErrorCode code, std::string_view message);
+// `recovered` only when the subscription asked for recovery.
+FramePtr SubscribedFrame(std::string_view channel, std::string_view epoch, uint64_t offset,
+                         std::optional<bool> recovered);
+FramePtr UnsubscribedFrame(std::string_view channel);
+// `expires_at`: the effective deadline (the token's expiry plus the verifier's leeway).
+FramePtr AuthenticatedFrame(std::string_view identity,
+                            std::optional<std::chrono::system_clock::time_point> expires_at);
+FramePtr GapFrame(std::string_view channel, uint64_t from, uint64_t to);
+
+}  // namespace bridge::core
+
+#endif  // BRIDGE_CORE_PROTOCOL_H_

@@ -1,0 +1,188 @@
+// The wire vocabulary: the builders, the reserved types, and the documents and clients that must
+// agree with core/protocol.h (docs/protocol.md's tables, the TypeScript and Python clients'
+// control types).
+#include "core/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "core/utf8.h"
+
+namespace bridge::core {
+namespace {
+
+std::string ReadSource(const std::string& relative) {
+  std::ifstream in(std::string(BRIDGE_SOURCE_DIR) + "/" + relative);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The lines of `doc` between the heading `heading` and the next heading of the same or a higher
+// level.
+std::string Section(const std::string& doc, const std::string& heading) {
+  size_t at = doc.find("\n" + heading + "\n");
+  if (at == std::string::npos) return "";
+  size_t level = heading.find(' ');
+  size_t end = at + heading.size() + 2;
+  for (;;) {
+    size_t next = doc.find("\n#", end);
+    if (next == std::string::npos) return doc.substr(at);
+    size_t hashes = doc.find(' ', next + 1) - (next + 1);
+    if (hashes <= level) return doc.substr(at, next - at);
+    end = next + 1;
+  }
+}
+
+std::set<std::string> Matches(const std::string& text, const std::string& pattern) {
+  std::set<std::string> out;
+  std::regex re(pattern);
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
+       ++it) {
+    out.insert((*it)[1].str());
+  }
+  return out;
+}
+
+template <class Range>
+std::set<std::string> AsSet(const Range& r) {
+  std::set<std::string> out;
+  for (const auto& x : r) out.insert(std::string(x));
+  return out;
+}
+
+TEST(ProtocolTest, ErrorFrameEscapesTheMessage) {
+  auto f = ErrorFrame(ErrorCode::kInvalidChannel, "line\nbreak\x01 \"q\"");
+  auto v = boost::json::parse(f->text);
+  EXPECT_EQ(v.at("type"), "error");
+  EXPECT_EQ(v.at("data").at("code"), "invalid_channel");
+  EXPECT_EQ(v.at("data").at("message"), "line\nbreak\x01 \"q\"");
+  EXPECT_TRUE(f->is_control());
+}
+
+TEST(ProtocolTest, ControlFramesAreJsonWithTheirFields) {
+  auto s = boost::json::parse(SubscribedFrame("circles/a", "e1", 7, true)->text);
+  EXPECT_EQ(s.at("type"), "subscribed");
+  EXPECT_EQ(s.at("epoch"), "e1");
+  EXPECT_EQ(s.at("offset"), 7);
+  EXPECT_EQ(s.at("recovered"), true);
+  EXPECT_FALSE(boost::json::parse(SubscribedFrame("circles/a", "e", 0, std::nullopt)->text)
+                   .as_object()
+                   .contains("recovered"));
+  EXPECT_EQ(boost::json::parse(UnsubscribedFrame("circles/a")->text).at("channel"), "circles/a");
+  auto g = boost::json::parse(GapFrame("circles/a", 3, 9)->text);
+  EXPECT_EQ(g.at("from"), 3);
+  EXPECT_EQ(g.at("to"), 9);
+  auto a = boost::json::parse(
+      AuthenticatedFrame("ann\xc3\xa9", std::chrono::system_clock::from_time_t(0))->text);
+  EXPECT_EQ(a.at("identity"), "ann\xc3\xa9");
+  EXPECT_EQ(a.at("expires_at"), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(PongFrame()->text, R"({"type":"pong"})");
+  EXPECT_EQ(PingFrame()->text, R"({"type":"ping"})");
+}
+
+TEST(ProtocolTest, EveryTypeTheBridgeEmitsIsReserved) {
+  for (auto t : ServerControlTypes()) EXPECT_TRUE(IsReservedType(t)) << t;
+  for (auto t : ClientControlTypes()) EXPECT_TRUE(IsReservedType(t)) << t;
+  for (const char* t :
+       {"agent_message", "agent_joined", "git_status", "custom", "authenticated", "error", "gap"}) {
+    EXPECT_TRUE(IsReservedType(t)) << t;
+  }
+  EXPECT_FALSE(IsReservedType("message"));
+  EXPECT_FALSE(IsReservedType("tool_call"));
+}
+
+TEST(ProtocolTest, PeerCloseCodesFollowRfc6455) {
+  for (uint16_t c : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4001, 4999}) {
+    EXPECT_TRUE(IsValidPeerCloseCode(c)) << c;
+  }
+  for (uint16_t c : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
+    EXPECT_FALSE(IsValidPeerCloseCode(c)) << c;
+  }
+}
+
+TEST(ProtocolTest, ErrorCodeNamesAreDistinctSnakeCase) {
+  std::set<std::string> names;
+  for (ErrorCode c : ErrorCodes()) {
+    std::string n(ErrorCodeName(c));
+    EXPECT_TRUE(std::regex_match(n, std::regex("[a-z][a-z0-9_]*"))) << n;
+    EXPECT_TRUE(names.insert(n).second) << n;
+  }
+}
+
+TEST(ProtocolTest, DocumentedCloseCodesAreTheOnesTheBridgeSends) {
+  std::string doc = ReadSource("docs/protocol.md");
+  ASSERT_FALSE(doc.empty()) << "docs/protocol.md not found";
+  std::string table = Section(doc, "## Close codes");
+  ASSERT_FALSE(table.empty()) << "docs/protocol.md has no '## Close codes' section";
+  std::set<std::string> expected;
+  for (const auto& c : CloseCodes()) expected.insert(std::to_string(CloseValue(c.code)));
+  EXPECT_EQ(Matches(table, R"(\n\| (\d{4}) \|)"), expected);
+}
+
+TEST(ProtocolTest, DocumentedErrorCodesAreTheOnesTheBridgeSends) {
+  std::string doc = ReadSource("docs/protocol.md");
+  std::string table = Section(doc, "### Error codes");
+  ASSERT_FALSE(table.empty()) << "docs/protocol.md has no '### Error codes' section";
+  std::set<std::string> expected;
+  for (ErrorCode c : ErrorCodes()) expected.insert(std::string(ErrorCodeName(c)));
+  EXPECT_EQ(Matches(table, R"(\n\| `([a-z0-9_]+)` \|)"), expected);
+}
+
+TEST(ProtocolTest, DocumentedControlFramesAreTheOnesTheBridgeSends) {
+  std::string doc = ReadSource("docs/protocol.md");
+  std::string server = Section(doc, "### Control frames");
+  ASSERT_FALSE(server.empty());
+  EXPECT_EQ(Matches(server, R"re(\n\| `\{"type":"([a-z_]+)")re"), AsSet(ServerControlTypes()));
+  std::string client = Section(doc, "## Client → server frames");
+  ASSERT_FALSE(client.empty());
+  EXPECT_EQ(Matches(client, R"re(\n\| `\{"type":"([a-z_]+)")re"), AsSet(ClientControlTypes()));
+}
+
+// The clients skip control frames when they hand events to the application: their lists must be
+// the bridge's control types, both ways, except `error` (handed to the application).
+std::set<std::string> ClientsControlTypes() {
+  std::set<std::string> out = AsSet(ServerControlTypes());
+  for (auto t : ClientControlTypes()) out.insert(std::string(t));
+  out.erase("error");
+  return out;
+}
+
+TEST(ProtocolTest, TypeScriptClientKnowsEveryControlType) {
+  std::string src = ReadSource("clients/typescript/src/events.ts");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(src, m, std::regex(R"(CONTROL_TYPES = new Set\(\[([^\]]*)\]\))")))
+      << "CONTROL_TYPES not found in clients/typescript/src/events.ts";
+  EXPECT_EQ(Matches(m[1].str(), R"re("([a-z_]+)")re"), ClientsControlTypes());
+}
+
+TEST(ProtocolTest, PythonClientKnowsEveryControlType) {
+  std::string src = ReadSource("clients/python/gathering_bridge/events.py");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(src, m, std::regex(R"(CONTROL_TYPES = frozenset\(\{([^}]*)\}\))")))
+      << "CONTROL_TYPES not found in clients/python/gathering_bridge/events.py";
+  EXPECT_EQ(Matches(m[1].str(), R"re("([a-z_]+)")re"), ClientsControlTypes());
+}
+
+TEST(Utf8Test, ValidatesAndTruncatesBetweenCharacters) {
+  EXPECT_TRUE(IsValidUtf8("plain"));
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // above U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("ab\xe2\x82"));        // cut short
+  std::string s = "ab\xe2\x82\xac";               // "ab€"
+  EXPECT_EQ(TruncateUtf8(s, 4), "ab");
+  EXPECT_EQ(TruncateUtf8(s, 5), s);
+  EXPECT_EQ(TruncateUtf8(s, 2), "ab");
+  EXPECT_TRUE(IsValidUtf8(TruncateUtf8("\xf0\x9f\x98\x80\xf0\x9f\x98\x80", 6)));
+}
+
+}  // namespace
+}  // namespace bridge::core
