@@ -89,6 +89,10 @@ ABSL_FLAG(bool, per_ip_exempt_loopback, true,
 ABSL_FLAG(double, client_message_rate, 100,
           "Client messages per second per connection (token bucket; 0: no limit).");
 ABSL_FLAG(double, client_message_burst, 200, "Burst of the client message bucket.");
+ABSL_FLAG(double, subscribe_rate, 20,
+          "subscribe/unsubscribe frames per second per connection (0: no limit); a burst of "
+          "refusals larger than --subscribe_burst closes 4008.");
+ABSL_FLAG(double, subscribe_burst, 128, "Burst of the subscribe/unsubscribe frame bucket.");
 ABSL_FLAG(double, publish_rate_per_key, 50000,
           "Publishes per second per backend identity (0: no limit); over it RESOURCE_EXHAUSTED.");
 ABSL_FLAG(double, publish_burst_per_key, 100000, "Burst of the publish bucket.");
@@ -283,6 +287,8 @@ int main(int argc, char** argv) {
   c.ws.per_ip_exempt_loopback = absl::GetFlag(FLAGS_per_ip_exempt_loopback);
   c.ws.client_message_rate = absl::GetFlag(FLAGS_client_message_rate);
   c.ws.client_message_burst = absl::GetFlag(FLAGS_client_message_burst);
+  c.ws.subscribe_rate = absl::GetFlag(FLAGS_subscribe_rate);
+  c.ws.subscribe_burst = absl::GetFlag(FLAGS_subscribe_burst);
   c.rpc.publish_rate_per_key = absl::GetFlag(FLAGS_publish_rate_per_key);
   c.rpc.publish_burst_per_key = absl::GetFlag(FLAGS_publish_burst_per_key);
   c.rpc.publish_bucket_keys = absl::GetFlag(FLAGS_publish_bucket_keys);

@@ -9,6 +9,8 @@
 #include "auth/base64url.h"
 #include "auth/mint.h"
 #include "auth/verifier.h"
+#include "core/frame.h"
+#include "core/strings.h"
 #include "test_support.h"
 
 namespace bridge::testing {
@@ -21,11 +23,12 @@ const std::string kSecret = "0123456789abcdef0123456789abcdef-test-secret";
 class AuthTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_NO_FATAL_FAILURE(Start({})); }
-  void Start(app::ServerConfig cfg) {
+  void Start(app::ServerConfig cfg, std::chrono::seconds leeway = std::chrono::seconds(0)) {
+    server_.reset();
     auth::VerifierConfig v;
     v.hs256_secret = kSecret;
     v.audience = "bridge";
-    v.leeway = std::chrono::seconds(0);
+    v.leeway = leeway;
     auto verifier = auth::TokenVerifier::Create(v);
     ASSERT_TRUE(verifier.ok()) << verifier.status();
     std::shared_ptr<const auth::TokenVerifier> shared(std::move(*verifier));
@@ -238,6 +241,62 @@ TEST_F(AuthTest, HostileClientsAreAnsweredWhileAGoodClientMissesNothing) {
     auto v = good->RecvEvent();
     ASSERT_TRUE(v.is_object()) << "good client missed event " << i;
     ASSERT_EQ(v.at("type"), "agent_message");
+  }
+}
+
+TEST_F(AuthTest, TokenInsideTheLeewayLastsUntilTheLeewayEnds) {
+  // exp passed 5 s ago; the verifier's leeway is 30 s: accepted, and the session lasts ~25 s.
+  ASSERT_NO_FATAL_FAILURE(Start({}, std::chrono::seconds(30)));
+  auto issued = std::chrono::system_clock::now() - std::chrono::hours(1) - 5s;
+  auto c = Connect("/ws/agents/1?token=" + Token("late", {"agents/*"}, {}, 1h, issued));
+  auto a = c->RecvJson();
+  ASSERT_EQ(a.at("type"), "authenticated") << a;
+  // RFC 3339 with fixed widths: string order is time order.
+  std::string deadline(a.at("expires_at").as_string());
+  EXPECT_GT(deadline, core::FormatTimestamp(std::chrono::system_clock::now() + 20s))
+      << "expires_at must be the effective deadline (exp + leeway)";
+  EXPECT_LT(deadline, core::FormatTimestamp(std::chrono::system_clock::now() + 30s));
+  c->Send(R"({"type":"ping"})");
+  EXPECT_EQ(c->RecvEvent().at("type"), "pong") << "a token inside the leeway was cut at once";
+  EXPECT_FALSE(c->closed());
+}
+
+TEST_F(AuthTest, ClientsCannotForgeBridgeFramesNorSendWithoutAPublishGrant) {
+  auto reader = Connect("/ws/circles/f?ack=1&token=" + Token("reader", {"circles/*"}));
+  ASSERT_EQ(reader->RecvJson().at("type"), "authenticated");
+  ASSERT_EQ(reader->RecvJson().at("type"), "subscribed");
+  auto forger =
+      Connect("/ws/circles/f?ack=1&token=" + Token("forger", {"circles/*"}, {"circles/*"}));
+  ASSERT_EQ(forger->RecvJson().at("type"), "authenticated");
+  ASSERT_EQ(forger->RecvJson().at("type"), "subscribed");
+  for (const char* t :
+       {"authenticated", "error", "gap", "subscribed", "unsubscribed", "agent_joined", "custom"}) {
+    forger->Send(core::Cat(R"({"type":")", t, R"(","identity":"root"})"));
+    auto e = forger->RecvEvent();
+    while (e.is_object() && e.at("type") == "agent_joined") e = forger->RecvEvent();
+    ASSERT_EQ(e.at("type"), "error") << t;
+    EXPECT_EQ(e.at("data").at("code"), "reserved_type") << t;
+  }
+  // Subscribe grants only: every client message is refused, broadcast or not.
+  auto mute = Connect("/ws/circles/f?ack=1&token=" + Token("mute", {"circles/*"}));
+  ASSERT_EQ(mute->RecvJson().at("type"), "authenticated");
+  ASSERT_EQ(mute->RecvJson().at("type"), "subscribed");
+  mute->Send(R"({"type":"chat","text":"spam"})");
+  auto e = mute->RecvEvent();
+  while (e.is_object() && e.at("type") == "agent_joined") e = mute->RecvEvent();
+  ASSERT_TRUE(e.is_object());
+  EXPECT_EQ(e.at("type"), "error");
+  EXPECT_EQ(e.at("data").at("code"), "forbidden");
+  // The reader's next frame after the joins is the forger's legitimate message: nothing forged
+  // and nothing from `mute` reached it.
+  forger->Send(R"({"type":"chat","text":"hello"})");
+  for (;;) {
+    auto v = reader->RecvEvent();
+    ASSERT_TRUE(v.is_object()) << "the legitimate message never arrived";
+    if (v.at("type") == "agent_joined") continue;
+    EXPECT_EQ(v.at("type"), "chat") << v;
+    EXPECT_EQ(v.at("text"), "hello") << v;
+    break;
   }
 }
 
