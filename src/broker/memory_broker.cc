@@ -1,0 +1,170 @@
+#include "broker/memory_broker.h"
+
+#include <random>
+#include <utility>
+#include <vector>
+
+namespace bridge::broker {
+
+std::string NewEpoch() {
+  thread_local std::mt19937_64 gen([] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  }());
+  uint64_t v = gen();
+  static const char kHex[] = "0123456789abcdef";
+  std::string s(12, '0');
+  for (char& c : s) {
+    c = kHex[v & 15];
+    v >>= 4;
+  }
+  return s;
+}
+
+MemoryBroker::MemoryBroker(MemoryBrokerOptions options)
+    : options_(options), stripes_(new Stripe[kStripes]) {}
+
+MemoryBroker::~MemoryBroker() = default;
+
+void MemoryBroker::SetHandler(core::BrokerHandler handler) {
+  handler_ = std::move(handler);
+  if (handler_.on_state) handler_.on_state(core::BrokerState::kUp, absl::OkStatus());
+}
+
+absl::Status MemoryBroker::ValidatePolicy(const core::HistoryPolicy& policy) const {
+  if (policy.ttl.count() < 0) return absl::InvalidArgumentError("history ttl is negative");
+  return absl::OkStatus();
+}
+
+MemoryBroker::Stripe& MemoryBroker::StripeFor(const std::string& channel) {
+  return stripes_[std::hash<std::string>{}(channel) % kStripes];
+}
+
+MemoryBroker::ChannelState* MemoryBroker::FindLive(Stripe& stripe, const std::string& channel,
+                                                   Clock::time_point now) {
+  auto it = stripe.channels.find(channel);
+  if (it == stripe.channels.end()) return nullptr;
+  if (options_.meta_ttl.count() > 0 && now - it->second.last_publish > options_.meta_ttl) {
+    stripe.channels.erase(it);
+    channel_count_.fetch_sub(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+void MemoryBroker::Trim(ChannelState& state, const core::HistoryPolicy& policy,
+                        Clock::time_point now) {
+  const bool has_ttl = policy.ttl.count() > 0;
+  while (!state.history.empty() &&
+         (state.history.size() > policy.size ||
+          (policy.max_bytes != 0 && state.history_bytes > policy.max_bytes) ||
+          (has_ttl && now - state.history.front().at > policy.ttl))) {
+    state.history_bytes -= state.history.front().text.size();
+    state.history.pop_front();
+  }
+}
+
+void MemoryBroker::Publish(const std::string& channel, std::string_view head, std::string_view tail,
+                           const core::HistoryPolicy& policy, std::string_view /*origin*/,
+                           PublishCallback done) {
+  absl::StatusOr<core::StreamPosition> result;
+  if (absl::Status valid = ValidatePolicy(policy); !valid.ok()) {
+    result = valid;
+  } else {
+    const auto now = Clock::now();
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    ChannelState* state = FindLive(stripe, channel, now);
+    if (state == nullptr) {
+      if (channel_count_.load(std::memory_order_relaxed) >= options_.max_channels) {
+        result = absl::ResourceExhaustedError("the broker holds too many channels");
+      } else {
+        state = &stripe.channels[channel];
+        state->epoch = NewEpoch();
+        channel_count_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (state != nullptr) {
+      const uint64_t offset = ++state->offset;
+      std::string text;
+      const std::string digits = std::to_string(offset);
+      text.reserve(head.size() + digits.size() + tail.size());
+      text.append(head).append(digits).append(tail);
+      state->last_publish = now;
+      state->ttl = policy.ttl;
+      if (policy.size > 0) {
+        state->history_bytes += text.size();
+        state->history.push_back(Retained{now, offset, text});
+      }
+      Trim(*state, policy, now);
+      result = core::StreamPosition{offset, state->epoch};
+      if (handler_.on_message && stripe.subscribed.count(channel) != 0) {
+        stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+        handler_.on_message(core::BrokerMessage{channel, offset, state->epoch, std::move(text)});
+      }
+    }
+  }
+  (result.ok() ? stats_.published : stats_.publish_failed).fetch_add(1, std::memory_order_relaxed);
+  done(std::move(result));
+}
+
+void MemoryBroker::History(const std::string& channel, uint64_t since, size_t limit,
+                           HistoryCallback done) {
+  core::BrokerHistory out;
+  {
+    const auto now = Clock::now();
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    ChannelState* state = FindLive(stripe, channel, now);
+    if (state == nullptr) {
+      out.complete = since == 0;
+    } else {
+      core::HistoryPolicy keep{state->history.size(), state->ttl, 0};
+      Trim(*state, keep, now);
+      out.top = core::StreamPosition{state->offset, state->epoch};
+      bool cut = false;
+      for (const Retained& r : state->history) {
+        if (r.offset <= since) continue;
+        if (limit != 0 && out.frames.size() >= limit) {
+          cut = true;
+          break;
+        }
+        out.frames.push_back(core::HistoryFrame{r.offset, r.text});
+      }
+      out.complete = since >= state->offset ||
+                     (!cut && !out.frames.empty() && out.frames.front().offset == since + 1);
+    }
+  }
+  stats_.history_reads.fetch_add(1, std::memory_order_relaxed);
+  done(std::move(out));
+}
+
+void MemoryBroker::Subscribe(const std::string& channel, StatusCallback done) {
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    stripe.subscribed.insert(channel);
+  }
+  done(absl::OkStatus());
+}
+
+void MemoryBroker::Unsubscribe(const std::string& channel) {
+  Stripe& stripe = StripeFor(channel);
+  std::lock_guard lock(stripe.mu);
+  stripe.subscribed.erase(channel);
+}
+
+void MemoryBroker::Forget(const std::string& channel) {
+  Stripe& stripe = StripeFor(channel);
+  std::lock_guard lock(stripe.mu);
+  if (stripe.channels.erase(channel) != 0) channel_count_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+size_t MemoryBroker::channel_count() const {
+  return channel_count_.load(std::memory_order_relaxed);
+}
+
+core::BrokerHealth MemoryBroker::Health() const { return core::BrokerHealth{true, true, ""}; }
+
+}  // namespace bridge::broker

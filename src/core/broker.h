@@ -1,0 +1,170 @@
+// The broker seam: what a node needs from whatever orders, stores and distributes a channel's
+// events (in-process: broker/memory_broker.h; Redis: broker/redis_broker.h). Interface only;
+// core includes no implementation.
+//
+// A broker owns, per channel: the offset counter, the epoch, the bounded history, and the
+// delivery of each published frame to every node that declared interest in the channel
+// (Subscribe), this node included. It knows nothing of WebSocket sessions or shards: the node
+// fans a delivered frame out locally.
+//
+// Threading. Every method may be called from any thread. Every method returns at once; results
+// come through callbacks. Each implementation documents where its callbacks run (inline on the
+// calling thread, or on its own executor); a caller must be ready for both, i.e. a callback may
+// run before the method returns. Callbacks and the handler must not block.
+//
+// Callbacks. Each callback passed to a method is called exactly once (also when the broker is
+// stopped: then with UNAVAILABLE or CANCELLED).
+//
+// Ordering. Within a channel, offsets are consecutive from 1 while the channel's state lives
+// (offset, epoch and history are created together and go together). The handler receives a
+// channel's messages in offset order, each at most once; pub/sub loss (a broken subscriber
+// link) is reported through the state callback, never silently. A channel's state created
+// again gets a new random epoch and starts again at offset 1, so a position `{offset, epoch}`
+// is never reused.
+#ifndef BRIDGE_CORE_BROKER_H_
+#define BRIDGE_CORE_BROKER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace bridge::core {
+
+// A place in one channel's stream. offset 0 with an empty epoch: the channel has no state (never
+// published, or its state expired); offset 0 is never an event's offset.
+struct StreamPosition {
+  uint64_t offset = 0;
+  std::string epoch;
+};
+
+inline bool operator==(const StreamPosition& a, const StreamPosition& b) {
+  return a.offset == b.offset && a.epoch == b.epoch;
+}
+
+// How a channel's history is bounded; the oldest frames go first. Each bound applies on its own.
+struct HistoryPolicy {
+  size_t size = 0;  // frames kept; 0: none (the offset is still assigned and delivered)
+  // How long history lives. 0: no time bound. In memory: each frame's age. In Redis: the whole
+  // stream expires `ttl` after the channel's last publish.
+  std::chrono::seconds ttl{0};
+  size_t max_bytes = 0;  // sum of the kept frames' text sizes; 0: no byte bound
+};
+
+// One retained frame.
+struct HistoryFrame {
+  uint64_t offset = 0;
+  std::string text;  // head + offset + tail, exactly as delivered
+};
+
+// The frames after `since` and the channel's top, read together (they agree with each other).
+struct BrokerHistory {
+  std::vector<HistoryFrame> frames;  // consecutive offsets, ascending
+  StreamPosition top;                // offset 0 / empty epoch: no channel state
+  // The frames are everything after `since` in this epoch: since >= top.offset, or the first
+  // frame is since + 1 and `limit` did not cut the range. With no channel state: since == 0.
+  // It says nothing about the caller's epoch: compare `top.epoch` yourself.
+  bool complete = false;
+};
+
+// One published frame as a subscribed node receives it.
+struct BrokerMessage {
+  std::string channel;
+  uint64_t offset = 0;
+  std::string epoch;
+  std::string text;  // head + offset + tail
+};
+
+enum class BrokerState {
+  kUp,    // publishing works and every subscribed channel is active again
+  kDown,  // messages may have been lost (or publishing fails); repair after the next kUp
+};
+
+// Receives what the broker delivers. Either member may be empty. Where they run: see the
+// implementation. Neither may block, and neither may call into the broker synchronously
+// (post instead): an implementation may hold a per-channel lock while calling on_message.
+struct BrokerHandler {
+  // Messages of subscribed channels, per channel in offset order, at most once each.
+  std::function<void(BrokerMessage)> on_message;
+  // Changes only (kUp after kDown, kDown after kUp), with the reason for kDown. An
+  // implementation that starts up reports its first kUp too.
+  std::function<void(BrokerState, const absl::Status&)> on_state;
+};
+
+// Health as the node reports it (readiness, metrics). Any thread.
+struct BrokerHealth {
+  bool publish_up = false;  // Publish and History can reach the store
+  bool pubsub_up = false;   // deliveries can arrive (subscriber link up, channels re-subscribed)
+  std::string detail;       // why not, when either is false
+  bool ok() const { return publish_up && pubsub_up; }
+};
+
+// Counters since creation. Plain atomics: read them from any thread.
+struct BrokerStats {
+  std::atomic<uint64_t> published{0};       // Publish callbacks with OK
+  std::atomic<uint64_t> publish_failed{0};  // Publish callbacks with an error
+  std::atomic<uint64_t> delivered{0};       // messages handed to on_message
+  std::atomic<uint64_t> history_reads{0};   // History calls answered OK
+  std::atomic<uint64_t> reconnects{0};      // kUp reported after a kDown
+  std::atomic<uint64_t> errors{0};          // anything else that failed (bad replies, ...)
+};
+
+class Broker {
+ public:
+  using PublishCallback = absl::AnyInvocable<void(absl::StatusOr<StreamPosition>)>;
+  using HistoryCallback = absl::AnyInvocable<void(absl::StatusOr<BrokerHistory>)>;
+  using StatusCallback = absl::AnyInvocable<void(absl::Status)>;
+
+  virtual ~Broker() = default;
+
+  // Set once, before the first Subscribe (and, for implementations with a Start, before it).
+  virtual void SetHandler(BrokerHandler handler) = 0;
+
+  // INVALID_ARGUMENT when the broker cannot honour `policy` (e.g. a Redis meta TTL shorter than
+  // the history TTL). Call it at start-up for every configured policy; Publish refuses such a
+  // policy the same way.
+  virtual absl::Status ValidatePolicy(const HistoryPolicy& policy) const = 0;
+
+  // Atomically for the channel: creates its state if needed (new epoch, offset 0), assigns the
+  // next offset, appends `head + offset + tail` to the history bounded by `policy`, and delivers
+  // the frame to every node subscribed to `channel`, this one included. `origin` names the
+  // publishing node (diagnostics; every node receives the frame, the origin too). `done` gets
+  // the frame's position. Errors: UNAVAILABLE (the store is unreachable: the event may or may not
+  // have been stored, and no OK is ever given for an event that was not), INVALID_ARGUMENT (bad
+  // policy), RESOURCE_EXHAUSTED (a local bound), CANCELLED (stopped).
+  virtual void Publish(const std::string& channel, std::string_view head, std::string_view tail,
+                       const HistoryPolicy& policy, std::string_view origin,
+                       PublishCallback done) = 0;
+
+  // The retained frames with offsets > `since` (at most `limit`; 0: no limit), and the top,
+  // read together. Reading creates no state. Errors: UNAVAILABLE, CANCELLED.
+  virtual void History(const std::string& channel, uint64_t since, size_t limit,
+                       HistoryCallback done) = 0;
+
+  // Declares this node's interest in `channel` (idempotent: one interest per channel, not a
+  // counter; the node subscribes at its first local subscriber). `done` gets OK once the
+  // subscription is active: every publish that completes after that is delivered to the handler.
+  // So a recovering node buffers deliveries from `done` on, reads History, and merges by offset.
+  // UNAVAILABLE when it cannot be made active now; the interest is kept anyway and becomes
+  // active with the next kUp (the node repairs then).
+  virtual void Subscribe(const std::string& channel, StatusCallback done) = 0;
+
+  // Drops the interest (at the node's last local subscriber). Deliveries for the channel may
+  // still arrive until the broker has processed it; the handler should ignore them.
+  virtual void Unsubscribe(const std::string& channel) = 0;
+
+  virtual BrokerHealth Health() const = 0;
+  virtual const BrokerStats& stats() const = 0;
+};
+
+}  // namespace bridge::core
+
+#endif  // BRIDGE_CORE_BROKER_H_
