@@ -3,6 +3,8 @@
 // Redis brokers' io_context runs there, inside RunUntil), and every wait is bounded.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <functional>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "broker/memory_broker.h"
+#include "broker/redis_broker.h"
 #include "core/broker.h"
 #include "redis_server.h"
 
@@ -420,10 +423,223 @@ TEST_P(BrokerContractTest, ConcurrentPublishersOnOneChannelAllSeeOneOrder) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Brokers, BrokerContractTest, ::testing::Values("memory"),
+INSTANTIATE_TEST_SUITE_P(Brokers, BrokerContractTest, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
 
-std::unique_ptr<Env> MakeRedisEnv() { return nullptr; }
+// Two RedisBrokers ("nodes") on one redis-server, both on the test thread's io_context.
+class RedisEnv : public Env {
+ public:
+  absl::Status Start() override {
+    if (absl::Status s = server_.Start(); !s.ok()) return s;
+    for (int i = 0; i < 2; ++i) {
+      auto b = RedisBroker::Create(io.get_executor(), Options(i));
+      if (!b.ok()) return b.status();
+      brokers_.push_back(*b);
+      brokers_.back()->SetHandler(recorders_[i].Handler());
+      brokers_.back()->Start();
+    }
+    // Both up (bounded), so every test starts from a working pair.
+    const auto deadline = std::chrono::steady_clock::now() + ms(5000);
+    while (recorders_[0].StateCount(BrokerState::kUp) == 0 ||
+           recorders_[1].StateCount(BrokerState::kUp) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return absl::DeadlineExceededError("brokers never came up");
+      }
+      if (io.stopped()) io.restart();
+      io.run_one_for(ms(10));
+    }
+    return absl::OkStatus();
+  }
+  RedisBrokerOptions Options(int i) {
+    RedisBrokerOptions o;
+    auto url = ParseRedisUrl(server_.Url());
+    if (url.ok()) o.connection.url = *url;
+    o.connection.reconnect_min = ms(20);
+    o.connection.reconnect_max = ms(200);
+    o.node_id = "node" + std::to_string(i);
+    return o;
+  }
+  int node_count() const override { return 2; }
+  Broker& node(int i) override { return *brokers_[i]; }
+  Recorder& recorder(int i) override { return recorders_[i]; }
+  RedisBroker& redis(int i) { return *brokers_[i]; }
+  void ForgetChannel(const std::string& channel) override {
+    testing::SyncRedis sync;
+    ASSERT_TRUE(sync.Connect(server_.port()).ok());
+    auto r = sync.Command({"DEL", KeysFor("gb", channel).meta});
+    ASSERT_TRUE(r.ok() && r->integer == 1) << (r.ok() ? r->DebugString() : r.status().ToString());
+  }
+  testing::RedisServer* server() override { return &server_; }
+  void Stop() override {
+    for (auto& b : brokers_) b->Stop();
+    io.restart();
+    io.run_for(ms(50));  // the posted stops and the connections' last handlers
+    server_.Stop();
+  }
+
+ private:
+  testing::RedisServer server_;
+  Recorder recorders_[2];
+  std::vector<std::shared_ptr<RedisBroker>> brokers_;
+};
+
+std::unique_ptr<Env> MakeRedisEnv() { return std::make_unique<RedisEnv>(); }
+
+// What only a shared Redis can show: several nodes, a server that dies.
+class RedisBrokerTest : public BrokerContractTest {
+ protected:
+  RedisEnv& redis_env() { return static_cast<RedisEnv&>(*env_); }
+  testing::SyncRedis Sync() {
+    testing::SyncRedis s;
+    EXPECT_TRUE(s.Connect(env_->server()->port()).ok());
+    return s;
+  }
+};
+
+TEST_P(RedisBrokerTest, PublishOnOneNodeReachesTheOtherAndHistoryAgrees) {
+  ASSERT_TRUE(Subscribe("c/a", 1).ok());
+  auto p = Publish("c/a", 1, kKeep10, /*at=*/0);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(RunUntil([&] { return rec(1).Count("c/a") == 1; }));
+  auto got = rec(1).Of("c/a");
+  EXPECT_EQ(got[0].offset, 1u);
+  EXPECT_EQ(got[0].epoch, p->epoch);
+  EXPECT_EQ(got[0].text, Text("c/a", 1, 1));
+  EXPECT_EQ(rec(0).Count("c/a"), 0u) << "node 0 is not subscribed";
+  ASSERT_TRUE(Publish("c/a", 2, kKeep10, /*at=*/1).ok());
+  auto h0 = History("c/a", 0, 0, 0);
+  auto h1 = History("c/a", 0, 0, 1);
+  ASSERT_TRUE(h0.ok() && h1.ok());
+  EXPECT_EQ(Offsets(*h0), Range(1, 2));
+  EXPECT_EQ(h0->top, h1->top);
+  EXPECT_EQ(h0->frames[1].text, h1->frames[1].text);
+}
+
+TEST_P(RedisBrokerTest, KeysShareTheChannelHashTag) {
+  ASSERT_TRUE(Publish("circles/a", 1).ok());
+  auto sync = Sync();
+  auto keys = sync.Command({"KEYS", "*"});
+  ASSERT_TRUE(keys.ok());
+  std::vector<std::string> names;
+  for (const auto& k : keys->elements) names.push_back(k.str);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"gb:{circles/a}:meta", "gb:{circles/a}:stream"}));
+  auto id = sync.Command({"XRANGE", "gb:{circles/a}:stream", "-", "+"});
+  ASSERT_TRUE(id.ok() && id->elements.size() == 1);
+  EXPECT_EQ(id->elements[0].elements[0].str, "1-0") << "the offset is the entry id";
+}
+
+TEST_P(RedisBrokerTest, ScriptCacheFlushIsRecoveredWithinThePublish) {
+  ASSERT_TRUE(Publish("c/a", 1).ok());
+  auto sync = Sync();
+  ASSERT_TRUE(sync.Command({"SCRIPT", "FLUSH"}).ok());
+  auto p = Publish("c/a", 2);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->offset, 2u);
+  ASSERT_TRUE(sync.Command({"SCRIPT", "FLUSH"}).ok());
+  auto h = History("c/a", 0);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(Offsets(*h), Range(1, 2));
+}
+
+TEST_P(RedisBrokerTest, MetaTtlShorterThanHistoryIsRefused) {
+  RedisBrokerOptions o = redis_env().Options(0);
+  o.meta_ttl = std::chrono::seconds(60);
+  auto b = RedisBroker::Create(env_->io.get_executor(), o);
+  ASSERT_TRUE(b.ok());
+  const auto s = std::chrono::seconds(1);
+  EXPECT_TRUE((*b)->ValidatePolicy({10, 60 * s, 0}).ok());
+  EXPECT_EQ((*b)->ValidatePolicy({10, 61 * s, 0}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*b)->ValidatePolicy({10, 0 * s, 0}).code(), absl::StatusCode::kInvalidArgument)
+      << "a stream without ttl would outlive the meta";
+  EXPECT_TRUE((*b)->ValidatePolicy({0, 0 * s, 0}).ok()) << "no history, nothing to outlive";
+  EXPECT_TRUE(redis_env().redis(0).ValidatePolicy({10, 0 * s, 0}).ok()) << "meta never expires";
+}
+
+TEST_P(RedisBrokerTest, TtlsAreRefreshedWithMetaAtLeastStream) {
+  RedisBrokerOptions o = redis_env().Options(0);
+  o.meta_ttl = std::chrono::seconds(600);
+  auto b = RedisBroker::Create(env_->io.get_executor(), o);
+  ASSERT_TRUE(b.ok());
+  (*b)->Start();
+  std::optional<absl::StatusOr<StreamPosition>> r;
+  ASSERT_TRUE(RunUntil([&] {
+    if (!r.has_value() || !r->ok()) {
+      r.reset();
+      (*b)->Publish("c/t", Head("c/t"), Tail(1), {10, std::chrono::seconds(100), 0}, "t",
+                    [&](absl::StatusOr<StreamPosition> p) { r = std::move(p); });
+      RunUntil([&] { return r.has_value(); });
+    }
+    return r.has_value() && r->ok();
+  }));
+  auto sync = Sync();
+  auto meta = sync.Command({"TTL", "gb:{c/t}:meta"});
+  auto stream = sync.Command({"TTL", "gb:{c/t}:stream"});
+  ASSERT_TRUE(meta.ok() && stream.ok());
+  EXPECT_GT(meta->integer, 500);
+  EXPECT_GT(stream->integer, 50);
+  EXPECT_LE(stream->integer, 100);
+  (*b)->Stop();
+}
+
+TEST_P(RedisBrokerTest, KillNineFailsPendingPublishesThenEverythingComesBack) {
+  ASSERT_TRUE(Subscribe("c/a", 0).ok());
+  ASSERT_TRUE(Subscribe("c/a", 1).ok());
+  ASSERT_TRUE(Publish("c/a", 1).ok());
+  ASSERT_TRUE(RunUntil([&] { return rec(1).Count("c/a") == 1; }));
+
+  // Publishes queued and partly written, then the server dies under them.
+  constexpr int kN = 200;
+  int called = 0;
+  std::vector<absl::Status> failures;
+  std::vector<uint64_t> ok_offsets;
+  for (int i = 0; i < kN; ++i) {
+    node(0).Publish("c/a", Head("c/a"), Tail(i), kKeep10, "test",
+                    [&](absl::StatusOr<StreamPosition> p) {
+                      ++called;
+                      if (p.ok()) {
+                        ok_offsets.push_back(p->offset);
+                      } else {
+                        failures.push_back(p.status());
+                      }
+                    });
+  }
+  env_->io.poll();  // let some of them leave
+  env_->server()->Kill9();
+  ASSERT_TRUE(RunUntil([&] { return called == kN; })) << called;
+  for (const auto& s : failures) EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  for (size_t i = 1; i < ok_offsets.size(); ++i) EXPECT_EQ(ok_offsets[i], ok_offsets[i - 1] + 1);
+  ASSERT_TRUE(RunUntil([&] {
+    return rec(0).StateCount(BrokerState::kDown) == 1 && rec(1).StateCount(BrokerState::kDown) == 1;
+  }));
+  EXPECT_FALSE(node(0).Health().ok());
+
+  // While down: fail fast.
+  auto down = Publish("c/a", 1000);
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+
+  ASSERT_TRUE(env_->server()->Restart().ok());
+  ASSERT_TRUE(RunUntil(
+      [&] {
+        return rec(0).StateCount(BrokerState::kUp) == 2 && rec(1).StateCount(BrokerState::kUp) == 2;
+      },
+      ms(10000)))
+      << "both nodes re-subscribed and reported up";
+  EXPECT_TRUE(node(1).Health().ok()) << node(1).Health().detail;
+  EXPECT_EQ(node(1).stats().reconnects.load(), 1u);
+  const size_t before0 = rec(0).Count("c/a");
+  const size_t before1 = rec(1).Count("c/a");
+  auto again = Publish("c/a", 7, kKeep10, /*at=*/1);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->offset, 1u) << "the server lost everything: a new epoch starts at 1";
+  ASSERT_TRUE(RunUntil([&] {
+    return rec(0).Count("c/a") == before0 + 1 && rec(1).Count("c/a") == before1 + 1;
+  })) << "subscriptions restored on both nodes";
+  EXPECT_EQ(rec(0).Of("c/a").back().text, Text("c/a", 1, 7));
+}
+
+INSTANTIATE_TEST_SUITE_P(Redis, RedisBrokerTest, ::testing::Values("redis"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace bridge::broker

@@ -1,0 +1,114 @@
+#include "broker/redis_scripts.h"
+
+#include <openssl/evp.h>
+
+#include <charconv>
+
+namespace bridge::broker {
+namespace {
+
+// Offsets are formatted with %d: Lua numbers are doubles, tostring() would switch to exponent
+// notation past 1e14.
+constexpr std::string_view kPublish = R"lua(
+local meta, stream, topic = KEYS[1], KEYS[2], KEYS[3]
+local size, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local stream_ttl, meta_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local epoch = redis.call('HGET', meta, 'e')
+local bytes = 0
+if not epoch then
+  -- a new epoch never carries entries of an older one (the meta expired, the stream did not)
+  epoch = ARGV[7]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'e', epoch)
+elseif redis.call('EXISTS', stream) == 1 then
+  bytes = tonumber(redis.call('HGET', meta, 'b') or '0')
+end
+local offset = string.format('%d', redis.call('HINCRBY', meta, 'o', 1))
+local text = ARGV[1] .. offset .. ARGV[2]
+if size > 0 then
+  redis.call('XADD', stream, offset .. '-0', 'd', text)
+  bytes = bytes + #text
+  local len = redis.call('XLEN', stream)
+  while len > 0 and (len > size or (max_bytes > 0 and bytes > max_bytes)) do
+    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    bytes = bytes - #first[2][2]
+    redis.call('XDEL', stream, first[1])
+    len = len - 1
+  end
+  if stream_ttl > 0 then redis.call('EXPIRE', stream, stream_ttl) end
+else
+  redis.call('DEL', stream)
+  bytes = 0
+end
+redis.call('HSET', meta, 'b', bytes)
+if meta_ttl > 0 then redis.call('EXPIRE', meta, meta_ttl) end
+redis.call('PUBLISH', topic, offset .. ':' .. epoch .. ':' .. text)
+return {offset, epoch}
+)lua";
+
+constexpr std::string_view kHistory = R"lua(
+local m = redis.call('HMGET', KEYS[1], 'e', 'o')
+if not m[1] then return {'', '0', {}} end
+local entries
+if tonumber(ARGV[2]) > 0 then
+  entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+else
+  entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+')
+end
+return {m[1], m[2] or '0', entries}
+)lua";
+
+std::string Sha1Hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha1(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+ChannelKeys KeysFor(std::string_view prefix, std::string_view channel) {
+  std::string topic;
+  topic.reserve(prefix.size() + channel.size() + 3);
+  topic.append(prefix).append(":{").append(channel).append("}");
+  return ChannelKeys{topic + ":meta", topic + ":stream", topic};
+}
+
+std::optional<std::string> ChannelOfTopic(std::string_view prefix, std::string_view topic) {
+  if (topic.size() < prefix.size() + 3 || topic.substr(0, prefix.size()) != prefix ||
+      topic.substr(prefix.size(), 2) != ":{" || topic.back() != '}') {
+    return std::nullopt;
+  }
+  return std::string(topic.substr(prefix.size() + 2, topic.size() - prefix.size() - 3));
+}
+
+std::optional<TopicPayload> ParsePayload(std::string_view payload) {
+  size_t colon = payload.find(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  TopicPayload out;
+  auto [end, ec] = std::from_chars(payload.data(), payload.data() + colon, out.offset);
+  if (ec != std::errc() || end != payload.data() + colon || out.offset == 0) return std::nullopt;
+  size_t second = payload.find(':', colon + 1);
+  if (second == std::string_view::npos) return std::nullopt;
+  out.epoch = payload.substr(colon + 1, second - colon - 1);
+  out.text = payload.substr(second + 1);
+  return out;
+}
+
+const RedisScript& PublishScript() {
+  static const RedisScript* script = new RedisScript{kPublish, Sha1Hex(kPublish)};
+  return *script;
+}
+
+const RedisScript& HistoryScript() {
+  static const RedisScript* script = new RedisScript{kHistory, Sha1Hex(kHistory)};
+  return *script;
+}
+
+}  // namespace bridge::broker
