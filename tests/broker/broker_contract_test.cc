@@ -588,12 +588,13 @@ TEST_P(RedisBrokerTest, KillNineFailsPendingPublishesThenEverythingComesBack) {
   ASSERT_TRUE(Publish("c/a", 1).ok());
   ASSERT_TRUE(RunUntil([&] { return rec(1).Count("c/a") == 1; }));
 
-  // Publishes queued and partly written, then the server dies under them.
+  // 20 publishes that complete, then 180 that Redis holds (CLIENT PAUSE) when it dies.
+  constexpr int kDone = 20;
   constexpr int kN = 200;
   int called = 0;
   std::vector<absl::Status> failures;
   std::vector<uint64_t> ok_offsets;
-  for (int i = 0; i < kN; ++i) {
+  auto publish = [&](int i) {
     node(0).Publish("c/a", Head("c/a"), Tail(i), kKeep10, "test",
                     [&](absl::StatusOr<StreamPosition> p) {
                       ++called;
@@ -603,12 +604,18 @@ TEST_P(RedisBrokerTest, KillNineFailsPendingPublishesThenEverythingComesBack) {
                         failures.push_back(p.status());
                       }
                     });
-  }
-  env_->io.poll();  // let some of them leave
+  };
+  for (int i = 0; i < kDone; ++i) publish(i);
+  ASSERT_TRUE(RunUntil([&] { return called == kDone; }));
+  auto sync = Sync();
+  ASSERT_TRUE(sync.Command({"CLIENT", "PAUSE", "10000"}).ok());
+  for (int i = kDone; i < kN; ++i) publish(i);
+  for (int i = 0; i < 10; ++i) env_->io.poll();  // written, not answered
   env_->server()->Kill9();
   ASSERT_TRUE(RunUntil([&] { return called == kN; })) << called;
+  EXPECT_EQ(ok_offsets, Range(2, kDone + 1));
+  EXPECT_EQ(failures.size(), static_cast<size_t>(kN - kDone)) << "never OK for an unanswered one";
   for (const auto& s : failures) EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  for (size_t i = 1; i < ok_offsets.size(); ++i) EXPECT_EQ(ok_offsets[i], ok_offsets[i - 1] + 1);
   ASSERT_TRUE(RunUntil([&] {
     return rec(0).StateCount(BrokerState::kDown) == 1 && rec(1).StateCount(BrokerState::kDown) == 1;
   }));
@@ -636,6 +643,18 @@ TEST_P(RedisBrokerTest, KillNineFailsPendingPublishesThenEverythingComesBack) {
     return rec(0).Count("c/a") == before0 + 1 && rec(1).Count("c/a") == before1 + 1;
   })) << "subscriptions restored on both nodes";
   EXPECT_EQ(rec(0).Of("c/a").back().text, Text("c/a", 1, 7));
+}
+
+TEST_P(RedisBrokerTest, LostSubscriberLinkIsReportedAndRestored) {
+  ASSERT_TRUE(Subscribe("c/a", 0).ok());
+  auto sync = Sync();
+  auto killed = sync.Command({"CLIENT", "KILL", "TYPE", "pubsub"});
+  ASSERT_TRUE(killed.ok() && killed->integer == 1) << killed->DebugString();
+  ASSERT_TRUE(RunUntil([&] { return rec(0).StateCount(BrokerState::kDown) == 1; }));
+  ASSERT_TRUE(RunUntil([&] { return rec(0).StateCount(BrokerState::kUp) == 2; }));
+  EXPECT_TRUE(node(0).Health().ok()) << node(0).Health().detail;
+  ASSERT_TRUE(Publish("c/a", 1, kKeep10, /*at=*/1).ok());
+  ASSERT_TRUE(RunUntil([&] { return rec(0).Count("c/a") == 1; })) << "re-subscribed";
 }
 
 INSTANTIATE_TEST_SUITE_P(Redis, RedisBrokerTest, ::testing::Values("redis"),
