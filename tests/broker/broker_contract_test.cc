@@ -527,6 +527,9 @@ TEST_P(RedisBrokerTest, KeysShareTheChannelHashTag) {
   auto id = sync.Command({"XRANGE", "gb:{circles/a}:stream", "-", "+"});
   ASSERT_TRUE(id.ok() && id->elements.size() == 1);
   EXPECT_EQ(id->elements[0].elements[0].str, "1-0") << "the offset is the entry id";
+  auto cached = sync.Command({"SCRIPT", "EXISTS", PublishScript().sha1});
+  ASSERT_TRUE(cached.ok() && cached->elements.size() == 1);
+  EXPECT_EQ(cached->elements[0].integer, 1) << "our SHA1 is Redis's: EVALSHA hits the cache";
 }
 
 TEST_P(RedisBrokerTest, ScriptCacheFlushIsRecoveredWithinThePublish) {
@@ -659,6 +662,27 @@ TEST_P(RedisBrokerTest, LostSubscriberLinkIsReportedAndRestored) {
 
 INSTANTIATE_TEST_SUITE_P(Redis, RedisBrokerTest, ::testing::Values("redis"),
                          [](const auto& info) { return info.param; });
+
+TEST(RedisScriptsTest, KeysTopicsAndPayloads) {
+  ChannelKeys k = KeysFor("gb", "circles/a");
+  EXPECT_EQ(k.meta, "gb:{circles/a}:meta");
+  EXPECT_EQ(k.stream, "gb:{circles/a}:stream");
+  EXPECT_EQ(k.topic, "gb:{circles/a}");
+  EXPECT_EQ(ChannelOfTopic("gb", k.topic), "circles/a");
+  EXPECT_EQ(ChannelOfTopic("gb", "gb:{a:b}"), "a:b");
+  EXPECT_FALSE(ChannelOfTopic("gb", "xx:{a}").has_value());
+  EXPECT_FALSE(ChannelOfTopic("gb", "gb:{a").has_value());
+  auto p = ParsePayload("12:abc:{\"x\":\"1:2\"}");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->offset, 12u);
+  EXPECT_EQ(p->epoch, "abc");
+  EXPECT_EQ(p->text, "{\"x\":\"1:2\"}");
+  EXPECT_FALSE(ParsePayload("0:abc:x").has_value()) << "offset 0 is no event";
+  EXPECT_FALSE(ParsePayload("x1:abc:x").has_value());
+  EXPECT_FALSE(ParsePayload("12:abc").has_value());
+  EXPECT_EQ(PublishScript().sha1.size(), 40u);
+  EXPECT_NE(PublishScript().sha1, HistoryScript().sha1);
+}
 
 }  // namespace
 }  // namespace bridge::broker
