@@ -47,7 +47,8 @@ ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(5),
 ABSL_FLAG(uint64_t, max_frame_bytes, 64 * 1024, "Largest client frame; larger ones close 1009.");
 ABSL_FLAG(uint64_t, max_queue_bytes, 4 * 1024 * 1024,
           "Per-connection write queue bound; a client past it is closed 4008 (slow consumer).");
-ABSL_FLAG(uint64_t, max_connections, 100000, "Open WebSockets at most; more get HTTP 503.");
+ABSL_FLAG(uint64_t, max_connections, 100000,
+          "Connections at most (WebSockets and plain HTTP, from accept); more get HTTP 503.");
 ABSL_FLAG(uint64_t, max_total_queue_bytes, 1ull << 30,
           "Bytes queued for all connections together; past it, connections holding more than "
           "64 KiB get their slow-consumer policy.");
@@ -83,7 +84,7 @@ ABSL_FLAG(std::string, allowed_origins, "",
           "Comma-separated Origins allowed to upgrade ('*' for any). Empty: with --auth=none "
           "same-host and localhost only; with tokens, any.");
 ABSL_FLAG(uint64_t, max_connections_per_ip, 1000,
-          "Open WebSockets per client address; more get HTTP 429 (0: no limit).");
+          "Connections per client address (from accept); more get HTTP 429 (0: no limit).");
 ABSL_FLAG(bool, per_ip_exempt_loopback, true,
           "Do not apply --max_connections_per_ip to loopback clients (a local reverse proxy).");
 ABSL_FLAG(double, client_message_rate, 100,

@@ -73,15 +73,21 @@ Hub::ChannelState* Hub::FindOrCreateLocked(Stripe& stripe, const std::string& ch
 }
 
 bool Hub::Evictable(const ChannelState& state, std::chrono::steady_clock::time_point now) const {
-  if (state.connections != 0 || !state.history.empty()) return false;
-  return now - state.last_active >= idle_timeout_ ||
-         channel_count_.load(std::memory_order_relaxed) >= max_channels_ / 2;
+  if (state.connections != 0) return false;
+  // Under pressure a channel nobody subscribes to goes even with history left (presence events
+  // and client messages leave some): invented names must not fill the limit for a history ttl.
+  if (channel_count_.load(std::memory_order_relaxed) >= max_channels_ / 2) return true;
+  return state.history.empty() && now - state.last_active >= idle_timeout_;
 }
 
 bool Hub::EvictIfIdleLocked(Stripe& stripe,
                             std::unordered_map<std::string, ChannelState>::iterator it,
                             std::chrono::steady_clock::time_point now) {
   if (!Evictable(it->second, now)) return false;
+  if (it->second.history_bytes != 0) {
+    metrics_.history_bytes_current.fetch_sub(static_cast<int64_t>(it->second.history_bytes),
+                                             std::memory_order_relaxed);
+  }
   stripe.channels.erase(it);
   channel_count_.fetch_sub(1, std::memory_order_relaxed);
   metrics_.channels_current.fetch_sub(1, std::memory_order_relaxed);

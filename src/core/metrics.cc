@@ -18,7 +18,7 @@ std::string Metrics::RenderPrometheus() const {
   std::string o;
   Add(o, "connections_current", "gauge", "Open WebSocket connections.", connections_current);
   Add(o, "connections_total", "counter", "WebSocket connections accepted.", connections_total);
-  Add(o, "connections_rejected_total", "counter", "Upgrades refused over the connection limit.",
+  Add(o, "connections_rejected_total", "counter", "Connections refused 503 over --max_connections.",
       connections_rejected_total);
   Add(o, "subscriptions_current", "gauge", "Channel subscriptions of open connections.",
       subscriptions_current);
@@ -34,7 +34,8 @@ std::string Metrics::RenderPrometheus() const {
   Add(o, "bytes_sent_total", "counter", "WebSocket payload bytes written.", bytes_sent_total);
   Add(o, "frames_dropped_total", "counter", "Frames discarded from closing sessions' queues.",
       frames_dropped_total);
-  Add(o, "slow_consumer_closes_total", "counter", "Connections closed 4008 for a full queue.",
+  Add(o, "slow_consumer_closes_total", "counter",
+      "Connections closed 4008 for a full write queue (events or control frames).",
       slow_consumer_closes_total);
   Add(o, "frame_too_big_total", "counter", "Connections closed 1009 for an oversized frame.",
       frame_too_big_total);
@@ -60,7 +61,7 @@ std::string Metrics::RenderPrometheus() const {
   Add(o, "tls_handshake_failures_total", "counter",
       "Client TLS handshakes that failed (plain HTTP, bad certificate) or timed out.",
       tls_handshake_failures_total);
-  Add(o, "per_ip_rejected_total", "counter", "Upgrades refused 429 over the per-address limit.",
+  Add(o, "per_ip_rejected_total", "counter", "Connections refused 429 over the per-address limit.",
       per_ip_rejected_total);
   Add(o, "channels_current", "gauge", "Channels with state (offsets, history, presence).",
       channels_current);
@@ -85,6 +86,9 @@ std::string Metrics::RenderPrometheus() const {
   Add(o, "identity_rejected_total", "counter",
       "Upgrades refused 400 for a ?client= identity that is not valid UTF-8 or too long.",
       identity_rejected_total);
+  Add(o, "rate_limited_closes_total", "counter",
+      "Connections closed 4008 because a burst of rate-limit refusals went on.",
+      rate_limited_closes_total);
   return o;
 }
 

@@ -51,7 +51,9 @@ struct Metrics {
   Counter protocol_errors_total{0};   // closed 1002 (RFC 6455 violations) or 1007 (bad UTF-8)
   Gauge http_connections_current{0};  // TCP connections not (yet) upgraded, keep-alive included
   Counter http_connections_rejected_total{0};  // refused over --max_connections or per address
-  Counter identity_rejected_total{0};          // upgrades refused 400 for a bad ?client= identity
+  Counter identity_rejected_total{0};
+  Counter rate_limited_closes_total{0};  // connections closed 4008 for a burst of refusals //
+                                         // upgrades refused 400 for a bad ?client= identity
 
   std::string RenderPrometheus() const;
 };

@@ -37,9 +37,8 @@ struct CloseCodeInfo {
 std::span<const CloseCodeInfo> CloseCodes();
 inline uint16_t CloseValue(CloseCode c) { return static_cast<uint16_t>(c); }
 
-// Whether a peer may send `code` in a close frame (RFC 6455 section 7.4.1 and 7.4.2; the IANA
-// registry's 1012-1014 are accepted). 1005, 1006 and 1015 are never on the wire.
-bool IsValidPeerCloseCode(uint16_t code);
+// Which codes a peer may send is the decoder's rule: core::IsValidPeerCloseCode
+// (core/websocket_codec.h).
 
 // The codes of error frames: `{"type":"error","data":{"code":…,"message":…}}`.
 enum class ErrorCode {

@@ -67,14 +67,12 @@ void Unmask(const uint8_t* in, size_t size, const std::array<uint8_t, 4>& mask, 
   for (; i < size; ++i) out[i] = static_cast<char>(in[i] ^ m[i & 7]);
 }
 
-// Whether a peer may send close status `code` (RFC 6455 section 7.4; 1012-1014 are registered
-// by IANA). 1005, 1006 and 1015 never appear on the wire.
-bool IsValidCloseCode(uint16_t code) {
+}  // namespace
+
+bool IsValidPeerCloseCode(uint16_t code) {
   return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
          (code >= 3000 && code <= 4999);
 }
-
-}  // namespace
 
 bool Utf8Validator::Feed(const char* data, size_t size) {
   if (failed_) return false;
@@ -248,7 +246,7 @@ WsDecoder::Event WsDecoder::Feed(const uint8_t* data, size_t size, size_t& consu
     if (len == 1) return Fail(Event::kProtocolError);
     close_code_ = static_cast<uint16_t>((static_cast<uint8_t>(control_[0]) << 8) |
                                         static_cast<uint8_t>(control_[1]));
-    if (!IsValidCloseCode(close_code_)) return Fail(Event::kProtocolError);
+    if (!IsValidPeerCloseCode(close_code_)) return Fail(Event::kProtocolError);
     if (!Utf8Validator::IsComplete(close_reason())) return Fail(Event::kInvalidUtf8);
     return Event::kClose;
   }

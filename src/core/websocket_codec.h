@@ -38,6 +38,10 @@ WsHeader BuildWsHeader(WsOpcode opcode, size_t payload_size);
 std::string BuildWsControlFrame(WsOpcode opcode, std::string_view payload);
 std::string BuildWsCloseFrame(uint16_t code, std::string_view reason);
 
+// Whether a peer may send close status `code` (RFC 6455 section 7.4.1/7.4.2; the IANA
+// registry's 1012-1014 are accepted). 1005, 1006 and 1015 never appear on the wire.
+bool IsValidPeerCloseCode(uint16_t code);
+
 // The Sec-WebSocket-Accept value answering a client's Sec-WebSocket-Key (RFC 6455 section
 // 4.2.2); nullopt when the key is not the base64 of 16 bytes.
 std::optional<std::string> WebSocketAccept(std::string_view key);

@@ -31,7 +31,7 @@ class WsSession;
 // "unlimited" here: each has a finite default.
 struct WsOptions {
   size_t max_frame_bytes = 64 * 1024;        // larger client frames close with 1009
-  size_t max_queue_bytes = 4 * 1024 * 1024;  // per-session write queue; over it closes 4008
+  size_t max_queue_bytes = 4 * 1024 * 1024;  // per-session write queue; over it: the policy
   // All sessions' queues together: past it, sessions holding over 64 KiB get their policy.
   size_t max_total_queue_bytes = size_t{1} << 30;
   size_t max_connections = 100000;                      // over it: HTTP 503
@@ -41,7 +41,7 @@ struct WsOptions {
   std::chrono::milliseconds heartbeat_interval{30000};  // JSON {"type":"ping"} period
   std::chrono::milliseconds idle_timeout{75000};        // nothing received for this long: close
   std::chrono::milliseconds close_timeout{5000};        // a close handshake may take this long
-  size_t max_connections_per_ip = 1000;                 // over it: HTTP 503
+  size_t max_connections_per_ip = 1000;                 // over it: HTTP 429
   bool per_ip_exempt_loopback = true;  // local reverse proxies make every client 127.0.0.1
   double client_message_rate = 100;    // client messages per second per connection (0: no limit)
   double client_message_burst = 200;

@@ -253,7 +253,15 @@ bool WsSession::ProcessInput() {
 void WsSession::HandleText(std::string_view text) {
   core::ClientFrameError error;
   auto frame = core::ParseClientFrame(text, error);
-  if (!frame) return SendError(error.code, error.message);
+  if (!frame) {
+    // A refused frame costs the client a message token like an accepted one: garbage cannot buy
+    // an unlimited stream of error frames.
+    if (!Admit(message_gate_, state_.options.client_message_rate,
+               state_.options.client_message_burst, "messages")) {
+      return;
+    }
+    return SendError(error.code, error.message);
+  }
   if (!authenticated_ && frame->kind != core::ClientFrame::Kind::kAuth &&
       frame->kind != core::ClientFrame::Kind::kPing) {
     return Close(CloseValue(CloseCode::kUnauthenticated), "authenticate first");
@@ -303,6 +311,7 @@ bool WsSession::Admit(RateGate& gate, double rate, double max_refusals, std::str
   }
   if (gate.refusals > max_refusals) {
     leave_reason_ = "rate_limited";
+    state_.metrics.rate_limited_closes_total.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("{}: rate limited ({}); closing 4008", connection_id_, what);
     Close(CloseValue(CloseCode::kSlowConsumer), "rate limited");
   }
@@ -356,6 +365,11 @@ void WsSession::HandleUnsubscribe(const std::string& channel) {
 }
 
 void WsSession::HandleMessage(core::ClientFrame& frame) {
+  // Taken first: refused messages (no channel, not subscribed, forbidden) count too.
+  if (!Admit(message_gate_, state_.options.client_message_rate, state_.options.client_message_burst,
+             "messages")) {
+    return;
+  }
   std::string channel = frame.channel;
   if (channel.empty()) {
     if (channels_.size() != 1) {

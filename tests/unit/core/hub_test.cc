@@ -501,6 +501,23 @@ TEST(HubIdleTest, UnderPressureIdleChannelsGoAtOnce) {
   EXPECT_EQ(metrics.channels_refused_total.load(), 0u);
 }
 
+TEST(HubIdleTest, UnderPressurePresenceHistoryDoesNotKeepChannels) {
+  // An identified subscriber on a presence namespace leaves agent_joined/agent_left in history;
+  // under pressure that must not keep invented channels alive for the history's ttl.
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), NamespaceRegistry::Defaults(), metrics, /*max_channels=*/16,
+          std::chrono::hours(1));
+  RecordingSubscriber s(1, "flooder");
+  for (int i = 0; i < 200; ++i) {
+    std::string channel = "circles/presence-loop-" + std::to_string(i);
+    ASSERT_FALSE(hub.Subscribe(0, channel, &s, std::nullopt).refused) << i;
+    hub.Unsubscribe(0, channel, &s);
+    ASSERT_LE(metrics.channels_current.load(), 8) << i;
+  }
+  EXPECT_EQ(metrics.channels_refused_total.load(), 0u);
+}
+
 TEST(HubGaugeTest, GaugesReturnToZeroWhenTheHubGoes) {
   Metrics metrics;
   std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};

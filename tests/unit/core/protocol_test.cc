@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/utf8.h"
+#include "core/websocket_codec.h"
 
 namespace bridge::core {
 namespace {
