@@ -1,26 +1,11 @@
 #include "broker/memory_broker.h"
 
-#include <random>
 #include <utility>
 #include <vector>
 
-namespace bridge::broker {
+#include "core/epoch.h"
 
-std::string NewEpoch() {
-  thread_local std::mt19937_64 gen([] {
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-           static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  }());
-  uint64_t v = gen();
-  static const char kHex[] = "0123456789abcdef";
-  std::string s(12, '0');
-  for (char& c : s) {
-    c = kHex[v & 15];
-    v >>= 4;
-  }
-  return s;
-}
+namespace bridge::broker {
 
 MemoryBroker::MemoryBroker(MemoryBrokerOptions options)
     : options_(options), stripes_(new Stripe[kStripes]) {}

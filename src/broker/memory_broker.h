@@ -30,6 +30,7 @@
 #include <unordered_set>
 
 #include "core/broker.h"
+#include "core/epoch.h"
 
 namespace bridge::broker {
 
@@ -40,9 +41,8 @@ struct MemoryBrokerOptions {
   std::chrono::milliseconds meta_ttl{0};
 };
 
-// 48 random bits as 12 hex digits (the form core::Hub uses), from a per-thread generator seeded
-// by the OS. Both brokers make their epochs with it. Any thread.
-std::string NewEpoch();
+// Both brokers make their epochs with core::NewEpoch (core/epoch.h), as the hub does.
+using core::NewEpoch;
 
 class MemoryBroker : public core::Broker {
  public:
