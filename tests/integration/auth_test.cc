@@ -229,7 +229,12 @@ TEST_F(AuthTest, HostileClientsAreAnsweredWhileAGoodClientMissesNothing) {
   // A bad Origin: 403 before any upgrade.
   EXPECT_EQ(HttpStatusWithOrigin(server_->ws_port(), "/ws/circles/room", "https://evil.example"),
             403);
-  // Too many from one address: `good` holds one slot; two more fit, the fourth is refused.
+  // Too many from one address: `good` holds one slot; two more fit, the fourth is refused. The
+  // connections above hold slots until the server has seen them go (every TCP connection counts).
+  ASSERT_TRUE(WaitFor([&] {
+    return server_->metrics().connections_current.load() == 1 &&
+           server_->metrics().http_connections_current.load() == 0;
+  })) << "the refused connections' slots were not released";
   auto s1 = Connect("/ws/circles/a?token=" + Token("x", {"circles/*"}));
   auto s2 = Connect("/ws/circles/a?token=" + Token("x", {"circles/*"}));
   ASSERT_TRUE(WaitFor([&] { return server_->metrics().connections_current.load() >= 3; }));

@@ -199,7 +199,8 @@ export type AgentLeft = Message<"gathering.bridge.v1.AgentLeft"> & {
   identity: string;
 
   /**
-   * Why, when the bridge emits it: "closed", "slow_consumer", "auth_expired", "shutdown", ...
+   * Why, when the bridge emits it: one of ClientMessage.UNSUBSCRIBED's reasons below ("closed",
+   * "unsubscribed", "slow_consumer", "rate_limited", "auth_expired", "shutdown", ...).
    *
    * @generated from field: string reason = 4;
    */
@@ -228,7 +229,8 @@ export type AgentLeftJson = {
   identity?: string;
 
   /**
-   * Why, when the bridge emits it: "closed", "slow_consumer", "auth_expired", "shutdown", ...
+   * Why, when the bridge emits it: one of ClientMessage.UNSUBSCRIBED's reasons below ("closed",
+   * "unsubscribed", "slow_consumer", "rate_limited", "auth_expired", "shutdown", ...).
    *
    * @generated from field: string reason = 4;
    */
@@ -598,9 +600,10 @@ export const ErrorSchema: GenMessage<Error, {jsonType: ErrorJson}> = /*@__PURE__
 
 /**
  * Any other kind of event: `type` becomes the frame's `type` and `data` its `data`, so new kinds
- * of event need no bridge release. `type` must match [a-z][a-z0-9_.-]{0,63} and must not be one
- * of the names above or a control type (ping, pong, auth, subscribe, unsubscribe, subscribed,
- * unsubscribed, gap).
+ * of event need no bridge release. `type` must match [a-z][a-z0-9_.-]{0,63} and must not be a
+ * name the bridge uses itself: a payload name above, "custom", or a control type (ping, pong,
+ * auth, subscribe, unsubscribe, subscribed, unsubscribed, authenticated, gap, error); else
+ * INVALID_ARGUMENT.
  *
  * @generated from message gathering.bridge.v1.Custom
  */
@@ -618,9 +621,10 @@ export type Custom = Message<"gathering.bridge.v1.Custom"> & {
 
 /**
  * Any other kind of event: `type` becomes the frame's `type` and `data` its `data`, so new kinds
- * of event need no bridge release. `type` must match [a-z][a-z0-9_.-]{0,63} and must not be one
- * of the names above or a control type (ping, pong, auth, subscribe, unsubscribe, subscribed,
- * unsubscribed, gap).
+ * of event need no bridge release. `type` must match [a-z][a-z0-9_.-]{0,63} and must not be a
+ * name the bridge uses itself: a payload name above, "custom", or a control type (ping, pong,
+ * auth, subscribe, unsubscribe, subscribed, unsubscribed, authenticated, gap, error); else
+ * INVALID_ARGUMENT.
  *
  * @generated from message gathering.bridge.v1.Custom
  */
@@ -648,8 +652,9 @@ export const CustomSchema: GenMessage<Custom, {jsonType: CustomJson}> = /*@__PUR
  */
 export type Event = Message<"gathering.bridge.v1.Event"> & {
   /**
-   * `circles/{name}`, `workspace/{id}`, `agents/{id}` (or another configured namespace).
-   * Segments use [A-Za-z0-9_.:@-], at most 200 bytes in all.
+   * `circles/{name}`, `workspace/{id}`, `agents/{id}` (or another configured namespace; an
+   * unknown namespace is INVALID_ARGUMENT). Segments use [A-Za-z0-9_.:@-], at most 200 bytes in
+   * all.
    *
    * @generated from field: string channel = 1;
    */
@@ -741,8 +746,9 @@ export type Event = Message<"gathering.bridge.v1.Event"> & {
  */
 export type EventJson = {
   /**
-   * `circles/{name}`, `workspace/{id}`, `agents/{id}` (or another configured namespace).
-   * Segments use [A-Za-z0-9_.:@-], at most 200 bytes in all.
+   * `circles/{name}`, `workspace/{id}`, `agents/{id}` (or another configured namespace; an
+   * unknown namespace is INVALID_ARGUMENT). Segments use [A-Za-z0-9_.:@-], at most 200 bytes in
+   * all.
    *
    * @generated from field: string channel = 1;
    */
@@ -860,7 +866,10 @@ export type PublishResponse = Message<"gathering.bridge.v1.PublishResponse"> & {
   offset: bigint;
 
   /**
-   * The channel's epoch: changes when the channel's offsets restart (bridge restart).
+   * The channel's epoch. Epochs are per channel (random, set when the bridge creates the
+   * channel's state) and change when that state was lost (a bridge restart) or freed after the
+   * channel was idle (no subscribers and no history for --channel_idle_timeout); the channel's
+   * offsets then start again at 1.
    *
    * @generated from field: string epoch = 2;
    */
@@ -886,7 +895,10 @@ export type PublishResponseJson = {
   offset?: string;
 
   /**
-   * The channel's epoch: changes when the channel's offsets restart (bridge restart).
+   * The channel's epoch. Epochs are per channel (random, set when the bridge creates the
+   * channel's state) and change when that state was lost (a bridge restart) or freed after the
+   * channel was idle (no subscribers and no history for --channel_idle_timeout); the channel's
+   * offsets then start again at 1.
    *
    * @generated from field: string epoch = 2;
    */
@@ -1018,8 +1030,9 @@ export const PublishStreamResponseSchema: GenMessage<PublishStreamResponse, {jso
  */
 export type SubscribeRequest = Message<"gathering.bridge.v1.SubscribeRequest"> & {
   /**
-   * Exact channel names (`circles/dev-team`) or namespace patterns (`circles/*`); `*` alone
-   * matches every channel. At least one is required.
+   * Exact channel names (`circles/dev-team`) or prefix patterns (`circles/*`, `workspace/42/*`:
+   * every channel under the prefix, at any depth); `*` alone matches every channel. From 1 to
+   * 256 entries, each valid and in a configured namespace (else INVALID_ARGUMENT).
    *
    * @generated from field: repeated string channels = 1;
    */
@@ -1039,8 +1052,9 @@ export type SubscribeRequest = Message<"gathering.bridge.v1.SubscribeRequest"> &
  */
 export type SubscribeRequestJson = {
   /**
-   * Exact channel names (`circles/dev-team`) or namespace patterns (`circles/*`); `*` alone
-   * matches every channel. At least one is required.
+   * Exact channel names (`circles/dev-team`) or prefix patterns (`circles/*`, `workspace/42/*`:
+   * every channel under the prefix, at any depth); `*` alone matches every channel. From 1 to
+   * 256 entries, each valid and in a configured namespace (else INVALID_ARGUMENT).
    *
    * @generated from field: repeated string channels = 1;
    */
@@ -1189,7 +1203,8 @@ export enum ClientMessage_Kind {
 
   /**
    * The connection left `channel`; `reason` says why: "unsubscribed", "closed",
-   * "slow_consumer", "auth_expired", "shutdown", "idle_timeout", "frame_too_big".
+   * "slow_consumer", "rate_limited", "auth_expired", "shutdown", "idle_timeout",
+   * "frame_too_big", "protocol_error", "invalid_utf8".
    *
    * @generated from enum value: UNSUBSCRIBED = 2;
    */
@@ -1308,6 +1323,9 @@ export const HistoryMessageSchema: GenMessage<HistoryMessage, {jsonType: History
  */
 export type HistoryResponse = Message<"gathering.bridge.v1.HistoryResponse"> & {
   /**
+   * The channel's epoch (see PublishResponse.epoch); empty, with offset 0, when the bridge holds
+   * no state for the channel.
+   *
    * @generated from field: string epoch = 1;
    */
   epoch: string;
@@ -1337,6 +1355,9 @@ export type HistoryResponse = Message<"gathering.bridge.v1.HistoryResponse"> & {
  */
 export type HistoryResponseJson = {
   /**
+   * The channel's epoch (see PublishResponse.epoch); empty, with offset 0, when the bridge holds
+   * no state for the channel.
+   *
    * @generated from field: string epoch = 1;
    */
   epoch?: string;
@@ -1502,14 +1523,22 @@ export const PresenceResponseSchema: GenMessage<PresenceResponse, {jsonType: Pre
   messageDesc(file_gathering_bridge_v1_events, 22);
 
 /**
+ * Every call checks its request before the caller's grants: a bad channel name, an unknown
+ * namespace or a bad pattern is INVALID_ARGUMENT, never PERMISSION_DENIED, whatever the caller
+ * may access. With auth on, missing or bad credentials are UNAUTHENTICATED.
+ *
  * @generated from service gathering.bridge.v1.EventService
  */
 export const EventService: GenService<{
   /**
-   * Publishes one event. Returns its offset once the event is ordered in its channel and handed
-   * to every io thread with subscribers (delivery to sockets is asynchronous).
-   * Errors: INVALID_ARGUMENT (bad channel, no payload, bad custom type), RESOURCE_EXHAUSTED
-   * (rate limits), UNAVAILABLE (shutting down).
+   * Publishes one event. Returns its offset and the channel's epoch once the event is ordered
+   * in its channel and handed to every io thread with subscribers (delivery to sockets is
+   * asynchronous).
+   * Errors, in the order they are checked: UNAUTHENTICATED, UNAVAILABLE (shutting down),
+   * INVALID_ARGUMENT (no event, bad channel, unknown namespace), PERMISSION_DENIED (no publish
+   * grant for the channel), RESOURCE_EXHAUSTED (the identity's publish rate), INVALID_ARGUMENT
+   * (no payload, bad or reserved custom type), RESOURCE_EXHAUSTED (the bridge holds
+   * --max_channels channels).
    *
    * @generated from rpc gathering.bridge.v1.EventService.Publish
    */
@@ -1533,6 +1562,11 @@ export const EventService: GenService<{
   /**
    * Streams the frames WebSocket clients send on matching channels. A slow reader loses
    * messages (counted in /metrics as bridge_backend_dropped_total) rather than slowing clients.
+   * Errors: UNAUTHENTICATED; INVALID_ARGUMENT (no channel, more than 256, a bad pattern or an
+   * unknown namespace), checked for every entry before any PERMISSION_DENIED (an entry the
+   * caller's grants do not cover); RESOURCE_EXHAUSTED when the caller's identity already has
+   * --max_backend_streams_per_identity (64) streams open or the bridge --max_backend_streams
+   * (1024); UNAVAILABLE (shutting down).
    *
    * @generated from rpc gathering.bridge.v1.EventService.Subscribe
    */
@@ -1542,8 +1576,9 @@ export const EventService: GenService<{
     output: typeof ClientMessageSchema;
   },
   /**
-   * The retained messages of a channel after an offset (see the namespace's history size and
-   * age). INVALID_ARGUMENT for a bad channel.
+   * The retained messages of a channel after an offset (see the namespace's history size, age
+   * and bytes). INVALID_ARGUMENT for a bad channel or an unknown namespace (checked before the
+   * credentials), then UNAUTHENTICATED, then PERMISSION_DENIED.
    *
    * @generated from rpc gathering.bridge.v1.EventService.History
    */
@@ -1553,7 +1588,7 @@ export const EventService: GenService<{
     output: typeof HistoryResponseSchema;
   },
   /**
-   * The current members of a channel. INVALID_ARGUMENT for a bad channel.
+   * The current members of a channel. Errors as History.
    *
    * @generated from rpc gathering.bridge.v1.EventService.Presence
    */
