@@ -61,7 +61,7 @@ WsSession::WsSession(Transport&& transport, std::string_view buffered, ServerSta
       auth_timer_(transport_.get_executor()) {
   // Small to start: most connections only ever send pings and subscribes; DoRead grows it.
   read_buffer_.resize(std::max(kInitialReadBuffer, buffered.size()));
-  std::memcpy(read_buffer_.data(), buffered.data(), buffered.size());
+  if (!buffered.empty()) std::memcpy(read_buffer_.data(), buffered.data(), buffered.size());
   read_size_ = buffered.size();
   state_.metrics.connections_current.fetch_add(1, std::memory_order_relaxed);
 }
