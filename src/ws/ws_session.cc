@@ -52,10 +52,10 @@ WsSession::WsSession(Transport&& transport, std::string_view buffered, ServerSta
       token_(std::move(token)),
       counted_ip_(std::move(counted_ip)),
       authenticated_(!state.auth.enabled()),
-      message_gate_{
-          core::TokenBucket(state.options.client_message_rate, state.options.client_message_burst)},
-      subscribe_gate_{
-          core::TokenBucket(state.options.subscribe_rate, state.options.subscribe_burst)},
+      message_gate_(state.options.client_message_rate, state.options.client_message_burst,
+                    "messages"),
+      subscribe_gate_(state.options.subscribe_rate, state.options.subscribe_burst,
+                      "subscribe/unsubscribe frames"),
       heartbeat_timer_(transport_.get_executor()),
       close_timer_(transport_.get_executor()),
       auth_timer_(transport_.get_executor()) {
@@ -256,10 +256,7 @@ void WsSession::HandleText(std::string_view text) {
   if (!frame) {
     // A refused frame costs the client a message token like an accepted one: garbage cannot buy
     // an unlimited stream of error frames.
-    if (!Admit(message_gate_, state_.options.client_message_rate,
-               state_.options.client_message_burst, "messages")) {
-      return;
-    }
+    if (!Admit(message_gate_)) return;
     return SendError(error.code, error.message);
   }
   if (!authenticated_ && frame->kind != core::ClientFrame::Kind::kAuth &&
@@ -276,20 +273,14 @@ void WsSession::HandleText(std::string_view text) {
       if (state_.auth.enabled()) Authenticate(frame->token);  // ignored while auth is off
       return;
     case core::ClientFrame::Kind::kSubscribe: {
-      if (!Admit(subscribe_gate_, state_.options.subscribe_rate, state_.options.subscribe_burst,
-                 "subscribe/unsubscribe frames")) {
-        return;
-      }
+      if (!Admit(subscribe_gate_)) return;
       std::optional<core::RecoveryRequest> recovery;
       if (frame->since.has_value()) recovery = core::RecoveryRequest{*frame->since, frame->epoch};
       HandleSubscribe(frame->channel, recovery, true);
       return;
     }
     case core::ClientFrame::Kind::kUnsubscribe:
-      if (!Admit(subscribe_gate_, state_.options.subscribe_rate, state_.options.subscribe_burst,
-                 "subscribe/unsubscribe frames")) {
-        return;
-      }
+      if (!Admit(subscribe_gate_)) return;
       HandleUnsubscribe(frame->channel);
       return;
     case core::ClientFrame::Kind::kMessage:
@@ -298,7 +289,7 @@ void WsSession::HandleText(std::string_view text) {
   }
 }
 
-bool WsSession::Admit(RateGate& gate, double rate, double max_refusals, std::string_view what) {
+bool WsSession::Admit(RateGate& gate) {
   auto now = std::chrono::steady_clock::now();
   if (gate.bucket.Take(now)) return true;
   state_.metrics.rate_limited_total.fetch_add(1, std::memory_order_relaxed);
@@ -306,13 +297,13 @@ bool WsSession::Admit(RateGate& gate, double rate, double max_refusals, std::str
   if (gate.refusals > 0 && now - gate.last_refusal > kRefusalBurstGap) gate.refusals = 0;
   gate.last_refusal = now;
   if (gate.refusals++ == 0) {
-    SendError(ErrorCode::kRateLimited,
-              core::Cat("at most ", static_cast<uint64_t>(rate), " ", what, " per second"));
+    SendError(ErrorCode::kRateLimited, core::Cat("at most ", static_cast<uint64_t>(gate.rate), " ",
+                                                 gate.what, " per second"));
   }
-  if (gate.refusals > max_refusals) {
+  if (gate.refusals > gate.burst) {
     leave_reason_ = "rate_limited";
     state_.metrics.rate_limited_closes_total.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("{}: rate limited ({}); closing 4008", connection_id_, what);
+    spdlog::info("{}: rate limited ({}); closing 4008", connection_id_, gate.what);
     Close(CloseValue(CloseCode::kSlowConsumer), "rate limited");
   }
   return false;
@@ -366,10 +357,7 @@ void WsSession::HandleUnsubscribe(const std::string& channel) {
 
 void WsSession::HandleMessage(core::ClientFrame& frame) {
   // Taken first: refused messages (no channel, not subscribed, forbidden) count too.
-  if (!Admit(message_gate_, state_.options.client_message_rate, state_.options.client_message_burst,
-             "messages")) {
-    return;
-  }
+  if (!Admit(message_gate_)) return;
   std::string channel = frame.channel;
   if (channel.empty()) {
     if (channels_.size() != 1) {
@@ -386,10 +374,6 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
   if (principal_ && !principal_->CanPublish(channel)) {
     state_.metrics.auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
     return SendError(ErrorCode::kForbidden, "token does not grant publishing to " + channel);
-  }
-  if (!Admit(message_gate_, state_.options.client_message_rate, state_.options.client_message_burst,
-             "messages")) {
-    return;
   }
   state_.metrics.client_messages_total.fetch_add(1, std::memory_order_relaxed);
   auto now = std::chrono::system_clock::now();

@@ -115,13 +115,18 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   std::optional<auth::Principal> principal_;  // set when auth is on and the token verified
   // Client messages and subscribe/unsubscribe frames, each with its own rate.
   struct RateGate {
+    RateGate(double rate, double burst, std::string_view what)
+        : bucket(rate, burst), rate(rate), burst(burst), what(what) {}
     core::TokenBucket bucket;
+    const double rate;
+    const double burst;     // also the refusals a burst may have before the close
+    std::string_view what;  // for the error frame and the log ("messages")
     uint32_t refusals = 0;  // in the current burst of refusals
     std::chrono::steady_clock::time_point last_refusal;
   };
   // True when `gate` admits one more frame; otherwise tells the client (one error frame per burst
-  // of refusals) and closes 4008 when the burst goes on past `max_refusals`.
-  bool Admit(RateGate& gate, double rate, double max_refusals, std::string_view what);
+  // of refusals) and closes 4008 when the burst has more refusals than the gate's burst.
+  bool Admit(RateGate& gate);
   RateGate message_gate_;
   RateGate subscribe_gate_;
 

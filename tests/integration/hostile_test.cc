@@ -141,6 +141,26 @@ TEST(HostileTest, ClientMessagesOverTheRateGetOneErrorThen4008EvenWithAcceptedOn
   ExpectHealthyReceives(*healthy, *stub, "circles/room", 10);
 }
 
+TEST(HostileTest, EachAcceptedMessageTakesOneToken) {
+  app::ServerConfig cfg;
+  cfg.ws.client_message_rate = 0.5;  // nothing refills during the test
+  cfg.ws.client_message_burst = 10;
+  auto server = StartBridge(cfg);
+  ASSERT_NE(server, nullptr);
+  auto reader = WsClient::Connect(server->ws_port(), "/ws/circles/room?ack=1");
+  auto sender = WsClient::Connect(server->ws_port(), "/ws/circles/room?ack=1");
+  ASSERT_TRUE(reader && sender);
+  ASSERT_EQ(reader->RecvJson().at("type"), "subscribed");
+  ASSERT_EQ(sender->RecvJson().at("type"), "subscribed");
+  for (int i = 1; i <= 10; ++i) sender->Send(core::Cat(R"({"type":"chat","n":)", i, "}"));
+  for (int i = 1; i <= 10; ++i) {
+    auto v = reader->RecvEvent();
+    ASSERT_TRUE(v.is_object()) << "message " << i << " of the burst was refused";
+    EXPECT_EQ(v.at("n"), i);
+  }
+  EXPECT_EQ(server->metrics().rate_limited_total.load(), 0u);
+}
+
 TEST(HostileTest, SubscribeFloodIsRateLimitedAndLeavesNoChannelsBehind) {
   auto server = StartBridge();
   ASSERT_NE(server, nullptr);
