@@ -41,6 +41,11 @@ struct ServerConfig {
   std::string grpc_tls_cert_file;
   std::string grpc_tls_key_file;
   std::string grpc_client_ca_file;
+  // Where channels live (docs/broker.md): "" embedded in this process; "memory" the same through
+  // the broker seam; "redis://..." / "rediss://..." shared with every bridge on that Redis.
+  std::string broker;
+  std::string broker_tls_ca_file;  // rediss://: verifies the server
+  std::string node_id;             // empty: host name and pid
   std::chrono::milliseconds shutdown_timeout{5000};
   // How often Hub::Sweep runs (expired history, idle channels' state); on its own thread.
   std::chrono::milliseconds sweep_interval{1000};

@@ -111,6 +111,15 @@ ABSL_FLAG(std::string, grpc_tls_key_file, "", "PEM private key for gRPC TLS.");
 ABSL_FLAG(std::string, grpc_client_ca_file, "",
           "PEM CA bundle: require and verify backend client certificates (mTLS).");
 
+// Many bridges, one set of channels (docs/broker.md).
+ABSL_FLAG(std::string, broker, "",
+          "Where channels live: empty (this process only, the embedded default), 'memory' (the "
+          "same through the broker seam) or redis://[user:password@]host:port[/db] "
+          "(rediss:// for TLS) to share every channel with the other bridges on that Redis.");
+ABSL_FLAG(std::string, broker_tls_ca_file, "", "PEM CA bundle that verifies a rediss:// server.");
+ABSL_FLAG(std::string, node_id, "",
+          "This bridge's name among the nodes on one broker (empty: host name and pid).");
+
 // `gathering-bridge token ...`: mint a development token (HS256, --auth_hs256_secret_file).
 ABSL_FLAG(std::string, sub, "", "token: the subject (identity).");
 ABSL_FLAG(std::string, channels, "", "token: comma-separated channel patterns to subscribe.");
@@ -300,6 +309,9 @@ int main(int argc, char** argv) {
   c.grpc_tls_cert_file = absl::GetFlag(FLAGS_grpc_tls_cert_file);
   c.grpc_tls_key_file = absl::GetFlag(FLAGS_grpc_tls_key_file);
   c.grpc_client_ca_file = absl::GetFlag(FLAGS_grpc_client_ca_file);
+  c.broker = absl::GetFlag(FLAGS_broker);
+  c.broker_tls_ca_file = absl::GetFlag(FLAGS_broker_tls_ca_file);
+  c.node_id = absl::GetFlag(FLAGS_node_id);
   if (!ConfigureAuth(c)) return 2;
   if (c.ws.heartbeat_interval.count() <= 0 || c.ws.idle_timeout.count() <= 0) {
     spdlog::error("--heartbeat_interval and --idle_timeout must be positive");
