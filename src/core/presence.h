@@ -13,9 +13,14 @@
 // Watch was called) removes the dead node's connections atomically and reports, through the
 // expired handler, each identity whose last connection went — exactly once across the cluster.
 //
+// Restored. When the store comes back after an outage, a node registers its connections again.
+// If that makes an identity a member again (its lease passed meanwhile, so another node may have
+// reported it left; or the store lost its data), the restored handler is called: publish
+// `agent_joined` for it. Preferring a possibly duplicated join over a missing one.
+//
 // Threading. Every method may be called from any thread and returns at once; callbacks run where
 // the implementation says (inline, or on its own executor), each exactly once (UNAVAILABLE or
-// CANCELLED when the store is unreachable or stopped). Callbacks and the handler must not block
+// CANCELLED when the store is unreachable or stopped). Callbacks and the handlers must not block
 // and must not call into the manager synchronously (post instead).
 #ifndef BRIDGE_CORE_PRESENCE_H_
 #define BRIDGE_CORE_PRESENCE_H_
@@ -52,11 +57,17 @@ class PresenceManager {
   // passed. Called once per such identity across the cluster.
   using ExpiredHandler =
       std::function<void(const std::string& channel, const std::string& identity)>;
+  // (channel, identity): re-registering this node's connections after an outage made the identity
+  // a member again (see "Restored" above).
+  using RestoredHandler =
+      std::function<void(const std::string& channel, const std::string& identity)>;
 
   virtual ~PresenceManager() = default;
 
   // Set once, before the first Join.
   virtual void SetExpiredHandler(ExpiredHandler handler) = 0;
+  // Set once, before the first Join. Default: ignored (a store that cannot lose members).
+  virtual void SetRestoredHandler(RestoredHandler /*handler*/) {}
 
   // Adds connection `connection_id` (unique across nodes) of `identity` to `channel`.
   virtual void Join(const std::string& channel, const std::string& identity,
@@ -65,6 +76,12 @@ class PresenceManager {
   virtual void Leave(const std::string& channel, const std::string& identity,
                      const std::string& connection_id, ChangeCallback done) = 0;
   virtual void List(const std::string& channel, ListCallback done) = 0;
+
+  // Interest in a channel's expiries without having members there (the node watches the channels
+  // it has local subscribers in): the expired handler then fires for that channel too. A flag,
+  // not a counter; Unwatch drops it (members keep their own interest). Default: nothing to watch.
+  virtual void Watch(const std::string& /*channel*/) {}
+  virtual void Unwatch(const std::string& /*channel*/) {}
 };
 
 }  // namespace bridge::core
