@@ -337,6 +337,7 @@ void RedisPresence::Join(const std::string& channel, const std::string& identity
 void RedisPresence::DoJoin(const std::string& channel, const std::string& identity,
                            const std::string& connection_id, ChangeCallback done) {
   if (stopped_) return done(Cancelled());
+  if (started_) CheckLink();  // a new link re-registers first, even without a forwarded state
   // Local first: a Join that fails for want of Redis is registered when Redis is back.
   channels_[channel].connections.try_emplace(connection_id, Local{identity, 0});
   RunScript(kJoinScript, channel,
@@ -376,6 +377,7 @@ void RedisPresence::Leave(const std::string& channel, const std::string& /*ident
 void RedisPresence::DoLeave(const std::string& channel, const std::string& connection_id,
                             ChangeCallback done) {
   if (stopped_) return done(Cancelled());
+  if (started_) CheckLink();  // a new link re-registers first, even without a forwarded state
   if (auto ch = channels_.find(channel); ch != channels_.end()) {
     ch->second.connections.erase(connection_id);
     DropIfIdle(channel);
@@ -404,6 +406,7 @@ void RedisPresence::List(const std::string& channel, ListCallback done) {
 
 void RedisPresence::DoList(const std::string& channel, ListCallback done) {
   if (stopped_) return done(Cancelled());
+  if (started_) CheckLink();  // a new link re-registers first, even without a forwarded state
   RunScript(kListScript, channel, {},
             [this, self = shared_from_this(),
              done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {

@@ -12,8 +12,8 @@
 // broker's command connection) and does not own it: the connection must outlive it, and the
 // executor passed to Create must be the connection's own (the same strand). The connection has one
 // state handler and its owner holds it, so the owner forwards state changes to
-// OnConnectionState(); without that, the next tick notices a new link anyway (one renew interval
-// later).
+// OnConnectionState(); without that, the next call (Join, Leave, List) or tick notices a new link
+// anyway (at most one renew interval later).
 //
 // Threading. Every PresenceManager method, Watch/Unwatch, Start and Stop may be called from any
 // thread: they post to the executor and return. EVERY callback and both handlers run on that
