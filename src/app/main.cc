@@ -4,19 +4,30 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "app/bridge_server.h"
@@ -117,6 +128,9 @@ ABSL_FLAG(std::string, broker, "",
           "same through the broker seam) or redis://[user:password@]host:port[/db] "
           "(rediss:// for TLS) to share every channel with the other bridges on that Redis.");
 ABSL_FLAG(std::string, broker_tls_ca_file, "", "PEM CA bundle that verifies a rediss:// server.");
+ABSL_FLAG(absl::Duration, presence_lease, absl::Seconds(30),
+          "With a Redis --broker: how long the presence members of a node that died without "
+          "leaving stay listed before the other nodes remove them (one agent_left each).");
 ABSL_FLAG(std::string, node_id, "",
           "This bridge's name among the nodes on one broker (empty: host name and pid).");
 
@@ -126,7 +140,245 @@ ABSL_FLAG(std::string, channels, "", "token: comma-separated channel patterns to
 ABSL_FLAG(std::string, publish, "", "token: comma-separated channel patterns to publish.");
 ABSL_FLAG(absl::Duration, ttl, absl::Hours(1), "token: lifetime.");
 
+// `gathering-bridge healthcheck`: GET a health URL, exit 0 on HTTP 200 (docker HEALTHCHECK).
+ABSL_FLAG(std::string, url, "http://127.0.0.1:8080/healthz",
+          "healthcheck: the http:// URL to GET.");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(3),
+          "healthcheck: give up (exit 1) after this long.");
+
 namespace {
+
+// --help: the server's flags by area, in this order. A flag of this file in no area (and no
+// subcommand) is listed under "Other", so a new flag shows up before it is filed here.
+struct FlagArea {
+  std::string_view title;
+  std::vector<std::string_view> flags;
+};
+
+const std::vector<FlagArea>& ServerFlagAreas() {
+  static const auto* areas = new std::vector<FlagArea>{
+      {"Listeners", {"host", "ws_port", "grpc_port", "io_threads", "ready_file"}},
+      {"TLS (docs/security.md)",
+       {"ws_tls_cert_file", "ws_tls_key_file", "grpc_tls_cert_file", "grpc_tls_key_file",
+        "grpc_client_ca_file"}},
+      {"Channels", {"namespaces", "max_channels", "channel_idle_timeout"}},
+      {"Timeouts",
+       {"heartbeat_interval", "idle_timeout", "handshake_timeout", "close_timeout",
+        "shutdown_timeout"}},
+      {"Limits (docs/security.md#every-limit)",
+       {"max_connections", "max_connections_per_ip", "per_ip_exempt_loopback",
+        "max_channels_per_connection", "max_frame_bytes", "max_header_bytes", "max_queue_bytes",
+        "max_total_queue_bytes", "grpc_max_message_bytes", "subscribe_queue_messages",
+        "max_backend_streams_per_identity", "max_backend_streams"}},
+      {"Rates",
+       {"client_message_rate", "client_message_burst", "subscribe_rate", "subscribe_burst",
+        "publish_rate_per_key", "publish_burst_per_key", "publish_bucket_keys"}},
+      {"Auth (docs/security.md)",
+       {"auth", "auth_hs256_secret_file", "auth_public_keys", "auth_jwks", "auth_issuer",
+        "auth_audience", "auth_leeway", "auth_timeout", "api_keys_file", "allowed_origins"}},
+      {"Many bridges (docs/broker.md)", {"broker", "broker_tls_ca_file", "node_id"}},
+      {"Logging", {"log_level"}},
+  };
+  return *areas;
+}
+
+int MintCommand();
+int HealthcheckCommand();
+int FlagfileCommand();
+
+struct Subcommand {
+  std::string_view name;
+  std::string_view usage;  // after "gathering-bridge <name> "
+  std::string_view what;
+  std::vector<std::string_view> flags;
+  int (*run)();
+};
+
+const std::vector<Subcommand>& Subcommands() {
+  static const auto* commands = new std::vector<Subcommand>{
+      {"token",
+       "--auth_hs256_secret_file=F --sub=alice --channels='circles/*' --ttl=1h",
+       "Mint a development token (HS256) and print it.",
+       {"auth_hs256_secret_file", "sub", "channels", "publish", "ttl", "auth_issuer",
+        "auth_audience"},
+       MintCommand},
+      {"healthcheck",
+       "[--url=http://127.0.0.1:8080/healthz] [--timeout=3s]",
+       "GET a health URL: exit 0 on HTTP 200, else 1 and the reason.",
+       {"url", "timeout"},
+       HealthcheckCommand},
+      {"flagfile",
+       "> gathering-bridge.flags",
+       "Print a flag file: every server flag with its default, commented out.",
+       {},
+       FlagfileCommand},
+  };
+  return *commands;
+}
+
+constexpr std::string_view kFlagSources =
+    "Flags also come from files and the environment: --flagfile=FILE reads one --flag=value per\n"
+    "line (# starts a comment; `gathering-bridge flagfile` prints one with every default), and\n"
+    "--fromenv=host,ws_port reads FLAGS_host and FLAGS_ws_port (--tryfromenv: when set). Later\n"
+    "flags override earlier ones. --helpfull lists every flag, the libraries' included;\n"
+    "--version prints the version, commit and build type.";
+
+// Debian's Abseil has its own string_view.
+const absl::CommandLineFlag* FindFlag(std::string_view name) {
+  return absl::FindCommandLineFlag(absl::string_view(name.data(), name.size()));
+}
+
+bool IsOurFlag(const absl::CommandLineFlag& f) {
+  std::string_view file = f.Filename();
+  return file.size() >= 11 && file.substr(file.size() - 11) == "app/main.cc";
+}
+
+bool IsSubcommandFlag(std::string_view name) {
+  for (const Subcommand& s : Subcommands()) {
+    for (std::string_view f : s.flags) {
+      if (f == name) return true;
+    }
+  }
+  return false;
+}
+
+// Appends `text` wrapped at 100 columns, each line starting with `indent`.
+void AppendWrapped(std::string& out, std::string_view text, std::string_view indent) {
+  std::string line(indent);
+  size_t words = 0;
+  for (std::string_view word : bridge::core::SplitNonEmpty(text, ' ')) {
+    if (words > 0 && line.size() + 1 + word.size() > 100) {
+      out += line + "\n";
+      line = std::string(indent);
+      words = 0;
+    }
+    if (words > 0) line += ' ';
+    line += word;
+    ++words;
+  }
+  if (words > 0) out += line + "\n";
+}
+
+std::string DefaultOf(const absl::CommandLineFlag& f) {
+  std::string d = f.DefaultValue();
+  return d.empty() ? "''" : d;
+}
+
+void AppendFlag(std::string& out, std::string_view name) {
+  const absl::CommandLineFlag* f = FindFlag(name);
+  if (f == nullptr) return;
+  out += bridge::core::Cat("  --", name, "=", DefaultOf(*f), "\n");
+  AppendWrapped(out, f->Help(), "      ");
+}
+
+// The flags of this file that are neither in an area nor a subcommand's, sorted.
+std::vector<std::string> UnfiledFlags() {
+  std::vector<std::string> out;
+  for (const auto& [key, flag] : absl::GetAllFlags()) {
+    const std::string_view name(key.data(), key.size());
+    if (!IsOurFlag(*flag) || IsSubcommandFlag(name)) continue;
+    bool filed = false;
+    for (const FlagArea& a : ServerFlagAreas()) {
+      for (std::string_view f : a.flags) filed = filed || f == name;
+    }
+    if (!filed) out.emplace_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string ServerHelp() {
+  std::string out = bridge::core::Cat(absl::ProgramUsageMessage(), "\n\n");
+  for (const FlagArea& a : ServerFlagAreas()) {
+    out += bridge::core::Cat(a.title, ":\n");
+    for (std::string_view f : a.flags) AppendFlag(out, f);
+    out += "\n";
+  }
+  std::vector<std::string> other = UnfiledFlags();
+  if (!other.empty()) {
+    out += "Other:\n";
+    for (const std::string& f : other) AppendFlag(out, f);
+    out += "\n";
+  }
+  out += bridge::core::Cat(kFlagSources, "\n");
+  return out;
+}
+
+std::string SubcommandHelp(const Subcommand& s) {
+  std::string out = bridge::core::Cat("gathering-bridge ", s.name, " ", s.usage, "\n");
+  AppendWrapped(out, s.what, "  ");
+  if (!s.flags.empty()) {
+    out += "\nFlags:\n";
+    for (std::string_view f : s.flags) AppendFlag(out, f);
+  }
+  return out;
+}
+
+std::string UsageMessage() {
+  std::string out =
+      "gathering-bridge: publish typed events over gRPC, receive them as JSON over WebSocket.\n"
+      "  gathering-bridge [--flag=value...]  run the bridge (flags by area: --help)\n";
+  for (const Subcommand& s : Subcommands()) {
+    std::string left = bridge::core::Cat("  gathering-bridge ", s.name, " --help");
+    left.resize(std::max<size_t>(left.size() + 2, 40), ' ');
+    out += bridge::core::Cat(left, s.what, "\n");
+  }
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string VersionString() {
+  std::string assertions;
+#ifdef NDEBUG
+  assertions = "assertions off";
+#else
+  assertions = "assertions on";
+#endif
+#ifdef BRIDGE_SANITIZE_BUILD
+  assertions += ", ASan+UBSan";
+#endif
+  return bridge::core::Cat("gathering-bridge ", BRIDGE_VERSION, "\ncommit ", BRIDGE_GIT_COMMIT,
+                           "\n", BRIDGE_BUILD_TYPE, " build (", assertions, ")\n");
+}
+
+// "…/src/app/main.cc" -> "src/app/main.cc" in --helpfull.
+std::string NormalizeFilename(absl::string_view file) {
+  const size_t at = file.rfind("/src/");
+  if (at != absl::string_view::npos) return std::string(file.substr(at + 1));
+  return std::string(file);
+}
+
+void ConfigureUsage() {
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [](absl::string_view file) {
+    return file.size() >= 11 && file.substr(file.size() - 11) == "app/main.cc";
+  };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  config.version_string = VersionString;
+  config.normalize_filename = NormalizeFilename;
+  absl::SetFlagsUsageConfig(std::move(config));
+  absl::SetProgramUsageMessage(UsageMessage());
+}
+
+// Takes --help (also -help, -h) out of argv: Abseil's own --help lists flags per source file.
+bool TakeHelpFlag(int& argc, char** argv) {
+  bool help = false;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--") {
+      for (; i < argc; ++i) argv[out++] = argv[i];
+      break;
+    }
+    if (a == "--help" || a == "-help" || a == "-h" || a == "--help=true") {
+      help = true;
+      continue;
+    }
+    argv[out++] = argv[i];
+  }
+  argc = out;
+  return help;
+}
 
 std::chrono::milliseconds Ms(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
@@ -242,24 +494,161 @@ bool WriteReadyFile(const std::string& path, uint16_t ws, uint16_t grpc) {
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
+// `gathering-bridge flagfile`: every server flag by area, commented out with its default.
+int FlagfileCommand() {
+  std::string out =
+      "# gathering-bridge flag file (--flagfile=FILE): one --flag=value per line; lines starting\n"
+      "# with # are comments. Every server flag is listed below with its default, commented out:\n"
+      "# uncomment a line to change it. Flags given after --flagfile on the command line win.\n"
+      "# Check a file with: gathering-bridge --flagfile=FILE --only_check_args\n";
+  auto add = [&out](std::string_view name) {
+    const absl::CommandLineFlag* f = FindFlag(name);
+    if (f == nullptr) return;
+    out += "#\n";
+    AppendWrapped(out, f->Help(), "# ");
+    out += bridge::core::Cat("# --", name, "=", f->DefaultValue(), "\n");
+  };
+  for (const FlagArea& a : ServerFlagAreas()) {
+    out += bridge::core::Cat("\n# ==== ", a.title, "\n");
+    for (std::string_view f : a.flags) add(f);
+  }
+  std::vector<std::string> other = UnfiledFlags();
+  if (!other.empty()) out += "\n# ==== Other\n";
+  for (const std::string& f : other) add(f);
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+// One line, no newlines, at most 120 bytes: for the healthcheck's reason.
+std::string OneLine(std::string_view s) {
+  std::string out;
+  for (char ch : s.substr(0, 120)) out += (ch == '\n' || ch == '\r') ? ' ' : ch;
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+int Unhealthy(const std::string& url, std::string_view why) {
+  std::printf("unhealthy: %s: %s\n", url.c_str(), OneLine(why).c_str());
+  return 1;
+}
+
+// `gathering-bridge healthcheck`: GET --url within --timeout; 0 on HTTP 200.
+int HealthcheckCommand() {
+  namespace asio = boost::asio;
+  namespace http = boost::beast::http;
+  const std::string url = absl::GetFlag(FLAGS_url);
+  std::string_view rest = url;
+  if (rest.substr(0, 7) != "http://") return Unhealthy(url, "only http:// URLs are supported");
+  rest.remove_prefix(7);
+  const size_t slash = rest.find('/');
+  const std::string_view authority = rest.substr(0, slash);
+  const std::string target(slash == std::string_view::npos ? "/" : rest.substr(slash));
+  std::string host(authority);
+  std::string port = "80";
+  const size_t colon = authority.rfind(':');
+  const size_t bracket = authority.rfind(']');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    host = std::string(authority.substr(0, colon));
+    port = std::string(authority.substr(colon + 1));
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || port.empty()) return Unhealthy(url, "no host or port in the URL");
+
+  asio::io_context ioc(1);
+  asio::ip::tcp::resolver resolver(ioc);
+  boost::beast::tcp_stream stream(ioc);
+  boost::beast::flat_buffer buffer;
+  http::request<http::empty_body> request{http::verb::get, target, 11};
+  request.set(http::field::host, authority);
+  request.set(http::field::user_agent, "gathering-bridge-healthcheck");
+  request.set(http::field::connection, "close");
+  http::response<http::string_body> response;
+  std::string error;
+  bool done = false;
+  auto fail = [&](std::string_view what, const boost::system::error_code& ec) {
+    error = bridge::core::Cat(what, ": ", ec.message());
+    done = true;
+  };
+  const auto timeout = std::chrono::milliseconds(
+      std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::GetFlag(FLAGS_timeout))));
+  stream.expires_after(timeout);
+  resolver.async_resolve(
+      host, port,
+      [&](const boost::system::error_code& ec,
+          const asio::ip::tcp::resolver::results_type& results) {
+        if (ec) return fail("resolve " + host, ec);
+        stream.async_connect(
+            results, [&](const boost::system::error_code& ec, const asio::ip::tcp::endpoint&) {
+              if (ec) return fail(bridge::core::Cat("connect ", host, ":", port), ec);
+              http::async_write(stream, request, [&](const boost::system::error_code& ec, size_t) {
+                if (ec) return fail("send", ec);
+                http::async_read(stream, buffer, response,
+                                 [&](const boost::system::error_code& ec, size_t) {
+                                   if (ec) return fail("read", ec);
+                                   done = true;
+                                 });
+              });
+            });
+      });
+  ioc.run_for(timeout);
+  if (!done) {
+    return Unhealthy(url, bridge::core::Cat("no answer within ",
+                                            absl::FormatDuration(absl::GetFlag(FLAGS_timeout))));
+  }
+  if (!error.empty()) return Unhealthy(url, error);
+  if (response.result_int() != 200) {
+    return Unhealthy(url, bridge::core::Cat("HTTP ", response.result_int(), " ", response.body()));
+  }
+  std::printf("healthy: %s: HTTP 200 %s\n", url.c_str(), OneLine(response.body()).c_str());
+  return 0;
+}
+
+// "page http://127.0.0.1:8080/ · ws ws://127.0.0.1:8080/ws/<channel> · grpc ... · metrics ..."
+void LogAddresses(const std::string& host, uint16_t ws_port, uint16_t grpc_port, bool ws_tls,
+                  bool grpc_tls) {
+  std::string shown = host;
+  std::string note;
+  if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
+    shown = host.find(':') == std::string::npos && !host.empty() ? "127.0.0.1" : "[::1]";
+    note = bridge::core::Cat(" (bound to all interfaces, ", host.empty() ? "any" : host, ")");
+  } else if (host.find(':') != std::string::npos && host.front() != '[') {
+    shown = bridge::core::Cat("[", host, "]");
+  }
+  const std::string web = bridge::core::Cat(shown, ":", ws_port);
+  const char* http = ws_tls ? "https" : "http";
+  spdlog::info(
+      "page {0}://{1}/ · ws {2}://{1}/ws/<channel> · grpc {3}:{4}{5} · metrics "
+      "{0}://{1}/metrics · health {0}://{1}/healthz{6}",
+      http, web, ws_tls ? "wss" : "ws", shown, grpc_port, grpc_tls ? " (TLS)" : "", note);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "gathering-bridge: publish typed events over gRPC, receive them as JSON over WebSocket.\n"
-      "  gathering-bridge [--flags]        run the bridge (see --help)\n"
-      "  gathering-bridge token --auth_hs256_secret_file=F --sub=alice --channels='circles/*' "
-      "--ttl=1h\n"
-      "                                    mint a development token");
+  ConfigureUsage();
+  const bool help = TakeHelpFlag(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   // Debian's Abseil checks every mutex acquisition for lock-order cycles (gRPC's locks go
   // through it): a profile of unary Publish showed it among the top costs. It is a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  if (args.size() > 1 && std::string(args[1]) == "token") return MintCommand();
+  const Subcommand* command = nullptr;
   if (args.size() > 1) {
-    std::fprintf(stderr, "unknown command '%s' (see --help)\n", args[1]);
-    return 2;
+    for (const Subcommand& s : Subcommands()) {
+      if (s.name == args[1]) command = &s;
+    }
+    if (command == nullptr) {
+      std::fprintf(stderr, "unknown command '%s' (see --help)\n", args[1]);
+      return 2;
+    }
   }
+  if (help) {
+    std::fputs(command != nullptr ? SubcommandHelp(*command).c_str() : ServerHelp().c_str(),
+               stdout);
+    return 0;
+  }
+  if (command != nullptr) return command->run();
 
   auto logger = spdlog::stderr_color_mt("bridge");
   spdlog::set_default_logger(logger);
@@ -312,6 +701,7 @@ int main(int argc, char** argv) {
   c.broker = absl::GetFlag(FLAGS_broker);
   c.broker_tls_ca_file = absl::GetFlag(FLAGS_broker_tls_ca_file);
   c.node_id = absl::GetFlag(FLAGS_node_id);
+  c.presence_lease = Ms(absl::GetFlag(FLAGS_presence_lease));
   if (!ConfigureAuth(c)) return 2;
   if (c.ws.heartbeat_interval.count() <= 0 || c.ws.idle_timeout.count() <= 0) {
     spdlog::error("--heartbeat_interval and --idle_timeout must be positive");
@@ -328,6 +718,9 @@ int main(int argc, char** argv) {
     spdlog::error("{}", std::string(server.status().message()));
     return 1;
   }
+  LogAddresses(absl::GetFlag(FLAGS_host), (*server)->ws_port(), (*server)->grpc_port(),
+               !absl::GetFlag(FLAGS_ws_tls_cert_file).empty(),
+               !absl::GetFlag(FLAGS_grpc_tls_cert_file).empty());
   const std::string ready = absl::GetFlag(FLAGS_ready_file);
   if (!ready.empty() && !WriteReadyFile(ready, (*server)->ws_port(), (*server)->grpc_port())) {
     spdlog::error("cannot write --ready_file {}", ready);
