@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -12,10 +13,17 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
 
+#include "broker/memory_broker.h"
+#include "broker/memory_presence.h"
+#include "broker/redis_broker.h"
+#include "broker/redis_connection.h"
+#include "broker/redis_presence.h"
+#include "broker/redis_url.h"
 #include "core/hub.h"
 #include "core/strings.h"
 #include "ws/listener.h"
@@ -90,11 +98,112 @@ absl::StatusOr<std::shared_ptr<asio::ssl::context>> WsTlsContext(const ServerCon
   return ctx;
 }
 
+// This node's name on the broker: no ':' (the pub/sub payload's separator) nor '/'.
+std::string NodeId(const std::string& configured) {
+  std::string id = configured;
+  if (id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    id = core::Cat(host, "-", static_cast<int64_t>(getpid()));
+  }
+  for (char& ch : id) {
+    if (ch == ':' || ch == '/' || ch == '\n' || static_cast<unsigned char>(ch) < 0x20) ch = '_';
+  }
+  return id;
+}
+
 }  // namespace
+
+// Where channels live (ServerConfig::broker): nothing (embedded), or a broker and a presence
+// manager, with an io thread of their own for Redis.
+struct BridgeServer::BrokerParts {
+  std::unique_ptr<broker::MemoryBroker> memory;
+  std::unique_ptr<broker::MemoryPresence> memory_presence;
+  std::unique_ptr<asio::io_context> ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  std::thread thread;
+  std::shared_ptr<broker::RedisBroker> redis;
+  std::shared_ptr<broker::RedisConnection> presence_connection;
+  std::shared_ptr<broker::RedisPresence> redis_presence;
+  core::ClusterOptions cluster;
+
+  static absl::StatusOr<std::unique_ptr<BrokerParts>> Create(const ServerConfig& c) {
+    auto parts = std::make_unique<BrokerParts>();
+    if (c.broker.empty()) return parts;
+    parts->cluster.node_id = NodeId(c.node_id);
+    if (c.broker == "memory") {
+      parts->memory = std::make_unique<broker::MemoryBroker>();
+      parts->memory_presence = std::make_unique<broker::MemoryPresence>();
+      parts->cluster.broker = parts->memory.get();
+      parts->cluster.presence = parts->memory_presence.get();
+      return parts;
+    }
+    auto url = broker::ParseRedisUrl(c.broker);
+    if (!url.ok()) {
+      return absl::InvalidArgumentError(
+          core::Cat("--broker: ", url.status().message(),
+                    " (expected empty, 'memory' or redis://[user:password@]host:port[/db])"));
+    }
+    parts->ioc = std::make_unique<asio::io_context>(1);
+    parts->guard.emplace(asio::make_work_guard(*parts->ioc));
+    broker::RedisBrokerOptions options;
+    options.connection.url = *url;
+    options.connection.tls_ca_file = c.broker_tls_ca_file;
+    options.node_id = parts->cluster.node_id;
+    auto b = broker::RedisBroker::Create(parts->ioc->get_executor(), options);
+    if (!b.ok()) return b.status();
+    parts->redis = *b;
+    broker::RedisConnectionOptions pc = options.connection;
+    pc.client_name = parts->cluster.node_id + ":presence";
+    auto conn = broker::RedisConnection::Create(parts->ioc->get_executor(), pc);
+    if (!conn.ok()) return conn.status();
+    parts->presence_connection = *conn;
+    broker::RedisPresenceOptions po;
+    po.node_id = parts->cluster.node_id;
+    po.lease = c.presence_lease;
+    auto p =
+        broker::RedisPresence::Create(parts->ioc->get_executor(), *parts->presence_connection, po);
+    if (!p.ok()) return p.status();
+    parts->redis_presence = *p;
+    std::weak_ptr<broker::RedisPresence> weak = parts->redis_presence;
+    parts->presence_connection->SetStateHandler(
+        [weak](broker::RedisConnectionState state, const absl::Status& why) {
+          if (auto presence = weak.lock()) presence->OnConnectionState(state, why);
+        });
+    parts->cluster.broker = parts->redis.get();
+    parts->cluster.presence = parts->redis_presence.get();
+    return parts;
+  }
+
+  // After the hub set its handlers.
+  void Start() {
+    if (!redis) return;
+    redis->Start();
+    presence_connection->Start();
+    redis_presence->Start();
+    thread = std::thread([this] { ioc->run(); });
+  }
+
+  // After the sessions are gone: the broker's callbacks must not outlive the hub.
+  void Stop() {
+    if (!redis) return;
+    redis->Stop();
+    redis_presence->Stop();
+    asio::post(*ioc, [this] {
+      presence_connection->Stop();
+      // Stop's own completions run first; then the thread ends.
+      asio::post(*ioc, [this] { ioc->stop(); });
+    });
+    guard.reset();
+    if (thread.joinable()) thread.join();
+  }
+};
 
 struct BridgeServer::Impl {
   ServerConfig config;
   core::Metrics metrics;
+  // Before the hub: destroyed after it.
+  std::unique_ptr<BridgeServer::BrokerParts> broker;
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::unique_ptr<core::Hub> hub;
@@ -147,6 +256,7 @@ BridgeServer::~BridgeServer() {
   // Pending handlers own sessions, which unsubscribe from the hub: destroy them first.
   impl_->listener.reset();
   impl_->iocs.clear();
+  impl_->broker->Stop();
 }
 
 uint16_t BridgeServer::ws_port() const { return impl_->listener->port(); }
@@ -168,8 +278,22 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     shards.push_back(ioc);
     executors.push_back([ioc](std::function<void()> task) { asio::post(*ioc, std::move(task)); });
   }
-  impl->hub = std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics,
-                                          c.max_channels, c.channel_idle_timeout);
+  auto broker = BrokerParts::Create(c);
+  if (!broker.ok()) return broker.status();
+  impl->broker = std::move(*broker);
+  if (impl->broker->cluster.broker != nullptr) {
+    for (const auto& ns : c.namespaces.all()) {
+      core::HistoryPolicy p{ns.history_size, ns.history_ttl, ns.history_max_bytes};
+      if (absl::Status s = impl->broker->cluster.broker->ValidatePolicy(p); !s.ok()) {
+        return absl::InvalidArgumentError(core::Cat(
+            "namespace ", ns.name, ": the broker cannot keep its history: ", s.message()));
+      }
+    }
+  }
+  impl->hub =
+      std::make_unique<core::Hub>(std::move(executors), c.namespaces, impl->metrics, c.max_channels,
+                                  c.channel_idle_timeout, impl->broker->cluster);
+  impl->broker->Start();
   impl->state = std::make_unique<ws::ServerState>(*impl->hub, impl->metrics, c.ws, c.auth, shards);
   auto tls = WsTlsContext(c);
   if (!tls.ok()) return tls.status();
@@ -210,6 +334,11 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   spdlog::info("gathering-bridge listening: {}://{}:{}/ws/..., grpc{} {}:{}, {} io threads",
                impl->state->tls() ? "wss" : "ws", c.host, impl->listener->port(),
                c.grpc_tls_cert_file.empty() ? "" : " (TLS)", c.host, impl->grpc_port, n);
+  if (impl->hub->clustered()) {
+    spdlog::info("broker: {} as node '{}'{}", c.broker == "memory" ? "memory" : "redis",
+                 impl->hub->node_id(),
+                 impl->hub->broker_health().ok() ? "" : " (not ready yet: connecting)");
+  }
   return std::unique_ptr<BridgeServer>(new BridgeServer(std::move(impl)));
 }
 

@@ -46,6 +46,8 @@ struct ServerConfig {
   std::string broker;
   std::string broker_tls_ca_file;  // rediss://: verifies the server
   std::string node_id;             // empty: host name and pid
+  // Redis: how long a node's presence members outlive it when it dies without leaving.
+  std::chrono::milliseconds presence_lease{30000};
   std::chrono::milliseconds shutdown_timeout{5000};
   // How often Hub::Sweep runs (expired history, idle channels' state); on its own thread.
   std::chrono::milliseconds sweep_interval{1000};
@@ -66,6 +68,7 @@ class BridgeServer {
 
  private:
   struct Impl;
+  struct BrokerParts;
   explicit BridgeServer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -51,7 +51,7 @@ void MemoryBroker::Trim(ChannelState& state, const core::HistoryPolicy& policy,
 }
 
 void MemoryBroker::Publish(const std::string& channel, std::string_view head, std::string_view tail,
-                           const core::HistoryPolicy& policy, std::string_view /*origin*/,
+                           const core::HistoryPolicy& policy, std::string_view origin,
                            PublishCallback done) {
   absl::StatusOr<core::StreamPosition> result;
   if (absl::Status valid = ValidatePolicy(policy); !valid.ok()) {
@@ -86,7 +86,8 @@ void MemoryBroker::Publish(const std::string& channel, std::string_view head, st
       result = core::StreamPosition{offset, state->epoch};
       if (handler_.on_message && stripe.subscribed.count(channel) != 0) {
         stats_.delivered.fetch_add(1, std::memory_order_relaxed);
-        handler_.on_message(core::BrokerMessage{channel, offset, state->epoch, std::move(text)});
+        handler_.on_message(core::BrokerMessage{channel, offset, state->epoch, std::move(text),
+                                                std::string(origin)});
       }
     }
   }
@@ -96,13 +97,35 @@ void MemoryBroker::Publish(const std::string& channel, std::string_view head, st
 
 void MemoryBroker::History(const std::string& channel, uint64_t since, size_t limit,
                            HistoryCallback done) {
+  ReadHistory(channel, since, limit, false, std::move(done));
+}
+
+void MemoryBroker::Open(const std::string& channel, uint64_t since, size_t limit,
+                        HistoryCallback done) {
+  ReadHistory(channel, since, limit, true, std::move(done));
+}
+
+void MemoryBroker::ReadHistory(const std::string& channel, uint64_t since, size_t limit,
+                               bool create, HistoryCallback done) {
   core::BrokerHistory out;
+  bool refused = false;
   {
     const auto now = Clock::now();
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
     ChannelState* state = FindLive(stripe, channel, now);
-    if (state == nullptr) {
+    if (state == nullptr && create) {
+      if (channel_count_.load(std::memory_order_relaxed) >= options_.max_channels) {
+        refused = true;
+      } else {
+        state = &stripe.channels[channel];
+        state->epoch = NewEpoch();
+        state->last_publish = now;
+        channel_count_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (refused) {
+    } else if (state == nullptr) {
       out.complete = since == 0;
     } else {
       core::HistoryPolicy keep{state->history.size(), state->ttl, 0};
@@ -121,6 +144,7 @@ void MemoryBroker::History(const std::string& channel, uint64_t since, size_t li
                      (!cut && !out.frames.empty() && out.frames.front().offset == since + 1);
     }
   }
+  if (refused) return done(absl::ResourceExhaustedError("the broker holds too many channels"));
   stats_.history_reads.fetch_add(1, std::memory_order_relaxed);
   done(std::move(out));
 }
@@ -138,6 +162,16 @@ void MemoryBroker::Unsubscribe(const std::string& channel) {
   Stripe& stripe = StripeFor(channel);
   std::lock_guard lock(stripe.mu);
   stripe.subscribed.erase(channel);
+}
+
+void MemoryBroker::PublishBackendMessage(std::string_view origin, std::string_view payload) {
+  if (backend_interest_.load(std::memory_order_acquire) && handler_.on_backend_message) {
+    handler_.on_backend_message(std::string(origin), std::string(payload));
+  }
+}
+
+void MemoryBroker::SetBackendInterest(bool on) {
+  backend_interest_.store(on, std::memory_order_release);
 }
 
 void MemoryBroker::Forget(const std::string& channel) {

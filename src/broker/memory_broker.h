@@ -58,8 +58,12 @@ class MemoryBroker : public core::Broker {
                PublishCallback done) override;
   void History(const std::string& channel, uint64_t since, size_t limit,
                HistoryCallback done) override;
+  void Open(const std::string& channel, uint64_t since, size_t limit,
+            HistoryCallback done) override;
   void Subscribe(const std::string& channel, StatusCallback done) override;
   void Unsubscribe(const std::string& channel) override;
+  void PublishBackendMessage(std::string_view origin, std::string_view payload) override;
+  void SetBackendInterest(bool on) override;
   core::BrokerHealth Health() const override;
   const core::BrokerStats& stats() const override { return stats_; }
 
@@ -95,12 +99,15 @@ class MemoryBroker : public core::Broker {
   // The channel's state unless it expired (then erased); nullptr when none. Lock held.
   ChannelState* FindLive(Stripe& stripe, const std::string& channel, Clock::time_point now);
   static void Trim(ChannelState& state, const core::HistoryPolicy& policy, Clock::time_point now);
+  void ReadHistory(const std::string& channel, uint64_t since, size_t limit, bool create,
+                   HistoryCallback done);
 
   static constexpr size_t kStripes = 64;
   const MemoryBrokerOptions options_;
   core::BrokerHandler handler_;
   std::unique_ptr<Stripe[]> stripes_;
   std::atomic<size_t> channel_count_{0};
+  std::atomic<bool> backend_interest_{false};
   core::BrokerStats stats_;
 };
 

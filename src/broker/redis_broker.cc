@@ -1,5 +1,6 @@
 #include "broker/redis_broker.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <charconv>
 #include <limits>
@@ -105,11 +106,14 @@ absl::Status RedisBroker::ValidatePolicy(const core::HistoryPolicy& policy) cons
 }
 
 void RedisBroker::Publish(const std::string& channel, std::string_view head, std::string_view tail,
-                          const core::HistoryPolicy& policy, std::string_view /*origin*/,
+                          const core::HistoryPolicy& policy, std::string_view origin,
                           PublishCallback done) {
+  std::string from(origin);
+  std::replace(from.begin(), from.end(), ':', '_');  // the payload's separator
   asio::post(strand_, [self = shared_from_this(), channel, head = std::string(head),
-                       tail = std::string(tail), policy, done = std::move(done)]() mutable {
-    self->DoPublish(channel, head, tail, policy, std::move(done));
+                       tail = std::string(tail), policy, from = std::move(from),
+                       done = std::move(done)]() mutable {
+    self->DoPublish(channel, head, tail, policy, from, std::move(done));
   });
 }
 
@@ -139,7 +143,7 @@ void RedisBroker::RunScript(const RedisScript& script, std::vector<std::string> 
 
 void RedisBroker::DoPublish(const std::string& channel, const std::string& head,
                             const std::string& tail, const core::HistoryPolicy& policy,
-                            PublishCallback done) {
+                            const std::string& origin, PublishCallback done) {
   auto fail = [this, &done](absl::Status s) {
     stats_.publish_failed.fetch_add(1, std::memory_order_relaxed);
     done(std::move(s));
@@ -157,7 +161,8 @@ void RedisBroker::DoPublish(const std::string& channel, const std::string& head,
                                    std::to_string(policy.max_bytes),
                                    std::to_string(policy.ttl.count()),
                                    std::to_string(options_.meta_ttl.count()),
-                                   NewEpoch()};
+                                   NewEpoch(),
+                                   origin};
   RunScript(PublishScript(), std::move(args), options_.connection.command_timeout,
             [this, self = shared_from_this(),
              done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
@@ -192,11 +197,19 @@ void RedisBroker::History(const std::string& channel, uint64_t since, size_t lim
                           HistoryCallback done) {
   asio::post(strand_,
              [self = shared_from_this(), channel, since, limit, done = std::move(done)]() mutable {
-               self->DoHistory(channel, since, limit, std::move(done));
+               self->DoHistory(channel, since, limit, false, std::move(done));
              });
 }
 
-void RedisBroker::DoHistory(const std::string& channel, uint64_t since, size_t limit,
+void RedisBroker::Open(const std::string& channel, uint64_t since, size_t limit,
+                       HistoryCallback done) {
+  asio::post(strand_,
+             [self = shared_from_this(), channel, since, limit, done = std::move(done)]() mutable {
+               self->DoHistory(channel, since, limit, true, std::move(done));
+             });
+}
+
+void RedisBroker::DoHistory(const std::string& channel, uint64_t since, size_t limit, bool create,
                             HistoryCallback done) {
   if (stopped_) return done(absl::CancelledError("broker stopped"));
   ChannelKeys keys = KeysFor(options_.prefix, channel);
@@ -205,7 +218,9 @@ void RedisBroker::DoHistory(const std::string& channel, uint64_t since, size_t l
                                 : absl::StrCat(since + 1, "-0");
   // One more than asked for, to know whether the limit cut the range.
   const std::string count = limit == 0 ? "0" : std::to_string(limit + 1);
-  RunScript(HistoryScript(), {"2", std::move(keys.meta), std::move(keys.stream), first, count},
+  RunScript(HistoryScript(),
+            {"2", std::move(keys.meta), std::move(keys.stream), first, count,
+             create ? NewEpoch() : std::string(), std::to_string(options_.meta_ttl.count())},
             options_.history_timeout,
             [this, self = shared_from_this(), since, limit,
              done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
@@ -320,6 +335,38 @@ void RedisBroker::DoUnsubscribe(const std::string& channel) {
   UpdateState(absl::OkStatus());
 }
 
+void RedisBroker::PublishBackendMessage(std::string_view origin, std::string_view payload) {
+  std::string message(origin);
+  std::replace(message.begin(), message.end(), ':', '_');
+  message.push_back(':');
+  message.append(payload);
+  asio::post(strand_, [self = shared_from_this(), message = std::move(message)]() mutable {
+    if (self->stopped_) return;
+    if (!self->cmd_ready_) {
+      // At most once, as pub/sub: counted, never queued for a link that may not come back.
+      self->stats_.errors.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    self->cmd_->Command({"PUBLISH", BackendTopic(self->options_.prefix), std::move(message)},
+                        self->options_.connection.command_timeout,
+                        [self](absl::StatusOr<RedisReply> r) {
+                          if (!r.ok() || r->is_error()) {
+                            self->stats_.errors.fetch_add(1, std::memory_order_relaxed);
+                          }
+                        });
+  });
+}
+
+void RedisBroker::SetBackendInterest(bool on) {
+  asio::post(strand_, [self = shared_from_this(), on] {
+    if (self->stopped_ || self->backend_interest_ == on) return;
+    self->backend_interest_ = on;
+    if (!self->sub_ready_) return;  // the next kReady subscribes
+    self->sub_->Command({on ? "SUBSCRIBE" : "UNSUBSCRIBE", BackendTopic(self->options_.prefix)},
+                        [](absl::StatusOr<RedisReply>) {});
+  });
+}
+
 void RedisBroker::OnCommandState(State s, const absl::Status& why) {
   if (stopped_) return;
   cmd_ready_ = s == State::kReady;
@@ -343,6 +390,10 @@ void RedisBroker::OnSubscriberState(State s, const absl::Status& why) {
       for (auto& done : waiting) done(absl::UnavailableError("redis subscriber connection lost"));
     }
   } else if (!was_ready && sub_ready_) {
+    if (backend_interest_) {
+      sub_->Command({"SUBSCRIBE", BackendTopic(options_.prefix)},
+                    [](absl::StatusOr<RedisReply>) {});
+    }
     for (auto& [channel, in] : interests_) {
       in.restoring = true;
       ++restoring_;
@@ -359,6 +410,15 @@ void RedisBroker::OnPush(const RedisReply& push) {
   }
   const RedisReply& topic = push.elements[1];
   const RedisReply& payload = push.elements[2];
+  if (topic.is_text() && topic.str == BackendTopic(options_.prefix)) {
+    size_t colon = payload.is_text() ? payload.str.find(':') : std::string::npos;
+    if (colon == std::string::npos) {
+      stats_.errors.fetch_add(1, std::memory_order_relaxed);
+    } else if (backend_interest_ && handler_.on_backend_message) {
+      handler_.on_backend_message(payload.str.substr(0, colon), payload.str.substr(colon + 1));
+    }
+    return;
+  }
   std::optional<std::string> channel =
       topic.is_text() ? ChannelOfTopic(options_.prefix, topic.str) : std::nullopt;
   std::optional<TopicPayload> parsed = payload.is_text() ? ParsePayload(payload.str) : std::nullopt;
@@ -371,7 +431,8 @@ void RedisBroker::OnPush(const RedisReply& push) {
   stats_.delivered.fetch_add(1, std::memory_order_relaxed);
   if (handler_.on_message) {
     handler_.on_message(core::BrokerMessage{*std::move(channel), parsed->offset,
-                                            std::string(parsed->epoch), std::string(parsed->text)});
+                                            std::string(parsed->epoch), std::string(parsed->text),
+                                            std::string(parsed->origin)});
   }
 }
 

@@ -73,8 +73,12 @@ class RedisBroker final : public core::Broker, public std::enable_shared_from_th
                PublishCallback done) override;
   void History(const std::string& channel, uint64_t since, size_t limit,
                HistoryCallback done) override;
+  void Open(const std::string& channel, uint64_t since, size_t limit,
+            HistoryCallback done) override;
   void Subscribe(const std::string& channel, StatusCallback done) override;
   void Unsubscribe(const std::string& channel) override;
+  void PublishBackendMessage(std::string_view origin, std::string_view payload) override;
+  void SetBackendInterest(bool on) override;
   core::BrokerHealth Health() const override;
   const core::BrokerStats& stats() const override { return stats_; }
 
@@ -96,8 +100,10 @@ class RedisBroker final : public core::Broker, public std::enable_shared_from_th
   void RunScript(const RedisScript& script, std::vector<std::string> keys_and_args,
                  std::chrono::milliseconds timeout, RedisConnection::ReplyCallback done);
   void DoPublish(const std::string& channel, const std::string& head, const std::string& tail,
-                 const core::HistoryPolicy& policy, PublishCallback done);
-  void DoHistory(const std::string& channel, uint64_t since, size_t limit, HistoryCallback done);
+                 const core::HistoryPolicy& policy, const std::string& origin,
+                 PublishCallback done);
+  void DoHistory(const std::string& channel, uint64_t since, size_t limit, bool create,
+                 HistoryCallback done);
   void DoSubscribe(const std::string& channel, StatusCallback done);
   void DoUnsubscribe(const std::string& channel);
   void SendSubscribe(const std::string& channel, Interest& interest);
@@ -121,6 +127,7 @@ class RedisBroker final : public core::Broker, public std::enable_shared_from_th
   bool stopped_ = false;
   bool cmd_ready_ = false;
   bool sub_ready_ = false;
+  bool backend_interest_ = false;
   size_t restoring_ = 0;  // interests re-subscribed after a reconnect, not yet acknowledged
   std::optional<core::BrokerState> reported_;
   uint64_t next_generation_ = 1;

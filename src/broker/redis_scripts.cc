@@ -42,13 +42,21 @@ else
 end
 redis.call('HSET', meta, 'b', bytes)
 if meta_ttl > 0 then redis.call('EXPIRE', meta, meta_ttl) end
-redis.call('PUBLISH', topic, offset .. ':' .. epoch .. ':' .. text)
+redis.call('PUBLISH', topic, offset .. ':' .. epoch .. ':' .. ARGV[8] .. ':' .. text)
 return {offset, epoch}
 )lua";
 
+// ARGV[3]: a new epoch to create the channel's state with when it has none ('' to read only);
+// ARGV[4]: the meta ttl then.
 constexpr std::string_view kHistory = R"lua(
 local m = redis.call('HMGET', KEYS[1], 'e', 'o')
-if not m[1] then return {'', '0', {}} end
+if not m[1] then
+  if ARGV[3] == '' then return {'', '0', {}} end
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', ARGV[3], 'o', 0, 'b', 0)
+  if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4])) end
+  return {ARGV[3], '0', {}}
+end
 local entries
 if tonumber(ARGV[2]) > 0 then
   entries = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
@@ -72,6 +80,8 @@ std::string Sha1Hex(std::string_view text) {
 }
 
 }  // namespace
+
+std::string BackendTopic(std::string_view prefix) { return std::string(prefix) + ":backend"; }
 
 ChannelKeys KeysFor(std::string_view prefix, std::string_view channel) {
   std::string topic;
@@ -97,7 +107,10 @@ std::optional<TopicPayload> ParsePayload(std::string_view payload) {
   size_t second = payload.find(':', colon + 1);
   if (second == std::string_view::npos) return std::nullopt;
   out.epoch = payload.substr(colon + 1, second - colon - 1);
-  out.text = payload.substr(second + 1);
+  size_t third = payload.find(':', second + 1);
+  if (third == std::string_view::npos) return std::nullopt;
+  out.origin = payload.substr(second + 1, third - second - 1);
+  out.text = payload.substr(third + 1);
   return out;
 }
 

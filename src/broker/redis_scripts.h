@@ -23,13 +23,19 @@ struct ChannelKeys {
 
 ChannelKeys KeysFor(std::string_view prefix, std::string_view channel);
 
+// The pub/sub topic of backend messages (`<prefix>:backend`, payload `<origin>:<bytes>`): not a
+// channel topic (no `{`).
+std::string BackendTopic(std::string_view prefix);
+
 // The channel a pub/sub topic of KeysFor(prefix, ...) belongs to; nullopt for foreign topics.
 std::optional<std::string> ChannelOfTopic(std::string_view prefix, std::string_view topic);
 
 // A pub/sub payload split into its parts; nullopt when malformed.
+// `<offset>:<epoch>:<origin>:<text>`.
 struct TopicPayload {
   uint64_t offset = 0;
   std::string_view epoch;
+  std::string_view origin;
   std::string_view text;
 };
 std::optional<TopicPayload> ParsePayload(std::string_view payload);

@@ -80,7 +80,8 @@ struct BrokerMessage {
   std::string channel;
   uint64_t offset = 0;
   std::string epoch;
-  std::string text;  // head + offset + tail
+  std::string text;    // head + offset + tail
+  std::string origin;  // as given to Publish
 };
 
 enum class BrokerState {
@@ -97,6 +98,9 @@ struct BrokerHandler {
   // Changes only (kUp after kDown, kDown after kUp), with the reason for kDown. An
   // implementation that starts up reports its first kUp too.
   std::function<void(BrokerState, const absl::Status&)> on_state;
+  // Backend messages (PublishBackendMessage) from every node, this one included, while
+  // SetBackendInterest(true): (origin, payload).
+  std::function<void(std::string, std::string)> on_backend_message;
 };
 
 // Health as the node reports it (readiness, metrics). Any thread.
@@ -149,6 +153,12 @@ class Broker {
   virtual void History(const std::string& channel, uint64_t since, size_t limit,
                        HistoryCallback done) = 0;
 
+  // As History, but a channel with no state gets one (a new epoch at offset 0), so a subscriber
+  // is told the epoch its later events will carry. Errors: as History, and RESOURCE_EXHAUSTED
+  // (a local bound on channels).
+  virtual void Open(const std::string& channel, uint64_t since, size_t limit,
+                    HistoryCallback done) = 0;
+
   // Declares this node's interest in `channel` (idempotent: one interest per channel, not a
   // counter; the node subscribes at its first local subscriber). `done` gets OK once the
   // subscription is active: every publish that completes after that is delivered to the handler.
@@ -160,6 +170,13 @@ class Broker {
   // Drops the interest (at the node's last local subscriber). Deliveries for the channel may
   // still arrive until the broker has processed it; the handler should ignore them.
   virtual void Unsubscribe(const std::string& channel) = 0;
+
+  // Client frames on their way to backend streams, which may be held by any node: `payload` is
+  // delivered at most once (no history, no offsets) to on_backend_message on every node with a
+  // backend interest, this one included (compare `origin`). `origin` holds no ':'.
+  virtual void PublishBackendMessage(std::string_view origin, std::string_view payload) = 0;
+  // Whether this node receives backend messages (it holds backend streams). Idempotent.
+  virtual void SetBackendInterest(bool on) = 0;
 
   virtual BrokerHealth Health() const = 0;
   virtual const BrokerStats& stats() const = 0;

@@ -8,18 +8,34 @@
 
 namespace bridge::core {
 Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics,
-         size_t max_channels, std::chrono::milliseconds idle_timeout)
+         size_t max_channels, std::chrono::milliseconds idle_timeout, ClusterOptions cluster)
     : namespaces_(std::move(namespaces)),
       metrics_(metrics),
       namespace_stats_(new NamespaceStats[namespaces_.all().size() + 1]),
       max_channels_(max_channels),
       idle_timeout_(idle_timeout),
       stripes_(new Stripe[kStripes]),
-      sinks_by_ns_(namespaces_.all().size()) {
+      sinks_by_ns_(namespaces_.all().size()),
+      broker_(cluster.broker),
+      presence_(cluster.presence),
+      node_id_(cluster.node_id) {
   for (auto& e : shard_executors) {
     auto shard = std::make_unique<Shard>();
     shard->executor = std::move(e);
     shards_.push_back(std::move(shard));
+  }
+  if (broker_ != nullptr) {
+    broker_->SetHandler(BrokerHandler{
+        [this](BrokerMessage m) { OnBrokerMessage(std::move(m)); },
+        [this](BrokerState state, const absl::Status& why) { OnBrokerState(state, why); },
+        [this](std::string origin, std::string payload) {
+          OnBackendMessage(std::move(origin), std::move(payload));
+        }});
+  }
+  if (presence_ != nullptr) {
+    presence_->SetExpiredHandler([this](const std::string& channel, const std::string& identity) {
+      PublishPresenceChange(channel, identity, false, "node_lost");
+    });
   }
 }
 
@@ -175,6 +191,17 @@ void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t ge
   auto it = channels.find(frame->channel);
   if (it == channels.end() || it->second.generation != generation) return;
   for (Entry& e : it->second.entries) {
+    if (e.pending) {
+      // Waiting for the broker: kept for the merge (its own messages included: the merge does
+      // not know who sent what, and a recovering client gets them from history anyway).
+      if (e.pending->frames.size() < kMaxPendingFrames) {
+        e.pending->frames.push_back(frame);
+      } else {
+        if (e.pending->dropped_from == 0) e.pending->dropped_from = frame->offset;
+        e.pending->dropped_to = frame->offset;
+      }
+      continue;
+    }
     if (frame->offset <= e.last_offset) continue;
     e.last_offset = frame->offset;
     if (exclude_id != 0 && e.subscriber->subscriber_id() == exclude_id) continue;
@@ -243,10 +270,16 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
   }
   metrics_.subscriptions_current.fetch_add(1, std::memory_order_relaxed);
   if (joined) PublishPresence(channel, s->identity(), true, "");
-  if (lifecycle_sinks_.load(std::memory_order_relaxed) > 0) {
+  if (lifecycle_sinks_.load(std::memory_order_relaxed) > 0 || broker_ != nullptr) {
     ForwardLifecycle(channel, *s, true, "");
   }
   return result;
+}
+
+void Hub::SubscribeAsync(size_t shard, const std::string& channel, Subscriber* s,
+                         const std::optional<RecoveryRequest>& recovery, SubscribeCallback done) {
+  if (broker_ != nullptr) return SubscribeClustered(shard, channel, s, recovery, std::move(done));
+  done(Subscribe(shard, channel, s, recovery));
 }
 
 void Hub::PublishPresence(const std::string& channel, const std::string& identity, bool joined,
@@ -278,6 +311,7 @@ void Hub::ForwardLifecycle(const std::string& channel, const Subscriber& s, bool
 
 void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
                       std::string_view reason) {
+  if (broker_ != nullptr) return UnsubscribeClustered(shard, channel, s, reason);
   auto& channels = shards_[shard]->channels;
   auto it = channels.find(channel);
   if (it == channels.end()) return;
@@ -386,6 +420,7 @@ HistoryResult Hub::History(const std::string& channel, uint64_t since, size_t li
 }
 
 size_t Hub::Sweep(std::chrono::steady_clock::time_point now, size_t budget) {
+  if (broker_ != nullptr) return SweepClustered(now);
   // Work units: one per bucket and one per channel visited. A stripe's lock is held for at most
   // kChunk of them, so publishers on it wait no longer than that.
   constexpr size_t kChunk = 256;
@@ -440,6 +475,8 @@ size_t Hub::Sweep(std::chrono::steady_clock::time_point now, size_t budget) {
 
 void Hub::AddSink(std::vector<std::string> patterns, std::shared_ptr<ClientMessageSink> sink,
                   bool lifecycle) {
+  // Other nodes' clients reach this node's backends through the broker.
+  if (broker_ != nullptr) broker_->SetBackendInterest(true);
   std::unique_lock lock(sinks_mu_);
   if (lifecycle) lifecycle_sinks_.fetch_add(1);
   sinks_.emplace_back(sink.get(), lifecycle);
@@ -477,6 +514,7 @@ void Hub::RemoveSink(const ClientMessageSink* sink) {
   erase(any_ns_sinks_);
   for (auto& list : sinks_by_ns_) erase(list);
   if (lifecycle) lifecycle_sinks_.fetch_sub(1);
+  if (broker_ != nullptr && sinks_.empty()) broker_->SetBackendInterest(false);
 }
 
 void Hub::ForwardTo(const std::vector<SinkEntry>& sinks, const ClientMessagePtr& message) {
@@ -493,6 +531,11 @@ void Hub::ForwardTo(const std::vector<SinkEntry>& sinks, const ClientMessagePtr&
 }
 
 void Hub::ForwardToBackends(const ClientMessagePtr& message) {
+  if (broker_ != nullptr) ForwardToOtherNodes(message);
+  ForwardToLocalBackends(message);
+}
+
+void Hub::ForwardToLocalBackends(const ClientMessagePtr& message) {
   int index = namespaces_.IndexOf(NamespaceOf(message->channel));
   std::shared_lock lock(sinks_mu_);
   ForwardTo(any_ns_sinks_, message);

@@ -36,10 +36,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "core/broker.h"
 #include "core/frame.h"
 #include "core/metrics.h"
 #include "core/namespaces.h"
+#include "core/presence.h"
 
 namespace bridge::core {
 
@@ -88,6 +91,9 @@ struct SubscribeResult {
   bool recovered = false;        // only meaningful when `since` was given
   std::vector<FramePtr> missed;  // frames after `since`, in order, when recovering
   bool refused = false;          // too many channels: nothing was subscribed
+  // With a broker: why the subscription could not be made (UNAVAILABLE while the broker is
+  // unreachable); nothing was subscribed.
+  absl::Status error;
 };
 
 struct HistoryResult {
@@ -120,6 +126,30 @@ struct RecoveryRequest {
   std::string epoch;  // empty: accepted only with since == 0
 };
 
+// Where channels live when they are shared with other nodes (docs/broker.md). Without a broker
+// the hub is the whole system: offsets, history and presence in its own memory (the embedded
+// default). With one, the hub is this node's part: local fan-out on the shards, while offsets,
+// history and pub/sub between nodes are the broker's and membership the presence manager's.
+struct ClusterOptions {
+  Broker* broker = nullptr;             // outlives the hub; nullptr: embedded
+  PresenceManager* presence = nullptr;  // required with a broker
+  std::string node_id;                  // unique among the nodes; no ':' or '/'
+};
+
+// Counters of the broker mode (rendered in /metrics). Any thread.
+struct ClusterStats {
+  Metrics::Counter repairs{0};             // ranges read back from the broker after a gap
+  Metrics::Counter repaired_frames{0};     // frames those ranges delivered
+  Metrics::Counter unrecoverable_gaps{0};  // gaps the broker's history could not fill
+  Metrics::Counter epoch_changes{0};       // a live channel's state was lost and created again
+  Metrics::Counter duplicates{0};          // deliveries at or below the last offset, dropped
+  Metrics::Counter pubsub_stalls{0};       // own publishes not delivered back in time
+  Metrics::Counter subscribe_failures{0};  // subscriptions refused because the broker is down
+  Metrics::Counter backend_forwarded{0};   // client messages sent to other nodes' backends
+  Metrics::Counter backend_received{0};    // client messages from other nodes to local backends
+  Metrics::Gauge linked_channels{0};       // channels this node subscribes to in the broker
+};
+
 class Hub {
  public:
   // Posts a task to a shard's thread.
@@ -134,9 +164,14 @@ class Hub {
   // Sweep's budget when given 0: enough for a whole pass over the channels in about ten calls.
   static constexpr size_t kMinSweepBudget = 4096;
 
+  // How long a channel keeps its broker subscription after its last local subscriber left.
+  static constexpr std::chrono::milliseconds kBrokerLinger{2000};
+  // Frames a subscription waiting for its recovery read buffers; past it a `gap` tells the loss.
+  static constexpr size_t kMaxPendingFrames = 8192;
+
   Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Metrics& metrics,
       size_t max_channels = kDefaultMaxChannels,
-      std::chrono::milliseconds idle_timeout = kDefaultIdleTimeout);
+      std::chrono::milliseconds idle_timeout = kDefaultIdleTimeout, ClusterOptions cluster = {});
   ~Hub();
   Hub(const Hub&) = delete;
   Hub& operator=(const Hub&) = delete;
@@ -145,8 +180,39 @@ class Hub {
   const NamespaceRegistry& namespaces() const { return namespaces_; }
   Metrics& metrics() { return metrics_; }
 
-  // Any thread. Validates and publishes a backend event.
+  bool clustered() const { return broker_ != nullptr; }
+  const std::string& node_id() const { return node_id_; }
+  const ClusterStats& cluster_stats() const { return cluster_stats_; }
+  // The broker's health; embedded: always up.
+  BrokerHealth broker_health() const;
+  std::string RenderClusterMetrics() const;
+
+  // Completions of the asynchronous calls below. Embedded, they run inline, before the call
+  // returns; with a broker, on the broker's thread (or inline: the memory broker). They must
+  // not block.
+  using PublishCallback = absl::AnyInvocable<void(absl::StatusOr<PublishResult>)>;
+  using HistoryCallback = absl::AnyInvocable<void(absl::StatusOr<HistoryResult>)>;
+  using PresenceCallback = absl::AnyInvocable<void(absl::StatusOr<PresenceResult>)>;
+  // Runs on the subscriber's shard thread (inline when the answer is known at once). Never
+  // called when the subscriber unsubscribed (or subscribed again) before the answer.
+  using SubscribeCallback = absl::AnyInvocable<void(SubscribeResult)>;
+
+  // Any thread. Validates and publishes a backend event. Embedded only (tests): see PublishAsync.
   absl::StatusOr<PublishResult> Publish(const gathering::bridge::v1::Event& event);
+  // Any thread. Validates and publishes a backend event; `done` gets its position, or
+  // INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE (the broker is unreachable).
+  void PublishAsync(const gathering::bridge::v1::Event& event, PublishCallback done);
+  // Any thread. As PublishFrame; `done` (may be empty) gets the position or the error.
+  void PublishFrameAsync(const std::string& channel, std::string_view head, std::string_view tail,
+                         uint64_t exclude_id, PublishCallback done);
+  // Shard thread only. As Subscribe, answering through `done`; with a broker the subscription
+  // is pending (it buffers what arrives) until the broker confirmed it and, when recovering,
+  // the history was read, then merged without gap or duplicate.
+  void SubscribeAsync(size_t shard, const std::string& channel, Subscriber* s,
+                      const std::optional<RecoveryRequest>& recovery, SubscribeCallback done);
+  // Any thread.
+  void HistoryAsync(const std::string& channel, uint64_t since, size_t limit, HistoryCallback done);
+  void PresenceAsync(const std::string& channel, PresenceCallback done);
 
   // Any thread. Publishes a frame `head + offset + tail` on a valid channel; the subscriber
   // `exclude_id` (0: none) does not receive it. Offset 0: refused (too many channels).
@@ -193,12 +259,24 @@ class Hub {
                bool lifecycle = false);
   void RemoveSink(const ClientMessageSink* sink);
   void ForwardToBackends(const ClientMessagePtr& message);
+  // Broker mode: whether any backend may listen (on any node); embedded: this node's sinks.
+  bool backends_may_listen() const { return broker_ != nullptr || sink_count() > 0; }
   size_t sink_count() const { return sink_count_.load(std::memory_order_relaxed); }
 
  private:
   struct Entry {
     Subscriber* subscriber;
     uint64_t last_offset;  // frames at or below it are skipped
+    // Broker mode: a subscription waiting for the broker (below), and what it buffers.
+    struct Pending {
+      uint64_t token = 0;  // tells a stale answer from the current subscription's
+      std::optional<RecoveryRequest> recovery;
+      SubscribeCallback done;
+      std::vector<FramePtr> frames;  // arrived while waiting, in order
+      uint64_t dropped_from = 0;     // past kMaxPendingFrames: the first and last dropped
+      uint64_t dropped_to = 0;
+    };
+    std::unique_ptr<Pending> pending;
   };
   struct ShardChannel {
     // The ChannelState's generation: frames posted for an earlier incarnation of the channel
@@ -211,6 +289,9 @@ class Hub {
     Executor executor;
     std::unordered_map<std::string, ShardChannel> channels;
     void Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t generation);
+    // Broker mode: a control frame (gap, subscribed) for the channel's live subscriptions;
+    // `reset` also forgets their offsets (the channel's epoch changed).
+    void DeliverControl(const std::string& channel, const FramePtr& frame, bool reset);
   };
   struct Member {
     uint32_t connections = 0;
@@ -228,6 +309,14 @@ class Hub {
     size_t history_bytes = 0;  // sum of the history's frame sizes
     // The last publish, or the last subscriber leaving: idleness is counted from it.
     std::chrono::steady_clock::time_point last_active;
+    // Broker mode. The link: none; Subscribe sent; Open (the top) in flight; live, delivering.
+    enum class Link : uint8_t { kNone, kSubscribing, kOpening, kLive };
+    Link link = Link::kNone;
+    StreamPosition delivered;  // live: the last offset posted to the shards, and its epoch
+    uint64_t published = 0;    // the highest offset a publish through this node was given
+    uint8_t stall_ticks = 0;   // sweeps for which `published` stayed above `delivered`
+    bool repairing = false;    // a History read is filling a gap; deliveries wait in `held`
+    std::vector<BrokerMessage> held;
   };
   struct Stripe {
     std::mutex mu;
@@ -263,6 +352,47 @@ class Hub {
     bool lifecycle = false;
   };
   static void ForwardTo(const std::vector<SinkEntry>& sinks, const ClientMessagePtr& message);
+  void ForwardToLocalBackends(const ClientMessagePtr& message);
+  void ForwardToOtherNodes(const ClientMessagePtr& message);
+
+  // Broker mode (hub_cluster.cc).
+  void OnBrokerMessage(BrokerMessage m);
+  void OnBrokerState(BrokerState state, const absl::Status& why);
+  void OnBackendMessage(std::string origin, std::string payload);
+  HistoryPolicy PolicyFor(const NamespaceConfig* ns) const;
+  FramePtr MakeFrame(const std::string& channel, uint64_t offset, std::string text) const;
+  // What to do once the stripe lock is released: broker calls may call back inline.
+  struct Deferred {
+    std::vector<std::string> repair;  // channels to read back from their delivered offset
+  };
+  // Hands `m` to the shards in offset order, or holds it behind a gap. Stripe lock held.
+  void DeliverLocked(const std::string& channel, ChannelState& state, BrokerMessage m,
+                     Deferred& deferred);
+  void PostFrameLocked(ChannelState& state, const FramePtr& frame, uint64_t exclude_id);
+  void PostControlLocked(const std::string& channel, ChannelState& state, const FramePtr& frame,
+                         bool reset);
+  void RunDeferred(Deferred& deferred);
+  void Repair(const std::string& channel);
+  void OnRepaired(const std::string& channel, uint64_t generation, uint64_t from,
+                  absl::StatusOr<BrokerHistory> h);
+  void LinkChannel(const std::string& channel, uint64_t generation);
+  void OnLinked(const std::string& channel, uint64_t generation, absl::Status s);
+  void OnOpened(const std::string& channel, uint64_t generation, absl::StatusOr<BrokerHistory> h);
+  // Fails the channel's pending subscriptions on every shard with `why`.
+  void FailPendingLocked(const std::string& channel, ChannelState& state, const absl::Status& why);
+  // Shard thread: completes the pending subscriptions of `channel` whose link became live.
+  void ActivatePending(size_t shard, const std::string& channel, StreamPosition top);
+  void StartRecovery(size_t shard, const std::string& channel, uint64_t token, uint64_t since);
+  void CompleteRecovery(size_t shard, const std::string& channel, uint64_t token,
+                        absl::StatusOr<BrokerHistory> h);
+  void SubscribeClustered(size_t shard, const std::string& channel, Subscriber* s,
+                          const std::optional<RecoveryRequest>& recovery, SubscribeCallback done);
+  void UnsubscribeClustered(size_t shard, const std::string& channel, Subscriber* s,
+                            std::string_view reason);
+  size_t SweepClustered(std::chrono::steady_clock::time_point now);
+  std::string PresenceConnection(const Subscriber& s) const;
+  void PublishPresenceChange(const std::string& channel, const std::string& identity, bool joined,
+                             std::string_view reason);
 
   static constexpr size_t kStripes = 64;
   NamespaceRegistry namespaces_;
@@ -287,6 +417,13 @@ class Hub {
   std::vector<SinkEntry> any_ns_sinks_;
   std::vector<std::pair<const ClientMessageSink*, bool>> sinks_;  // every sink, its lifecycle
   std::atomic<size_t> sink_count_{0};
+
+  Broker* const broker_;
+  PresenceManager* const presence_;
+  const std::string node_id_;
+  ClusterStats cluster_stats_;
+  std::atomic<uint64_t> next_token_{1};
+  std::atomic<bool> broker_down_{false};  // a kDown was seen: repair every channel at kUp
 };
 
 }  // namespace bridge::core

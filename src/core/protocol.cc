@@ -25,7 +25,7 @@ constexpr std::array kErrorCodes = {
     ErrorCode::kBinaryNotSupported, ErrorCode::kInvalidChannel,  ErrorCode::kInvalidSince,
     ErrorCode::kNotSubscribed,      ErrorCode::kTooManyChannels, ErrorCode::kReservedType,
     ErrorCode::kRateLimited,        ErrorCode::kForbidden,       ErrorCode::kUnauthenticated,
-    ErrorCode::kInvalidUtf8,
+    ErrorCode::kInvalidUtf8,        ErrorCode::kUnavailable,
 };
 
 constexpr std::array<std::string_view, 7> kServerControlTypes = {
@@ -65,6 +65,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "unauthenticated";
     case ErrorCode::kInvalidUtf8:
       return "invalid_utf8";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
   }
   return "unknown";
 }

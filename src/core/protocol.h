@@ -55,6 +55,7 @@ enum class ErrorCode {
   kForbidden,           // the token does not grant the channel, or publishing to it
   kUnauthenticated,     // a refused token (refresh)
   kInvalidUtf8,         // a string field that is not valid UTF-8
+  kUnavailable,         // the broker is unreachable: the subscribe or message did not happen
 };
 std::string_view ErrorCodeName(ErrorCode code);
 std::span<const ErrorCode> ErrorCodes();

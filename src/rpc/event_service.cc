@@ -75,44 +75,102 @@ class FailedWriteReactor : public grpc::ServerWriteReactor<pb::ClientMessage> {
   void OnDone() override { delete this; }
 };
 
+// Events of one stream are published in the order they arrive; with a broker their publishes
+// are pipelined (at most kInFlight at a time: reading pauses past it) and the stream finishes
+// once every one has been answered.
 class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> {
  public:
+  static constexpr size_t kInFlight = 64;
+
   PublishStreamReactor(EventService* service, pb::PublishStreamResponse* response,
                        std::optional<auth::Principal> principal)
       : service_(service), response_(response), principal_(std::move(principal)) {
-    StartRead(&request_);
+    Read();
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status::OK);
+      std::unique_lock lock(mu_);
+      reading_ = false;
+      MaybeFinish(lock);
       return;
     }
-    grpc::Status s = service_->PublishOne(request_, principal_ ? &*principal_ : nullptr, &scratch_);
+    auto slot = std::make_unique<Slot>();
+    slot->request = std::move(*request_);
+    Slot* raw = slot.get();
+    uint64_t index = 0;
+    {
+      std::lock_guard lock(mu_);
+      index = index_++;
+      ++in_flight_;
+      slots_.push_back(std::move(slot));
+    }
+    service_->PublishOne(raw->request, principal_ ? &*principal_ : nullptr, &raw->response,
+                         [this, raw, index](grpc::Status s) { OnPublished(raw, index, s); });
+    std::unique_lock lock(mu_);
+    if (in_flight_ < kInFlight) {
+      lock.unlock();
+      Read();
+    } else {
+      paused_ = true;
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  struct Slot {
+    pb::PublishRequest request;
+    pb::PublishResponse response;
+  };
+
+  void Read() {
+    request_ = std::make_unique<pb::PublishRequest>();
+    StartRead(request_.get());
+  }
+
+  void OnPublished(Slot* slot, uint64_t index, const grpc::Status& s) {
+    std::unique_lock lock(mu_);
     if (s.ok()) {
       response_->set_accepted(response_->accepted() + 1);
     } else {
       response_->set_rejected(response_->rejected() + 1);
       if (response_->rejections_size() < 10) {
         auto* r = response_->add_rejections();
-        r->set_index(index_);
+        r->set_index(index);
         r->set_code(CodeName(s.error_code()));
         r->set_message(s.error_message());
       }
     }
-    ++index_;
-    StartRead(&request_);
+    std::erase_if(slots_, [slot](const std::unique_ptr<Slot>& p) { return p.get() == slot; });
+    --in_flight_;
+    if (paused_ && reading_) {
+      paused_ = false;
+      lock.unlock();
+      Read();
+      return;
+    }
+    MaybeFinish(lock);
   }
 
-  void OnDone() override { delete this; }
+  void MaybeFinish(std::unique_lock<std::mutex>& lock) {
+    if (reading_ || in_flight_ != 0 || finished_) return;
+    finished_ = true;
+    lock.unlock();
+    Finish(grpc::Status::OK);
+  }
 
- private:
   EventService* service_;
   pb::PublishStreamResponse* response_;
-  pb::PublishRequest request_;
-  pb::PublishResponse scratch_;
+  std::unique_ptr<pb::PublishRequest> request_;
   std::optional<auth::Principal> principal_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // requests being published
   uint64_t index_ = 0;
+  size_t in_flight_ = 0;
+  bool reading_ = true;
+  bool paused_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace
@@ -370,9 +428,8 @@ absl::StatusOr<std::optional<auth::Principal>> EventService::Authenticate(
   return absl::UnauthenticatedError("unknown API key or token");
 }
 
-grpc::Status EventService::PublishOne(const pb::PublishRequest& request,
-                                      const auth::Principal* principal,
-                                      pb::PublishResponse* response) {
+grpc::Status EventService::CheckPublish(const pb::PublishRequest& request,
+                                        const auth::Principal* principal) {
   if (shutting_down_.load()) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
   }
@@ -399,14 +456,22 @@ grpc::Status EventService::PublishOne(const pb::PublishRequest& request,
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "publish rate limit exceeded");
     }
   }
-  auto result = hub_.Publish(request.event());
-  if (!result.ok()) return ToGrpc(result.status());
-  response->set_offset(result->offset);
-  response->set_epoch(result->epoch);
-  if (request.event().has_timestamp()) {
-    *response->mutable_timestamp() = request.event().timestamp();
-  }
   return grpc::Status::OK;
+}
+
+void EventService::PublishOne(const pb::PublishRequest& request, const auth::Principal* principal,
+                              pb::PublishResponse* response, PublishDone done) {
+  if (grpc::Status s = CheckPublish(request, principal); !s.ok()) return done(std::move(s));
+  hub_.PublishAsync(request.event(), [&request, response, done = std::move(done)](
+                                         absl::StatusOr<core::PublishResult> result) mutable {
+    if (!result.ok()) return done(ToGrpc(result.status()));
+    response->set_offset(result->offset);
+    response->set_epoch(result->epoch);
+    if (request.event().has_timestamp()) {
+      *response->mutable_timestamp() = request.event().timestamp();
+    }
+    done(grpc::Status::OK);
+  });
 }
 
 grpc::ServerUnaryReactor* EventService::Publish(grpc::CallbackServerContext* ctx,
@@ -418,7 +483,8 @@ grpc::ServerUnaryReactor* EventService::Publish(grpc::CallbackServerContext* ctx
     reactor->Finish(Unauthenticated(principal.status()));
     return reactor;
   }
-  reactor->Finish(PublishOne(*request, *principal ? &**principal : nullptr, response));
+  PublishOne(*request, *principal ? &**principal : nullptr, response,
+             [reactor](grpc::Status s) { reactor->Finish(std::move(s)); });
   return reactor;
 }
 
@@ -505,16 +571,19 @@ grpc::ServerUnaryReactor* EventService::History(grpc::CallbackServerContext* ctx
     reactor->Finish(s);
     return reactor;
   }
-  auto h = hub_.History(request->channel(), request->since(), request->limit());
-  response->set_epoch(h.epoch);
-  response->set_offset(h.offset);
-  response->set_complete(h.complete);
-  for (const auto& f : h.frames) {
-    auto* m = response->add_messages();
-    m->set_offset(f->offset);
-    m->set_json(f->text);
-  }
-  reactor->Finish(grpc::Status::OK);
+  hub_.HistoryAsync(request->channel(), request->since(), request->limit(),
+                    [reactor, response](absl::StatusOr<core::HistoryResult> h) {
+                      if (!h.ok()) return reactor->Finish(ToGrpc(h.status()));
+                      response->set_epoch(h->epoch);
+                      response->set_offset(h->offset);
+                      response->set_complete(h->complete);
+                      for (const auto& f : h->frames) {
+                        auto* m = response->add_messages();
+                        m->set_offset(f->offset);
+                        m->set_json(f->text);
+                      }
+                      reactor->Finish(grpc::Status::OK);
+                    });
   return reactor;
 }
 
@@ -526,16 +595,19 @@ grpc::ServerUnaryReactor* EventService::Presence(grpc::CallbackServerContext* ct
     reactor->Finish(s);
     return reactor;
   }
-  auto p = hub_.Presence(request->channel());
-  for (const auto& m : p.members) {
-    auto* out = response->add_members();
-    out->set_identity(m.identity);
-    out->set_connections(m.connections);
-    SetTimestamp(m.joined_at, out->mutable_joined_at());
-  }
-  response->set_member_count(static_cast<uint32_t>(p.members.size()));
-  response->set_connection_count(p.connection_count);
-  reactor->Finish(grpc::Status::OK);
+  hub_.PresenceAsync(request->channel(),
+                     [reactor, response](absl::StatusOr<core::PresenceResult> p) {
+                       if (!p.ok()) return reactor->Finish(ToGrpc(p.status()));
+                       for (const auto& m : p->members) {
+                         auto* out = response->add_members();
+                         out->set_identity(m.identity);
+                         out->set_connections(m.connections);
+                         SetTimestamp(m.joined_at, out->mutable_joined_at());
+                       }
+                       response->set_member_count(static_cast<uint32_t>(p->members.size()));
+                       response->set_connection_count(p->connection_count);
+                       reactor->Finish(grpc::Status::OK);
+                     });
   return reactor;
 }
 

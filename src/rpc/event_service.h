@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "auth/api_keys.h"
 #include "auth/principal.h"
@@ -98,11 +99,14 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
                                      const gathering::bridge::v1::PresenceRequest* request,
                                      gathering::bridge::v1::PresenceResponse* response) override;
 
-  // Any thread. Validates and publishes one request; the status the unary call would return.
-  // `principal` null: auth is off.
-  grpc::Status PublishOne(const gathering::bridge::v1::PublishRequest& request,
-                          const auth::Principal* principal,
-                          gathering::bridge::v1::PublishResponse* response);
+  // Any thread. Validates and publishes one request; `done` gets the status the unary call
+  // returns, once the hub (and the broker) answered: inline, or on the broker's thread. It
+  // fills `response` first; `request` and `response` must live until then. `principal` null:
+  // auth is off.
+  using PublishDone = absl::AnyInvocable<void(grpc::Status)>;
+  void PublishOne(const gathering::bridge::v1::PublishRequest& request,
+                  const auth::Principal* principal,
+                  gathering::bridge::v1::PublishResponse* response, PublishDone done);
 
   // INVALID_ARGUMENT for a bad channel or an unknown namespace, then UNAUTHENTICATED, or
   // PERMISSION_DENIED unless the caller may read `channel`.
@@ -117,6 +121,9 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   class SubscribeReactor;
   friend class SubscribeReactor;
 
+  // The checks before a publish: OK when it may go to the hub.
+  grpc::Status CheckPublish(const gathering::bridge::v1::PublishRequest& request,
+                            const auth::Principal* principal);
   // INVALID_ARGUMENT unless `channel` is a valid name in a configured namespace.
   grpc::Status ValidateChannel(const std::string& channel) const;
   // Counts a new Subscribe stream of `identity`; RESOURCE_EXHAUSTED past the limits.

@@ -219,16 +219,32 @@ void HttpSession::Route(Request req) {
     res.set(http::field::allow, "GET, HEAD");
     return Reply(std::move(res));
   }
-  if (target->path == "/healthz") {
-    bool draining = state_.draining.load();
-    return Reply(MakeResponse(draining ? 503 : 200, "application/json",
-                              draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"ok\"}\n",
-                              req));
+  if (target->path == "/healthz" || target->path == "/readyz") {
+    // /healthz: the process is alive (200 unless draining); the broker's state is told but
+    // does not fail it. /readyz: 200 only when this node can serve, i.e. its broker is up too.
+    const bool draining = state_.draining.load();
+    const core::BrokerHealth broker = state_.hub.broker_health();
+    const bool ready = !draining && broker.ok();
+    std::string body =
+        core::Cat(R"({"status":")", draining ? "draining" : (ready ? "ok" : "degraded"), R"(")");
+    if (state_.hub.clustered()) {
+      body += core::Cat(R"(,"node":)", core::JsonQuote(state_.hub.node_id()),
+                        R"(,"broker":{"publish":)", broker.publish_up ? "true" : "false",
+                        R"(,"pubsub":)", broker.pubsub_up ? "true" : "false");
+      if (!broker.detail.empty())
+        body += core::Cat(R"(,"detail":)", core::JsonQuote(broker.detail));
+      body += "}";
+    }
+    body += "}\n";
+    const bool ok = target->path == "/healthz" ? !draining : ready;
+    return Reply(MakeResponse(ok ? 200 : 503, "application/json", body, req));
   }
   if (target->path == "/metrics") {
-    return Reply(
-        MakeResponse(200, "text/plain; version=0.0.4",
-                     state_.metrics.RenderPrometheus() + state_.hub.RenderNamespaceMetrics(), req));
+    return Reply(MakeResponse(200, "text/plain; version=0.0.4",
+                              state_.metrics.RenderPrometheus() +
+                                  state_.hub.RenderNamespaceMetrics() +
+                                  state_.hub.RenderClusterMetrics(),
+                              req));
   }
   if (target->path == "/" || target->path == "/index.html") {
     return Reply(MakeResponse(200, "text/html; charset=utf-8", std::string(IndexHtml()), req));

@@ -333,17 +333,31 @@ void WsSession::HandleSubscribe(const std::string& channel,
                      core::Cat("at most ", state_.options.max_channels_per_connection,
                                " channels per connection"));
   }
-  core::SubscribeResult r = state_.hub.Subscribe(shard_, channel, this, recovery);
-  if (r.refused) {
-    return SendError(ErrorCode::kTooManyChannels, "the bridge holds too many channels");
-  }
-  if (!Subscribed(channel)) channels_.push_back(channel);
-  if (ack) {
-    std::optional<bool> recovered;
-    if (recovery.has_value()) recovered = r.recovered;
-    Send(core::SubscribedFrame(channel, r.epoch, r.offset, recovered));
-  }
-  for (const auto& f : r.missed) Send(f);
+  // Answered at once (embedded, or a live channel) or once the broker has answered; never
+  // after this session left the channel (the destructor unsubscribes everything in channels_).
+  const bool already = Subscribed(channel);
+  if (!already) channels_.push_back(channel);
+  state_.hub.SubscribeAsync(
+      shard_, channel, this, recovery,
+      [this, channel, ack, recovering = recovery.has_value()](core::SubscribeResult r) {
+        if (r.refused || !r.error.ok()) {
+          // Nothing was subscribed: forget the channel (the hub may hold a failed entry).
+          state_.hub.Unsubscribe(shard_, channel, this, "refused");
+          std::erase(channels_, channel);
+          if (r.refused) {
+            return SendError(ErrorCode::kTooManyChannels, "the bridge holds too many channels");
+          }
+          return SendError(ErrorCode::kUnavailable,
+                           core::Cat("channel ", channel, " is unavailable: ", r.error.message(),
+                                     "; subscribe again later"));
+        }
+        if (ack) {
+          std::optional<bool> recovered;
+          if (recovering) recovered = r.recovered;
+          Send(core::SubscribedFrame(channel, r.epoch, r.offset, recovered));
+        }
+        for (const auto& f : r.missed) Send(f);
+      });
 }
 
 void WsSession::HandleUnsubscribe(const std::string& channel) {
@@ -379,7 +393,7 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
   auto now = std::chrono::system_clock::now();
   std::string timestamp = core::FormatTimestamp(now);
 
-  if (state_.hub.sink_count() > 0) {
+  if (state_.hub.backends_may_listen()) {
     auto record = std::make_shared<core::ClientMessageRecord>();
     record->channel = channel;
     record->connection_id = connection_id_;
@@ -393,9 +407,26 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
     std::string head, tail;
     core::BuildClientMessageFrame(std::move(frame.object), channel, timestamp, connection_id_, head,
                                   tail);
-    if (state_.hub.PublishFrame(channel, head, tail, id_).offset == 0) {
-      SendError(ErrorCode::kTooManyChannels, "the bridge holds too many channels");
-    }
+    // Refusals come back on the broker's thread: the session is told on its own.
+    std::weak_ptr<WsSession> weak = weak_from_this();
+    boost::asio::io_context* ioc = state_.shards[shard_];
+    state_.hub.PublishFrameAsync(
+        channel, head, tail, id_, [weak, ioc, channel](absl::StatusOr<core::PublishResult> r) {
+          if (r.ok()) return;
+          auto report = [weak, status = r.status(), channel] {
+            auto self = weak.lock();
+            if (!self) return;
+            if (status.code() == absl::StatusCode::kResourceExhausted) {
+              return self->SendError(ErrorCode::kTooManyChannels,
+                                     "the bridge holds too many channels");
+            }
+            self->SendError(
+                ErrorCode::kUnavailable,
+                core::Cat("message to ", channel, " not delivered: ", status.message()));
+          };
+          if (ioc->get_executor().running_in_this_thread()) return report();
+          boost::asio::post(*ioc, std::move(report));
+        });
   }
 }
 

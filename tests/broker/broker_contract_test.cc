@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,7 @@ struct Recorder {
   std::mutex mu;
   std::vector<BrokerMessage> messages;
   std::vector<BrokerState> states;
+  std::vector<std::pair<std::string, std::string>> backend;  // (origin, payload)
 
   core::BrokerHandler Handler() {
     return core::BrokerHandler{[this](BrokerMessage m) {
@@ -46,7 +48,15 @@ struct Recorder {
                                [this](BrokerState s, const absl::Status&) {
                                  std::lock_guard lock(mu);
                                  states.push_back(s);
+                               },
+                               [this](std::string origin, std::string payload) {
+                                 std::lock_guard lock(mu);
+                                 backend.emplace_back(std::move(origin), std::move(payload));
                                }};
+  }
+  size_t BackendCount() {
+    std::lock_guard lock(mu);
+    return backend.size();
   }
   std::vector<BrokerMessage> Of(const std::string& channel) {
     std::lock_guard lock(mu);
@@ -157,6 +167,16 @@ class BrokerContractTest : public ::testing::TestWithParam<std::string> {
                      [&](absl::StatusOr<BrokerHistory> r) { result = std::move(r); });
     if (!RunUntil([&] { return result.has_value(); })) {
       return absl::DeadlineExceededError("test: no history callback within the bounded wait");
+    }
+    return *result;
+  }
+
+  absl::StatusOr<BrokerHistory> Open(const std::string& channel, uint64_t since, int at = 0) {
+    std::optional<absl::StatusOr<BrokerHistory>> result;
+    node(at).Open(channel, since, 0,
+                  [&](absl::StatusOr<BrokerHistory> r) { result = std::move(r); });
+    if (!RunUntil([&] { return result.has_value(); })) {
+      return absl::DeadlineExceededError("test: no open callback within the bounded wait");
     }
     return *result;
   }
@@ -283,6 +303,47 @@ TEST_P(BrokerContractTest, UnknownChannelHasNoStateAndReadingCreatesNone) {
   auto p = Publish("c/none", 1);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->offset, 1u);
+}
+
+TEST_P(BrokerContractTest, OpenCreatesTheEpochTheNextPublishUses) {
+  auto o = Open("c/new", std::numeric_limits<uint64_t>::max());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->top.epoch.empty());
+  EXPECT_EQ(o->top.offset, 0u);
+  auto again = Open("c/new", 0);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->top, o->top) << "an existing state is only read";
+  auto p = Publish("c/new", 1);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->offset, 1u);
+  EXPECT_EQ(p->epoch, o->top.epoch);
+  auto h = Open("c/new", 0);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(Offsets(*h), Range(1, 1));
+  EXPECT_TRUE(h->complete);
+}
+
+TEST_P(BrokerContractTest, DeliveriesCarryTheirOrigin) {
+  ASSERT_TRUE(Subscribe("c/o").ok());
+  std::optional<absl::StatusOr<StreamPosition>> result;
+  node().Publish("c/o", Head("c/o"), Tail(1), kKeep10, "node-a/42",
+                 [&](absl::StatusOr<StreamPosition> r) { result = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return result.has_value() && rec().Count("c/o") == 1; }));
+  EXPECT_EQ(rec().Of("c/o")[0].origin, "node-a/42");
+}
+
+TEST_P(BrokerContractTest, BackendMessagesReachNodesWithAnInterestOnly) {
+  node().PublishBackendMessage("n1", "dropped: nobody listens");
+  node().SetBackendInterest(true);
+  // The interest is asynchronous on Redis: publish until one arrives.
+  ASSERT_TRUE(RunUntil([&] {
+    if (rec().BackendCount() > 0) return true;
+    node().PublishBackendMessage("n1", std::string("pay\0load:1", 10));
+    return false;
+  }));
+  std::lock_guard lock(rec().mu);
+  EXPECT_EQ(rec().backend.front().first, "n1");
+  EXPECT_EQ(rec().backend.front().second, std::string("pay\0load:1", 10)) << "binary-safe";
 }
 
 TEST_P(BrokerContractTest, SizeZeroKeepsNoHistoryButAssignsOffsets) {
@@ -672,14 +733,16 @@ TEST(RedisScriptsTest, KeysTopicsAndPayloads) {
   EXPECT_EQ(ChannelOfTopic("gb", "gb:{a:b}"), "a:b");
   EXPECT_FALSE(ChannelOfTopic("gb", "xx:{a}").has_value());
   EXPECT_FALSE(ChannelOfTopic("gb", "gb:{a").has_value());
-  auto p = ParsePayload("12:abc:{\"x\":\"1:2\"}");
+  auto p = ParsePayload("12:abc:node-1/7:{\"x\":\"1:2\"}");
   ASSERT_TRUE(p.has_value());
   EXPECT_EQ(p->offset, 12u);
   EXPECT_EQ(p->epoch, "abc");
+  EXPECT_EQ(p->origin, "node-1/7");
   EXPECT_EQ(p->text, "{\"x\":\"1:2\"}");
   EXPECT_FALSE(ParsePayload("0:abc:x").has_value()) << "offset 0 is no event";
   EXPECT_FALSE(ParsePayload("x1:abc:x").has_value());
   EXPECT_FALSE(ParsePayload("12:abc").has_value());
+  EXPECT_FALSE(ParsePayload("12:abc:x").has_value()) << "no origin";
   EXPECT_EQ(PublishScript().sha1.size(), 40u);
   EXPECT_NE(PublishScript().sha1, HistoryScript().sha1);
 }

@@ -1,0 +1,799 @@
+// The hub's broker mode: this node's part of channels shared with other nodes through a
+// core::Broker (offsets, history, pub/sub) and a core::PresenceManager (members). The embedded
+// mode is hub.cc; the asynchronous entry points below serve both.
+//
+// Per channel with local subscribers the node holds a link to the broker:
+//   kNone -> Subscribe sent (kSubscribing) -> Open sent for the top (kOpening) -> kLive.
+// While live, deliveries are posted to the shards in offset order: a duplicate is dropped, a
+// jump past the next offset holds later deliveries and reads the missing range from the
+// broker's history (Repair); what history cannot fill becomes a `gap` frame. A delivery with
+// another epoch (the channel's state was lost in the broker) resets the subscriptions, which
+// are told with a `subscribed` frame carrying the new epoch and `recovered:false`.
+//
+// A new subscription is registered on its shard at once, pending: it buffers what arrives.
+// Without recovery on a live channel it is answered at once with the last delivered position;
+// otherwise it waits for the link and, when recovering, for a History read, then merges the two
+// by offset.
+//
+// Locks: the hub's stripe lock is never held while calling the broker or the presence manager
+// (the memory broker calls back inline, under its own lock).
+#include <algorithm>
+#include <charconv>
+#include <limits>
+
+#include "core/channel.h"
+#include "core/hub.h"
+#include "core/protocol.h"
+#include "core/strings.h"
+#include "gathering/bridge/v1/events.pb.h"
+
+namespace bridge::core {
+namespace {
+
+constexpr uint64_t kTopOnly = std::numeric_limits<uint64_t>::max();
+
+PublishResult ToResult(const StreamPosition& p) { return PublishResult{p.offset, p.epoch}; }
+
+}  // namespace
+
+BrokerHealth Hub::broker_health() const {
+  if (broker_ == nullptr) return BrokerHealth{true, true, ""};
+  return broker_->Health();
+}
+
+HistoryPolicy Hub::PolicyFor(const NamespaceConfig* ns) const {
+  HistoryPolicy p;
+  if (ns == nullptr || ns->history_max_bytes == 0) return p;  // keep none, as embedded
+  p.size = ns->history_size;
+  p.ttl = ns->history_ttl;
+  p.max_bytes = ns->history_max_bytes;
+  return p;
+}
+
+FramePtr Hub::MakeFrame(const std::string& channel, uint64_t offset, std::string text) const {
+  auto f = std::make_shared<Frame>();
+  f->channel = channel;
+  f->offset = offset;
+  f->ns = namespaces_.IndexOf(NamespaceOf(channel));
+  f->text = std::move(text);
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publishing
+
+void Hub::PublishAsync(const gathering::bridge::v1::Event& event, PublishCallback done) {
+  if (broker_ == nullptr) return done(Publish(event));
+  auto parts = EncodeEvent(event, std::chrono::system_clock::now());
+  if (!parts.ok()) {
+    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return done(parts.status());
+  }
+  if (namespaces_.Find(NamespaceOf(event.channel())) == nullptr) {
+    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return done(
+        absl::InvalidArgumentError(Cat("unknown namespace '", NamespaceOf(event.channel()), "'")));
+  }
+  PublishFrameAsync(event.channel(), parts->head, parts->tail, 0,
+                    [this, done = std::move(done)](absl::StatusOr<PublishResult> r) mutable {
+                      if (r.ok()) {
+                        metrics_.events_published_total.fetch_add(1, std::memory_order_relaxed);
+                      }
+                      done(std::move(r));
+                    });
+}
+
+void Hub::PublishFrameAsync(const std::string& channel, std::string_view head,
+                            std::string_view tail, uint64_t exclude_id, PublishCallback done) {
+  if (broker_ == nullptr) {
+    PublishResult r = PublishFrame(channel, head, tail, exclude_id);
+    if (!done) return;
+    if (r.offset == 0)
+      return done(absl::ResourceExhaustedError("the bridge holds too many channels"));
+    return done(r);
+  }
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  // The origin names this node and, for a client's message, the sender, who must not get it
+  // back: every node receives its own publishes, so the exclusion is applied at delivery.
+  std::string origin = exclude_id == 0 ? node_id_ : Cat(node_id_, "/", exclude_id);
+  broker_->Publish(
+      channel, head, tail, PolicyFor(ns), origin,
+      [this, channel, done = std::move(done)](absl::StatusOr<StreamPosition> r) mutable {
+        if (r.ok()) {
+          // Remembered for the pub/sub probe (SweepClustered): a publish that succeeds but never
+          // comes back means the subscriber link lost it.
+          Stripe& stripe = StripeFor(channel);
+          std::lock_guard lock(stripe.mu);
+          auto it = stripe.channels.find(channel);
+          if (it != stripe.channels.end() && it->second.delivered.epoch == r->epoch) {
+            it->second.published = std::max(it->second.published, r->offset);
+          }
+        }
+        if (!done) return;
+        if (!r.ok()) return done(r.status());
+        done(ToResult(*r));
+      });
+}
+
+void Hub::PublishPresenceChange(const std::string& channel, const std::string& identity,
+                                bool joined, std::string_view reason) {
+  gathering::bridge::v1::Event e;
+  e.set_channel(channel);
+  if (joined) {
+    e.mutable_agent_joined()->set_identity(identity);
+  } else {
+    e.mutable_agent_left()->set_identity(identity);
+    e.mutable_agent_left()->set_reason(std::string(reason));
+  }
+  auto parts = EncodeEvent(e, std::chrono::system_clock::now());
+  if (parts.ok()) PublishFrameAsync(channel, parts->head, parts->tail, 0, nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+void Hub::HistoryAsync(const std::string& channel, uint64_t since, size_t limit,
+                       HistoryCallback done) {
+  if (broker_ == nullptr) return done(History(channel, since, limit));
+  broker_->History(
+      channel, since, limit,
+      [this, channel, done = std::move(done)](absl::StatusOr<BrokerHistory> h) mutable {
+        if (!h.ok()) return done(h.status());
+        HistoryResult out;
+        out.epoch = h->top.epoch;
+        out.offset = h->top.offset;
+        out.complete = h->complete;
+        out.frames.reserve(h->frames.size());
+        for (auto& f : h->frames) {
+          out.frames.push_back(MakeFrame(channel, f.offset, std::move(f.text)));
+        }
+        done(std::move(out));
+      });
+}
+
+void Hub::PresenceAsync(const std::string& channel, PresenceCallback done) {
+  if (broker_ == nullptr) return done(Presence(channel));
+  presence_->List(channel, [done = std::move(done)](absl::StatusOr<PresenceSnapshot> p) mutable {
+    if (!p.ok()) return done(p.status());
+    PresenceResult out;
+    out.connection_count = p->connection_count;
+    for (auto& m : p->members) {
+      out.members.push_back({std::move(m.identity), m.connections, m.joined_at});
+    }
+    done(std::move(out));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscribing
+
+std::string Hub::PresenceConnection(const Subscriber& s) const {
+  return Cat(node_id_, "/", s.connection_id());
+}
+
+void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscriber* s,
+                             const std::optional<RecoveryRequest>& recovery,
+                             SubscribeCallback done) {
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  const uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
+  bool link = false;
+  bool recover = false;
+  bool is_new = false;
+  SubscribeResult now_result;
+  bool answer_now = false;
+  uint64_t generation = 0;
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    ChannelState* found = FindOrCreateLocked(stripe, channel);
+    if (found == nullptr) {
+      now_result.refused = true;
+      answer_now = true;
+    } else {
+      ChannelState& state = *found;
+      generation = state.generation;
+      ShardChannel& sc = shards_[shard]->channels[channel];
+      sc.generation = state.generation;
+      auto pos = std::find_if(sc.entries.begin(), sc.entries.end(),
+                              [s](const Entry& e) { return e.subscriber == s; });
+      if (pos == sc.entries.end()) {
+        sc.entries.push_back(Entry{s, 0, nullptr});
+        pos = sc.entries.end() - 1;
+        is_new = true;
+        ++state.connections;
+        if (state.shard_subscribers.empty()) state.shard_subscribers.resize(shards_.size());
+        ++state.shard_subscribers[shard];
+      }
+      Entry& entry = *pos;
+      if (state.link == ChannelState::Link::kLive && !recovery.has_value()) {
+        // The answer is known: the position last delivered here; later frames follow it.
+        entry.pending.reset();
+        entry.last_offset = std::max(entry.last_offset, state.delivered.offset);
+        now_result.epoch = state.delivered.epoch;
+        now_result.offset = state.delivered.offset;
+        answer_now = true;
+      } else {
+        entry.pending = std::make_unique<Entry::Pending>();
+        entry.pending->token = token;
+        entry.pending->recovery = recovery;
+        entry.pending->done = std::move(done);
+        if (state.link == ChannelState::Link::kLive) {
+          recover = true;
+        } else if (state.link == ChannelState::Link::kNone) {
+          state.link = ChannelState::Link::kSubscribing;
+          link = true;
+        }
+      }
+    }
+  }
+  if (now_result.refused) return done(std::move(now_result));
+  if (is_new) {
+    metrics_.subscriptions_current.fetch_add(1, std::memory_order_relaxed);
+    if (ns != nullptr && ns->presence && !s->identity().empty()) {
+      presence_->Join(channel, s->identity(), PresenceConnection(*s),
+                      [this, channel, identity = s->identity()](absl::StatusOr<bool> changed) {
+                        if (changed.ok() && *changed) {
+                          PublishPresenceChange(channel, identity, true, "");
+                        }
+                      });
+    }
+    ForwardLifecycle(channel, *s, true, "");
+  }
+  if (answer_now) return done(std::move(now_result));
+  if (link) LinkChannel(channel, generation);
+  if (recover) StartRecovery(shard, channel, token, recovery->since);
+}
+
+void Hub::LinkChannel(const std::string& channel, uint64_t generation) {
+  cluster_stats_.linked_channels.fetch_add(1, std::memory_order_relaxed);
+  broker_->Subscribe(channel, [this, channel, generation](absl::Status s) {
+    OnLinked(channel, generation, std::move(s));
+  });
+}
+
+void Hub::OnLinked(const std::string& channel, uint64_t generation, absl::Status s) {
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    auto it = stripe.channels.find(channel);
+    if (it == stripe.channels.end() || it->second.generation != generation ||
+        it->second.link != ChannelState::Link::kSubscribing) {
+      return;
+    }
+    ChannelState& state = it->second;
+    if (!s.ok()) {
+      state.link = ChannelState::Link::kNone;
+      cluster_stats_.linked_channels.fetch_sub(1, std::memory_order_relaxed);
+      FailPendingLocked(channel, state, s);
+      // The broker keeps the interest until it is dropped: drop it, the next subscriber links
+      // again.
+    } else {
+      state.link = ChannelState::Link::kOpening;
+    }
+  }
+  if (!s.ok()) {
+    broker_->Unsubscribe(channel);
+    return;
+  }
+  broker_->Open(channel, kTopOnly, 0, [this, channel, generation](absl::StatusOr<BrokerHistory> h) {
+    OnOpened(channel, generation, std::move(h));
+  });
+}
+
+void Hub::OnOpened(const std::string& channel, uint64_t generation,
+                   absl::StatusOr<BrokerHistory> h) {
+  Deferred deferred;
+  bool unlink = false;
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    auto it = stripe.channels.find(channel);
+    if (it == stripe.channels.end() || it->second.generation != generation ||
+        it->second.link != ChannelState::Link::kOpening) {
+      return;
+    }
+    ChannelState& state = it->second;
+    if (!h.ok()) {
+      state.link = ChannelState::Link::kNone;
+      state.held.clear();
+      cluster_stats_.linked_channels.fetch_sub(1, std::memory_order_relaxed);
+      FailPendingLocked(channel, state, h.status());
+      unlink = true;
+    } else {
+      state.link = ChannelState::Link::kLive;
+      state.delivered = h->top;
+      state.published = h->top.offset;
+      // The pending subscriptions learn the top before any later frame reaches their shard.
+      for (size_t i = 0; i < state.shard_subscribers.size(); ++i) {
+        if (state.shard_subscribers[i] == 0) continue;
+        shards_[i]->executor(
+            [this, i, channel, top = h->top] { ActivatePending(i, channel, top); });
+      }
+      auto held = std::move(state.held);
+      state.held.clear();
+      for (auto& m : held) {
+        if (state.repairing) {
+          state.held.push_back(std::move(m));
+        } else {
+          DeliverLocked(channel, state, std::move(m), deferred);
+        }
+      }
+    }
+  }
+  if (unlink) broker_->Unsubscribe(channel);
+  RunDeferred(deferred);
+}
+
+void Hub::FailPendingLocked(const std::string& channel, ChannelState& state,
+                            const absl::Status& why) {
+  cluster_stats_.subscribe_failures.fetch_add(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < state.shard_subscribers.size(); ++i) {
+    if (state.shard_subscribers[i] == 0) continue;
+    Shard* shard = shards_[i].get();
+    shard->executor([shard, channel, why] {
+      auto it = shard->channels.find(channel);
+      if (it == shard->channels.end()) return;
+      // Answered after the loop: a callback may unsubscribe, which edits the entries.
+      std::vector<SubscribeCallback> failed;
+      for (Entry& e : it->second.entries) {
+        if (!e.pending) continue;
+        failed.push_back(std::move(e.pending->done));
+        e.pending.reset();
+      }
+      for (auto& done : failed) {
+        SubscribeResult r;
+        r.error = why;
+        done(std::move(r));  // the session unsubscribes, which removes the entry
+      }
+    });
+  }
+}
+
+void Hub::ActivatePending(size_t shard, const std::string& channel, StreamPosition top) {
+  auto it = shards_[shard]->channels.find(channel);
+  if (it == shards_[shard]->channels.end()) return;
+  std::vector<std::pair<SubscribeCallback, SubscribeResult>> answers;
+  std::vector<std::pair<uint64_t, uint64_t>> recoveries;  // (token, since)
+  for (Entry& e : it->second.entries) {
+    if (!e.pending) continue;
+    if (e.pending->recovery.has_value()) {
+      recoveries.emplace_back(e.pending->token, e.pending->recovery->since);
+      continue;
+    }
+    SubscribeResult r;
+    r.epoch = top.epoch;
+    r.offset = top.offset;
+    e.last_offset = top.offset;
+    for (auto& f : e.pending->frames) {
+      if (f->offset > e.last_offset) {
+        e.last_offset = f->offset;
+        r.missed.push_back(std::move(f));
+      }
+    }
+    answers.emplace_back(std::move(e.pending->done), std::move(r));
+    e.pending.reset();
+  }
+  for (auto& [done, r] : answers) done(std::move(r));
+  for (auto [token, since] : recoveries) StartRecovery(shard, channel, token, since);
+}
+
+void Hub::StartRecovery(size_t shard, const std::string& channel, uint64_t token, uint64_t since) {
+  broker_->History(
+      channel, since, 0, [this, shard, channel, token](absl::StatusOr<BrokerHistory> h) mutable {
+        shards_[shard]->executor([this, shard, channel, token, h = std::move(h)]() mutable {
+          CompleteRecovery(shard, channel, token, std::move(h));
+        });
+      });
+}
+
+void Hub::CompleteRecovery(size_t shard, const std::string& channel, uint64_t token,
+                           absl::StatusOr<BrokerHistory> h) {
+  auto it = shards_[shard]->channels.find(channel);
+  if (it == shards_[shard]->channels.end()) return;
+  auto pos =
+      std::find_if(it->second.entries.begin(), it->second.entries.end(),
+                   [token](const Entry& e) { return e.pending && e.pending->token == token; });
+  if (pos == it->second.entries.end()) return;  // unsubscribed, or subscribed again
+  Entry& e = *pos;
+  std::unique_ptr<Entry::Pending> pending = std::move(e.pending);
+  SubscribeResult r;
+  if (!h.ok()) {
+    cluster_stats_.subscribe_failures.fetch_add(1, std::memory_order_relaxed);
+    r.error = h.status();
+    return pending->done(std::move(r));  // the session unsubscribes
+  }
+  const RecoveryRequest& rec = *pending->recovery;
+  r.epoch = h->top.epoch;
+  r.offset = h->top.offset;
+  const bool same_epoch = rec.epoch == h->top.epoch || (rec.epoch.empty() && rec.since == 0);
+  uint64_t last = h->top.offset;
+  if (!same_epoch || rec.since > h->top.offset) {
+    r.recovered = false;
+  } else if (rec.since == h->top.offset) {
+    r.recovered = true;
+  } else {
+    r.recovered = h->complete;
+    for (auto& f : h->frames) {
+      if (f.offset <= rec.since) continue;
+      r.missed.push_back(MakeFrame(channel, f.offset, std::move(f.text)));
+    }
+  }
+  // What arrived while the read was in flight follows, without what the read already had.
+  uint64_t next = r.missed.empty() ? last : std::max(last, r.missed.back()->offset);
+  for (auto& f : pending->frames) {
+    if (f->offset <= next) continue;
+    next = f->offset;
+    r.missed.push_back(std::move(f));
+  }
+  if (pending->dropped_from != 0) {
+    r.missed.push_back(GapFrame(channel, pending->dropped_from, pending->dropped_to));
+    next = std::max(next, pending->dropped_to);
+  }
+  e.last_offset = next;
+  pending->done(std::move(r));
+}
+
+void Hub::UnsubscribeClustered(size_t shard, const std::string& channel, Subscriber* s,
+                               std::string_view reason) {
+  auto& channels = shards_[shard]->channels;
+  auto it = channels.find(channel);
+  if (it == channels.end()) return;
+  auto& entries = it->second.entries;
+  auto pos = std::find_if(entries.begin(), entries.end(),
+                          [s](const Entry& e) { return e.subscriber == s; });
+  if (pos == entries.end()) return;
+  entries.erase(pos);
+  metrics_.subscriptions_current.fetch_sub(1, std::memory_order_relaxed);
+  if (entries.empty()) channels.erase(it);
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    auto found = stripe.channels.find(channel);
+    if (found != stripe.channels.end()) {
+      ChannelState& state = found->second;
+      if (state.connections > 0) --state.connections;
+      if (shard < state.shard_subscribers.size() && state.shard_subscribers[shard] > 0) {
+        --state.shard_subscribers[shard];
+      }
+      // The broker link stays for kBrokerLinger (SweepClustered): a quick resubscribe, a
+      // reconnecting page, keeps it.
+      if (state.connections == 0) state.last_active = std::chrono::steady_clock::now();
+    }
+  }
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  if (ns != nullptr && ns->presence && !s->identity().empty()) {
+    presence_->Leave(channel, s->identity(), PresenceConnection(*s),
+                     [this, channel, identity = s->identity(),
+                      reason = std::string(reason)](absl::StatusOr<bool> changed) {
+                       if (changed.ok() && *changed) {
+                         PublishPresenceChange(channel, identity, false, reason);
+                       }
+                     });
+  }
+  ForwardLifecycle(channel, *s, false, reason);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivering
+
+void Hub::OnBrokerMessage(BrokerMessage m) {
+  Deferred deferred;
+  {
+    Stripe& stripe = StripeFor(m.channel);
+    std::lock_guard lock(stripe.mu);
+    auto it = stripe.channels.find(m.channel);
+    if (it == stripe.channels.end()) return;  // no local subscriber (any more)
+    ChannelState& state = it->second;
+    switch (state.link) {
+      case ChannelState::Link::kNone:
+        return;
+      case ChannelState::Link::kSubscribing:
+      case ChannelState::Link::kOpening:
+        if (state.held.size() < kMaxPendingFrames) state.held.push_back(std::move(m));
+        return;
+      case ChannelState::Link::kLive:
+        break;
+    }
+    if (state.repairing) {
+      if (state.held.size() < kMaxPendingFrames) state.held.push_back(std::move(m));
+      return;
+    }
+    std::string channel = m.channel;
+    DeliverLocked(channel, state, std::move(m), deferred);
+  }
+  RunDeferred(deferred);
+}
+
+void Hub::DeliverLocked(const std::string& channel, ChannelState& state, BrokerMessage m,
+                        Deferred& deferred) {
+  if (m.epoch != state.delivered.epoch) {
+    // The channel's state was lost in the broker (expiry, a restart without persistence, a
+    // fail-over) and created again: offsets start over, which no client may take for the old
+    // ones. Every subscription is told the new epoch.
+    cluster_stats_.epoch_changes.fetch_add(1, std::memory_order_relaxed);
+    state.delivered = StreamPosition{0, m.epoch};
+    state.published = 0;
+    PostControlLocked(channel, state, SubscribedFrame(channel, m.epoch, 0, false), true);
+  }
+  if (m.offset <= state.delivered.offset) {
+    cluster_stats_.duplicates.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (m.offset != state.delivered.offset + 1) {
+    // Pub/sub lost something: read it back before going on.
+    state.repairing = true;
+    state.held.push_back(std::move(m));
+    deferred.repair.push_back(channel);
+    return;
+  }
+  uint64_t exclude_id = 0;
+  if (size_t slash = m.origin.rfind('/');
+      slash != std::string::npos && std::string_view(m.origin).substr(0, slash) == node_id_) {
+    std::from_chars(m.origin.data() + slash + 1, m.origin.data() + m.origin.size(), exclude_id);
+  }
+  state.delivered.offset = m.offset;
+  PostFrameLocked(state, MakeFrame(channel, m.offset, std::move(m.text)), exclude_id);
+}
+
+void Hub::PostFrameLocked(ChannelState& state, const FramePtr& frame, uint64_t exclude_id) {
+  if (stopped_.load(std::memory_order_relaxed)) return;
+  const uint64_t generation = state.generation;
+  for (size_t i = 0; i < state.shard_subscribers.size(); ++i) {
+    if (state.shard_subscribers[i] == 0) continue;
+    Shard* s = shards_[i].get();
+    s->executor([s, frame, exclude_id, generation] { s->Deliver(frame, exclude_id, generation); });
+  }
+}
+
+void Hub::PostControlLocked(const std::string& channel, ChannelState& state, const FramePtr& frame,
+                            bool reset) {
+  if (stopped_.load(std::memory_order_relaxed)) return;
+  for (size_t i = 0; i < state.shard_subscribers.size(); ++i) {
+    if (state.shard_subscribers[i] == 0) continue;
+    Shard* s = shards_[i].get();
+    s->executor([s, channel, frame, reset] { s->DeliverControl(channel, frame, reset); });
+  }
+}
+
+void Hub::Shard::DeliverControl(const std::string& channel, const FramePtr& frame, bool reset) {
+  auto it = channels.find(channel);
+  if (it == channels.end()) return;
+  for (Entry& e : it->second.entries) {
+    if (e.pending) continue;  // its answer tells the position
+    if (reset) e.last_offset = 0;
+    e.subscriber->Deliver(frame);
+  }
+}
+
+void Hub::RunDeferred(Deferred& deferred) {
+  for (const auto& channel : deferred.repair) Repair(channel);
+}
+
+void Hub::Repair(const std::string& channel) {
+  uint64_t from = 0;
+  uint64_t generation = 0;
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    auto it = stripe.channels.find(channel);
+    if (it == stripe.channels.end() || it->second.link != ChannelState::Link::kLive) return;
+    it->second.repairing = true;
+    from = it->second.delivered.offset;
+    generation = it->second.generation;
+  }
+  cluster_stats_.repairs.fetch_add(1, std::memory_order_relaxed);
+  broker_->History(channel, from, 0,
+                   [this, channel, generation, from](absl::StatusOr<BrokerHistory> h) {
+                     OnRepaired(channel, generation, from, std::move(h));
+                   });
+}
+
+void Hub::OnRepaired(const std::string& channel, uint64_t generation, uint64_t from,
+                     absl::StatusOr<BrokerHistory> h) {
+  Deferred deferred;
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    auto it = stripe.channels.find(channel);
+    if (it == stripe.channels.end() || it->second.generation != generation) return;
+    ChannelState& state = it->second;
+    state.repairing = false;
+    if (state.link != ChannelState::Link::kLive || state.delivered.offset != from) {
+      return;  // superseded (an epoch change, a newer repair)
+    }
+    // Rebuilt from history first, then from what was held, all in offset order.
+    std::vector<BrokerMessage> sequence;
+    if (h.ok() && h->top.epoch == state.delivered.epoch) {
+      for (auto& f : h->frames) {
+        // History frames carry no origin: a client's own message read back reaches it too.
+        sequence.push_back(BrokerMessage{channel, f.offset, h->top.epoch, std::move(f.text), ""});
+      }
+      cluster_stats_.repaired_frames.fetch_add(h->frames.size(), std::memory_order_relaxed);
+    }
+    // Otherwise the epoch changed meanwhile: the held deliveries of the new one reset.
+    // Held deliveries came from the broker in offset order.
+    auto held = std::move(state.held);
+    state.held.clear();
+    for (auto& m : held) sequence.push_back(std::move(m));
+    // What still does not follow on is lost for good: say so, and go on after it.
+    for (auto& m : sequence) {
+      if (state.repairing) {
+        state.held.push_back(std::move(m));
+        continue;
+      }
+      if (m.epoch == state.delivered.epoch && m.offset > state.delivered.offset + 1) {
+        cluster_stats_.unrecoverable_gaps.fetch_add(1, std::memory_order_relaxed);
+        PostControlLocked(channel, state,
+                          GapFrame(channel, state.delivered.offset + 1, m.offset - 1), false);
+        state.delivered.offset = m.offset - 1;
+      }
+      DeliverLocked(channel, state, std::move(m), deferred);
+    }
+    if (!h.ok()) {
+      // Not read: the next delivery or the next kUp tries again.
+      deferred.repair.clear();
+    }
+  }
+  RunDeferred(deferred);
+}
+
+void Hub::OnBrokerState(BrokerState state, const absl::Status& why) {
+  if (state == BrokerState::kDown) {
+    broker_down_.store(true);
+    (void)why;
+    return;
+  }
+  if (!broker_down_.exchange(false)) return;
+  // Back: whatever pub/sub lost while down is read back, channel by channel (pipelined).
+  std::vector<std::string> live;
+  for (size_t i = 0; i < kStripes; ++i) {
+    std::lock_guard lock(stripes_[i].mu);
+    for (auto& [name, st] : stripes_[i].channels) {
+      if (st.link == ChannelState::Link::kLive && !st.repairing) live.push_back(name);
+    }
+  }
+  for (const auto& channel : live) Repair(channel);
+}
+
+size_t Hub::SweepClustered(std::chrono::steady_clock::time_point now) {
+  std::vector<std::string> unlink;
+  std::vector<std::string> probe;
+  size_t freed = 0;
+  for (size_t i = 0; i < kStripes; ++i) {
+    std::lock_guard lock(stripes_[i].mu);
+    auto& channels = stripes_[i].channels;
+    for (auto it = channels.begin(); it != channels.end();) {
+      ChannelState& st = it->second;
+      if (st.connections == 0 && now - st.last_active >= kBrokerLinger) {
+        if (st.link != ChannelState::Link::kNone) {
+          unlink.push_back(it->first);
+          cluster_stats_.linked_channels.fetch_sub(1, std::memory_order_relaxed);
+        }
+        it = channels.erase(it);
+        channel_count_.fetch_sub(1, std::memory_order_relaxed);
+        metrics_.channels_current.fetch_sub(1, std::memory_order_relaxed);
+        metrics_.channels_evicted_total.fetch_add(1, std::memory_order_relaxed);
+        ++freed;
+        continue;
+      }
+      // The pub/sub probe: this node's own publishes must come back within two sweeps.
+      if (st.link == ChannelState::Link::kLive && !st.repairing &&
+          st.published > st.delivered.offset) {
+        if (++st.stall_ticks >= 2) {
+          st.stall_ticks = 0;
+          cluster_stats_.pubsub_stalls.fetch_add(1, std::memory_order_relaxed);
+          probe.push_back(it->first);
+        }
+      } else {
+        st.stall_ticks = 0;
+      }
+      ++it;
+    }
+  }
+  for (const auto& channel : unlink) broker_->Unsubscribe(channel);
+  for (const auto& channel : probe) Repair(channel);
+  return freed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client messages to backends on other nodes
+
+void Hub::ForwardToOtherNodes(const ClientMessagePtr& message) {
+  gathering::bridge::v1::ClientMessage m;
+  m.set_channel(message->channel);
+  m.set_connection_id(message->connection_id);
+  m.set_identity(message->identity);
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(message->received_at.time_since_epoch())
+          .count();
+  m.mutable_received_at()->set_seconds(ns / 1000000000);
+  m.mutable_received_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  m.set_json(message->json);
+  m.set_reason(message->reason);
+  switch (message->kind) {
+    case ClientMessageRecord::Kind::kMessage:
+      m.set_kind(gathering::bridge::v1::ClientMessage::MESSAGE);
+      break;
+    case ClientMessageRecord::Kind::kSubscribed:
+      m.set_kind(gathering::bridge::v1::ClientMessage::SUBSCRIBED);
+      break;
+    case ClientMessageRecord::Kind::kUnsubscribed:
+      m.set_kind(gathering::bridge::v1::ClientMessage::UNSUBSCRIBED);
+      break;
+  }
+  cluster_stats_.backend_forwarded.fetch_add(1, std::memory_order_relaxed);
+  broker_->PublishBackendMessage(node_id_, m.SerializeAsString());
+}
+
+void Hub::OnBackendMessage(std::string origin, std::string payload) {
+  if (origin == node_id_) return;  // its own: already forwarded locally
+  if (sink_count() == 0) return;
+  gathering::bridge::v1::ClientMessage m;
+  if (!m.ParseFromString(payload)) return;
+  auto r = std::make_shared<ClientMessageRecord>();
+  r->channel = m.channel();
+  r->connection_id = m.connection_id();
+  r->identity = m.identity();
+  r->received_at = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(m.received_at().seconds()) +
+          std::chrono::nanoseconds(m.received_at().nanos())));
+  r->json = m.json();
+  r->reason = m.reason();
+  switch (m.kind()) {
+    case gathering::bridge::v1::ClientMessage::SUBSCRIBED:
+      r->kind = ClientMessageRecord::Kind::kSubscribed;
+      break;
+    case gathering::bridge::v1::ClientMessage::UNSUBSCRIBED:
+      r->kind = ClientMessageRecord::Kind::kUnsubscribed;
+      break;
+    default:
+      r->kind = ClientMessageRecord::Kind::kMessage;
+  }
+  cluster_stats_.backend_received.fetch_add(1, std::memory_order_relaxed);
+  ForwardToLocalBackends(r);
+}
+
+std::string Hub::RenderClusterMetrics() const {
+  if (broker_ == nullptr) return "";
+  const BrokerHealth h = broker_->Health();
+  const BrokerStats& b = broker_->stats();
+  std::string out;
+  auto line = [&](const char* name, const char* type, const char* help, uint64_t v) {
+    out += Cat("# HELP bridge_broker_", name, " ", help, "\n# TYPE bridge_broker_", name, " ", type,
+               "\nbridge_broker_", name, " ", v, "\n");
+  };
+  line("up", "gauge", "1 when publishing and pub/sub both work.", h.ok() ? 1 : 0);
+  line("publish_up", "gauge", "1 when the broker's store answers.", h.publish_up ? 1 : 0);
+  line("pubsub_up", "gauge", "1 when deliveries can arrive.", h.pubsub_up ? 1 : 0);
+  line("published_total", "counter", "Publishes the broker confirmed.", b.published.load());
+  line("publish_failed_total", "counter", "Publishes that failed.", b.publish_failed.load());
+  line("delivered_total", "counter", "Messages the broker delivered to this node.",
+       b.delivered.load());
+  line("reconnects_total", "counter", "Times the broker came back after being down.",
+       b.reconnects.load());
+  line("errors_total", "counter", "Other broker failures.", b.errors.load());
+  const ClusterStats& c = cluster_stats_;
+  line("repairs_total", "counter", "Ranges read back after a pub/sub gap.", c.repairs.load());
+  line("repaired_frames_total", "counter", "Frames those reads delivered.",
+       c.repaired_frames.load());
+  line("unrecoverable_gaps_total", "counter", "Gaps history could not fill (gap frames sent).",
+       c.unrecoverable_gaps.load());
+  line("epoch_changes_total", "counter", "Live channels whose broker state was lost.",
+       c.epoch_changes.load());
+  line("duplicates_total", "counter", "Deliveries dropped as already delivered.",
+       c.duplicates.load());
+  line("pubsub_stalls_total", "counter", "Own publishes that did not come back in time.",
+       c.pubsub_stalls.load());
+  line("subscribe_failures_total", "counter", "Subscriptions refused while the broker was down.",
+       c.subscribe_failures.load());
+  line("backend_forwarded_total", "counter", "Client messages sent to other nodes' backends.",
+       c.backend_forwarded.load());
+  line("backend_received_total", "counter", "Client messages from other nodes to local backends.",
+       c.backend_received.load());
+  line("linked_channels", "gauge", "Channels this node subscribes to in the broker.",
+       static_cast<uint64_t>(std::max<int64_t>(0, c.linked_channels.load())));
+  return out;
+}
+
+}  // namespace bridge::core
