@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one client test for ctest (clients/CMakeLists.txt). Exit 77 (ctest SKIP_RETURN_CODE) only
 # when a tool the test needs is absent (scripts/setup.sh --with-browser installs them).
-# Usage: clients/ctest.sh npm-ci | typescript | generated | browser | python GEN_DIR
+# Usage: clients/ctest.sh npm-ci | typescript | generated | package | browser | python GEN_DIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 need() {
@@ -20,6 +20,9 @@ case "${1:-}" in
   generated)
     need node; need npm; need protoc
     cd "$here/typescript" && exec npm run check-generated ;;
+  package)
+    need node; need npm; need_bridge
+    cd "$here/typescript" && exec npm run test:package ;;
   browser)
     need node; need npm; need_bridge
     chromium="${CHROMIUM_BIN:-/usr/bin/chromium}"
@@ -32,5 +35,5 @@ case "${1:-}" in
     export GATHERING_BRIDGE_GEN_DIR="$gen" PYTHONPATH="$here/python${PYTHONPATH:+:$PYTHONPATH}"
     cd "$here/.." && exec /usr/bin/python3 -m pytest -q clients/python/tests ;;
   *)
-    echo "usage: $0 npm-ci|typescript|generated|browser|python GEN_DIR" >&2; exit 2 ;;
+    echo "usage: $0 npm-ci|typescript|generated|package|browser|python GEN_DIR" >&2; exit 2 ;;
 esac

@@ -11,6 +11,7 @@ export default defineConfig({
       { extends: true, test: { name: "node", include: ["tests/*.test.ts"], environment: "node" } },
       { extends: true, test: { name: "react", include: ["tests/react/*.test.tsx"], environment: "happy-dom" } },
       { extends: true, test: { name: "browser", include: ["tests/browser/*.test.ts"], environment: "node", testTimeout: 90_000 } },
+      { extends: true, test: { name: "package", include: ["tests/package/*.test.ts"], environment: "node", testTimeout: 300_000 } },
     ],
   },
 });

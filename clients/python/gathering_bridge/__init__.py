@@ -6,17 +6,20 @@ gathering_bridge/gen/, or read from $GATHERING_BRIDGE_GEN_DIR.
 from ._gen import pb, pb_grpc
 from .events import EVENT_TYPES, Event, Gap, decode_event
 from .publisher import AsyncBridgePublisher, BridgePublisher, History, build_event
-from .subscriber import BridgeClosed, BridgeSubscriber
+from .subscriber import TERMINAL_CLOSE_CODES, BridgeClosed, BridgeError, BridgeSubscriber, Subscription
 
 __all__ = [
     "AsyncBridgePublisher",
     "BridgeClosed",
+    "BridgeError",
     "BridgePublisher",
     "BridgeSubscriber",
     "EVENT_TYPES",
     "Event",
     "Gap",
     "History",
+    "Subscription",
+    "TERMINAL_CLOSE_CODES",
     "build_event",
     "decode_event",
     "pb",

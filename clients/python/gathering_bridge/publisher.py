@@ -76,6 +76,16 @@ class History:
         return f"History(epoch={self.epoch!r}, offset={self.offset}, complete={self.complete}, events={len(self.events)})"
 
 
+def _base_metadata(token: Optional[str], api_key: Optional[str], metadata: Optional[Sequence[tuple]]) -> List[tuple]:
+    if token and api_key:
+        raise ValueError("pass token or api_key, not both")
+    out: List[tuple] = []
+    if token or api_key:
+        out.append(("authorization", f"Bearer {token or api_key}"))
+    out.extend(metadata or ())
+    return out
+
+
 def _request(item: StreamItem) -> Message:
     if isinstance(item, Message):
         if item.DESCRIPTOR.full_name == pb.PublishRequest.DESCRIPTOR.full_name:
@@ -98,8 +108,11 @@ class BridgePublisher:
 
     def __init__(self, target: str, *, credentials: Optional[grpc.ChannelCredentials] = None,
                  timeout: float = 10.0, wait_for_ready: bool = False,
-                 options: Sequence[tuple] = ()) -> None:
+                 options: Sequence[tuple] = (), token: Optional[str] = None,
+                 api_key: Optional[str] = None, metadata: Optional[Sequence[tuple]] = None) -> None:
         self.target = target
+        #: Sent with every call: ``authorization: Bearer <token or API key>``, then ``metadata``.
+        self.metadata: List[tuple] = _base_metadata(token, api_key, metadata)
         self._channel = (grpc.secure_channel(target, credentials, options=options) if credentials
                          else grpc.insecure_channel(target, options=options))
         self._stub = pb_grpc.EventServiceStub(self._channel)
@@ -121,14 +134,14 @@ class BridgePublisher:
         """Publishes one event; returns the ``PublishResponse`` (offset, epoch, timestamp).
         Raises ``grpc.RpcError`` (INVALID_ARGUMENT, UNAVAILABLE, ...)."""
         req = pb.PublishRequest(event=build_event(channel, payload, data, timestamp))
-        return self._stub.Publish(req, timeout=timeout or self.timeout, metadata=metadata,
+        return self._stub.Publish(req, timeout=timeout or self.timeout, metadata=self._md(metadata),
                                   wait_for_ready=self.wait_for_ready)
 
     def publish_stream(self, items: Iterable[StreamItem], *, timeout: Optional[float] = None,
                        metadata: Optional[Sequence[tuple]] = None) -> Message:
         """Publishes many events on one PublishStream call; returns ``PublishStreamResponse``."""
         return self._stub.PublishStream((_request(i) for i in items), timeout=timeout,
-                                        metadata=metadata, wait_for_ready=self.wait_for_ready)
+                                        metadata=self._md(metadata), wait_for_ready=self.wait_for_ready)
 
     def subscribe(self, channels: Sequence[str], *, lifecycle: bool = False,
                   metadata: Optional[Sequence[tuple]] = None) -> Iterator[Message]:
@@ -136,17 +149,24 @@ class BridgePublisher:
         (exact names, ``namespace/*`` or ``*``); with ``lifecycle`` also subscription changes.
         ``.cancel()`` the returned iterator to stop."""
         return self._stub.Subscribe(pb.SubscribeRequest(channels=list(channels), lifecycle=lifecycle),
-                                    metadata=metadata, wait_for_ready=self.wait_for_ready)
+                                    metadata=self._md(metadata), wait_for_ready=self.wait_for_ready)
 
-    def history(self, channel: str, since: int = 0, limit: int = 0, *, timeout: Optional[float] = None) -> History:
+    def history(self, channel: str, since: int = 0, limit: int = 0, *, timeout: Optional[float] = None,
+                metadata: Optional[Sequence[tuple]] = None) -> History:
         """The retained events of ``channel`` after offset ``since`` (0: all), at most ``limit``."""
         return History(self._stub.History(pb.HistoryRequest(channel=channel, since=since, limit=limit),
-                                          timeout=timeout or self.timeout, wait_for_ready=self.wait_for_ready))
+                                          timeout=timeout or self.timeout, metadata=self._md(metadata),
+                                          wait_for_ready=self.wait_for_ready))
 
-    def presence(self, channel: str, *, timeout: Optional[float] = None) -> Message:
+    def presence(self, channel: str, *, timeout: Optional[float] = None,
+                 metadata: Optional[Sequence[tuple]] = None) -> Message:
         """``PresenceResponse``: the channel's members (identity, connections, joined_at) and counts."""
         return self._stub.Presence(pb.PresenceRequest(channel=channel), timeout=timeout or self.timeout,
-                                   wait_for_ready=self.wait_for_ready)
+                                   metadata=self._md(metadata), wait_for_ready=self.wait_for_ready)
+
+    def _md(self, metadata: Optional[Sequence[tuple]]) -> Optional[List[tuple]]:
+        out = list(self.metadata) + list(metadata or ())
+        return out or None
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         grpc.channel_ready_future(self._channel).result(timeout=timeout)
@@ -161,8 +181,11 @@ class AsyncBridgePublisher:
 
     def __init__(self, target: str, *, credentials: Optional[grpc.ChannelCredentials] = None,
                  timeout: float = 10.0, wait_for_ready: bool = False,
-                 options: Sequence[tuple] = ()) -> None:
+                 options: Sequence[tuple] = (), token: Optional[str] = None,
+                 api_key: Optional[str] = None, metadata: Optional[Sequence[tuple]] = None) -> None:
         self.target = target
+        #: Sent with every call: ``authorization: Bearer <token or API key>``, then ``metadata``.
+        self.metadata: List[tuple] = _base_metadata(token, api_key, metadata)
         self._channel = (grpc.aio.secure_channel(target, credentials, options=options) if credentials
                          else grpc.aio.insecure_channel(target, options=options))
         self._stub = pb_grpc.EventServiceStub(self._channel)
@@ -182,21 +205,28 @@ class AsyncBridgePublisher:
                       timestamp: Optional[datetime] = None, timeout: Optional[float] = None,
                       metadata: Optional[Sequence[tuple]] = None) -> Message:
         req = pb.PublishRequest(event=build_event(channel, payload, data, timestamp))
-        return await self._stub.Publish(req, timeout=timeout or self.timeout, metadata=metadata,
+        return await self._stub.Publish(req, timeout=timeout or self.timeout, metadata=self._md(metadata),
                                         wait_for_ready=self.wait_for_ready)
 
-    async def history(self, channel: str, since: int = 0, limit: int = 0, *, timeout: Optional[float] = None) -> History:
+    async def history(self, channel: str, since: int = 0, limit: int = 0, *, timeout: Optional[float] = None,
+                      metadata: Optional[Sequence[tuple]] = None) -> History:
         return History(await self._stub.History(pb.HistoryRequest(channel=channel, since=since, limit=limit),
-                                                timeout=timeout or self.timeout, wait_for_ready=self.wait_for_ready))
+                                                timeout=timeout or self.timeout, metadata=self._md(metadata),
+                                                wait_for_ready=self.wait_for_ready))
 
-    async def presence(self, channel: str, *, timeout: Optional[float] = None) -> Message:
+    async def presence(self, channel: str, *, timeout: Optional[float] = None,
+                       metadata: Optional[Sequence[tuple]] = None) -> Message:
         return await self._stub.Presence(pb.PresenceRequest(channel=channel), timeout=timeout or self.timeout,
-                                         wait_for_ready=self.wait_for_ready)
+                                         metadata=self._md(metadata), wait_for_ready=self.wait_for_ready)
+
+    def _md(self, metadata: Optional[Sequence[tuple]]) -> Optional[List[tuple]]:
+        out = list(self.metadata) + list(metadata or ())
+        return out or None
 
     async def publish_stream(self, items: Union[Iterable[StreamItem], AsyncIterable[StreamItem]], *,
                              timeout: Optional[float] = None,
                              metadata: Optional[Sequence[tuple]] = None) -> Message:
-        call = self._stub.PublishStream(timeout=timeout, metadata=metadata, wait_for_ready=self.wait_for_ready)
+        call = self._stub.PublishStream(timeout=timeout, metadata=self._md(metadata), wait_for_ready=self.wait_for_ready)
         if hasattr(items, "__aiter__"):
             async for item in items:  # type: ignore[union-attr]
                 await call.write(_request(item))

@@ -1,27 +1,55 @@
-"""BridgeSubscriber: asyncio WebSocket subscriber with reconnect (exponential backoff, full jitter)
-and resume from the last offset + epoch of every channel."""
+"""BridgeSubscriber: asyncio WebSocket subscriber with reconnect (exponential backoff, full jitter),
+resume from the last offset + epoch of every channel, tokens that last (``get_token``: first
+connection, in-band refresh before the bridge's deadline, reconnect), terminal versus retryable
+closes, and subscriptions as objects (:class:`Subscription`)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
 import ssl as _ssl
-from typing import Any, AsyncIterator, Callable, Dict, Iterable, List, Optional, Tuple
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatusCode
 
-from .events import CONTROL_TYPES, Event, Gap, decode_event
+from .events import CONTROL_TYPES, Event, Gap, decode_event, parse_timestamp
 
 log = logging.getLogger("gathering_bridge")
 
-STOP_CODES = (4001, 4003)
+#: Close codes after which reconnecting cannot help (docs/protocol.md): protocol errors, 4001
+#: unauthenticated (but see ``get_token``), 4003 forbidden, and the post-upgrade refusals 4004
+#: (unknown channel) and 4400 (bad request). Every other code is retried with backoff.
+TERMINAL_CLOSE_CODES = (1002, 1003, 1007, 1008, 1010, 4001, 4003, 4004, 4400)
+STOP_CODES = TERMINAL_CLOSE_CODES
+
+#: Why the bridge refuses an upgrade with each HTTP status (docs/protocol.md "Errors before the
+#: upgrade"); the response body is not kept by ``websockets``, so the client names the cause.
+HTTP_REFUSALS = {
+    400: "bad request: a channel name or ?client= identity the bridge does not accept",
+    403: "forbidden: this Origin may not connect",
+    404: "not found: unknown path, or a namespace that is not configured",
+    426: "upgrade required",
+    429: "too many connections from this address",
+    431: "request header too large",
+    503: "the bridge is at its connection limit or shutting down",
+}
+
+TokenSource = Callable[[], Union[str, Awaitable[str]]]
+
+
+def is_terminal_http_status(status: int) -> bool:
+    """4xx refusals but 408 and 429 are terminal; 429 and 5xx are retried."""
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 class BridgeClosed(Exception):
-    """The subscriber stopped for good (closed, a 4001/4003 close, refused upgrade, max_attempts)."""
+    """The subscriber stopped for good (closed, a terminal close code, a refused upgrade or token,
+    max_attempts). ``code`` is the close code (or the HTTP status of a refused upgrade)."""
 
     def __init__(self, message: str, code: Optional[int] = None, reason: str = "") -> None:
         super().__init__(message)
@@ -29,10 +57,31 @@ class BridgeClosed(Exception):
         self.reason = reason
 
 
-class _ChannelState:
-    __slots__ = ("epoch", "offset", "asked_since", "acked", "expect_gap")
+class BridgeError(Exception):
+    """An error frame from the bridge (``code`` e.g. ``forbidden``), matched to the request it
+    answers when possible (``request``: subscribe, unsubscribe, auth, message; ``channel``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, code: str, message: str, channel: Optional[str] = None,
+                 request: Optional[str] = None) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.channel = channel
+        self.request = request
+
+
+class Subscription:
+    """One channel of a :class:`BridgeSubscriber`.
+
+    ``state`` is ``subscribing``, ``subscribed`` or ``unsubscribed``; ``await sub.wait()``
+    returns the bridge's first ``subscribed`` frame or raises the :class:`BridgeError` refusing
+    it. ``recovered`` tells whether the last resubscription with ``since`` was fully covered;
+    ``gaps`` lists what was missed on this channel."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.state = "subscribing"
+        self.error: Optional[BridgeError] = None
         self.epoch: Optional[str] = None
         self.offset = 0
         self.asked_since = False
@@ -40,6 +89,69 @@ class _ChannelState:
         # After `recovered:false` in the same epoch, the next event's offset shows the gap; other
         # offset jumps are this socket's own messages (they take offsets but are not echoed).
         self.expect_gap = False
+        self.recovered: Optional[bool] = None
+        self.gaps: List[Gap] = []
+        self.on_state: Optional[Callable[[str], None]] = None
+        self.on_recovered: Optional[Callable[[Dict[str, Any]], None]] = None
+        self.on_gap: Optional[Callable[[Gap], None]] = None
+        self._ready: Optional[asyncio.Future] = None
+
+    def _future(self) -> asyncio.Future:
+        if self._ready is None:
+            self._ready = asyncio.get_running_loop().create_future()
+        return self._ready
+
+    async def wait(self, timeout: Optional[float] = 10.0) -> Dict[str, Any]:
+        """The first ``subscribed`` frame, or raises the refusal (:class:`BridgeError`)."""
+        return await asyncio.wait_for(asyncio.shield(self._future()), timeout)
+
+    @property
+    def position(self) -> Optional[Tuple[str, int]]:
+        return None if self.epoch is None else (self.epoch, self.offset)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state:
+                self.on_state(state)
+
+    def _subscribed(self, frame: Dict[str, Any]) -> None:
+        self.acked = True
+        self._set_state("subscribed")
+        fut = self._future()
+        if not fut.done():
+            fut.set_result(frame)
+        if "recovered" in frame:
+            self.recovered = bool(frame["recovered"])
+            if self.recovered and self.on_recovered:
+                self.on_recovered(frame)
+
+    def _ended(self, error: Optional[BaseException]) -> None:
+        if isinstance(error, BridgeError) and self.state != "unsubscribed":
+            self.error = error
+        self.acked = False
+        self._set_state("unsubscribed")
+        fut = self._future()
+        if not fut.done():
+            fut.set_exception(error or BridgeError("unsubscribed", "unsubscribed before the bridge answered",
+                                                   self.channel, "subscribe"))
+            fut.exception()  # retrieved: no "exception never retrieved" warning when nobody waits
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.channel!r}, state={self.state!r}, position={self.position})"
+
+
+# Error codes each request can be refused with (docs/protocol.md), to match an error frame
+# without an ``id`` to the request it answers (the bridge answers frames in order).
+_ERRORS_OF = {
+    "subscribe": {"invalid_channel", "invalid_since", "forbidden", "too_many_channels", "rate_limited"},
+    "unsubscribe": {"invalid_channel", "not_subscribed", "rate_limited"},
+    "auth": {"unauthenticated"},
+    "message": {"invalid_channel", "not_subscribed", "forbidden", "reserved_type", "rate_limited",
+                "too_many_channels", "invalid_json", "not_an_object", "invalid_type", "invalid_utf8"},
+}
+
+_ChannelState = Subscription  # the old name
 
 
 _END = object()
@@ -75,6 +187,8 @@ class BridgeSubscriber:
         *,
         channels: Iterable[str] = (),
         token: Optional[str] = None,
+        get_token: Optional[TokenSource] = None,
+        refresh_margin: Optional[float] = None,
         token_transport: str = "query",
         client_id: Optional[str] = None,
         multiplex: bool = False,
@@ -92,9 +206,12 @@ class BridgeSubscriber:
         on_state: Optional[Callable[[str], None]] = None,
         on_subscribed: Optional[Callable[[Dict[str, Any]], None]] = None,
         on_gap: Optional[Callable[[Gap], None]] = None,
+        on_error: Optional[Callable[[BaseException], None]] = None,
+        on_control: Optional[Callable[[Dict[str, Any]], None]] = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         parts = urlsplit(url)
+        query_in_url = parse_qs(parts.query)
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
         path = parts.path.rstrip("/")
         names: List[str] = []
@@ -103,18 +220,22 @@ class BridgeSubscriber:
         names.extend(channels)
         #: ``ws://host:port``: reconnections go here (tests may point it elsewhere).
         self.base_url = urlunsplit((scheme, parts.netloc, "", "", ""))
-        self._channels: Dict[str, _ChannelState] = {}
+        self._channels: Dict[str, Subscription] = {}
         for name in names:
-            self._channels.setdefault(name, _ChannelState())
+            self._channels.setdefault(name, Subscription(name))
         for name, (epoch, offset) in (resume_from or {}).items():
             st = self._channels.get(name)
             if st is not None:
                 st.epoch, st.offset = epoch, offset
         if token_transport not in ("query", "frame"):
             raise ValueError("token_transport must be 'query' or 'frame'")
-        self.token = token
+        # `?client=` and `?token=` in the URL are kept (explicit arguments win).
+        self.token = token if token is not None else (query_in_url.get("token") or [None])[0]
+        self.get_token = get_token
+        #: Seconds before the bridge's deadline to refresh (default: a fifth of what is left, 1-60 s).
+        self.refresh_margin = refresh_margin
         self.token_transport = token_transport
-        self.client_id = client_id
+        self.client_id = client_id if client_id is not None else (query_in_url.get("client") or [None])[0]
         self.multiplex = multiplex
         self.reconnect = reconnect
         self.min_delay, self.max_delay, self.factor = min_delay, max_delay, factor
@@ -125,6 +246,7 @@ class BridgeSubscriber:
         #: TLS settings for ``wss://`` connections (None: the system trust store).
         self.ssl = ssl
         self.on_state, self.on_subscribed, self.on_gap = on_state, on_subscribed, on_gap
+        self.on_error, self.on_control = on_error, on_control
         self._rng = rng
         self._queue: "asyncio.Queue[Any]" = asyncio.Queue(maxsize=queue_size)
         self._ws: Any = None
@@ -141,6 +263,17 @@ class BridgeSubscriber:
         self.close_codes: List[Optional[int]] = []
         self.gaps: List[Gap] = []
         self.error: Optional[BridgeClosed] = None
+        #: Error frames and token failures seen (BridgeError), most recent last.
+        self.errors: List[BaseException] = []
+        #: When the bridge closes this connection 4001 (``authenticated.expires_at``).
+        self.expires_at: Optional[datetime] = None
+        #: The identity the bridge authenticated.
+        self.identity: Optional[str] = None
+        #: How many times ``get_token`` was called.
+        self.token_requests = 0
+        self._token_accepted = False
+        self._pending: List[Tuple[str, Optional[str], Optional[asyncio.Future]]] = []
+        self._refresh_task: Optional[asyncio.Task] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -207,18 +340,35 @@ class BridgeSubscriber:
         st = self._channels[channel]
         st.epoch, st.offset = epoch, offset
 
-    async def subscribe(self, channel: str, since: Optional[Tuple[str, int]] = None) -> None:
-        if channel in self._channels:
-            return
-        st = self._channels[channel] = _ChannelState()
-        if since is not None:
+    def subscription(self, channel: str) -> Optional[Subscription]:
+        """The :class:`Subscription` of a channel of this subscriber."""
+        return self._channels.get(channel)
+
+    async def subscribe(self, channel: str, since: Union[None, int, Tuple[str, int]] = None) -> Subscription:
+        """Adds a channel (subscribing now when connected) and returns its :class:`Subscription`
+        (the existing one if the channel is there). ``since``: an offset (replay what followed in
+        the current epoch) or ``(epoch, offset)``. ``await sub.wait()`` for the bridge's answer."""
+        have = self._channels.get(channel)
+        if have is not None:
+            return have
+        st = self._channels[channel] = Subscription(channel)
+        if isinstance(since, int):
+            st.epoch, st.offset = "", since
+        elif since is not None:
             st.epoch, st.offset = since
-        if self._ws is not None:
+        if self._closed or self.error is not None:
+            st._ended(BridgeError("closed", "the subscriber is closed", channel, "subscribe"))
+        elif self._ws is not None and self.state == "open":
             await self._send_subscribe(channel)
+        return st
 
     async def unsubscribe(self, channel: str) -> None:
-        if self._channels.pop(channel, None) is not None and self._ws is not None:
-            await self._send_raw({"type": "unsubscribe", "channel": channel})
+        st = self._channels.pop(channel, None)
+        if st is None:
+            return
+        st._ended(None)
+        if self._ws is not None:
+            await self._request({"type": "unsubscribe", "channel": channel}, "unsubscribe", channel)
 
     async def send(self, message: Dict[str, Any], channel: Optional[str] = None) -> None:
         """Sends a client message. With several channels on the socket, name one."""
@@ -227,7 +377,8 @@ class BridgeSubscriber:
             frame["channel"] = channel
         elif "channel" not in frame and len(self._channels) > 1:
             raise ValueError("several channels on this socket: send(message, channel=...)")
-        if not await self._send_raw(frame):
+        ch = frame.get("channel") or (next(iter(self._channels)) if len(self._channels) == 1 else None)
+        if not await self._request(frame, "message", ch):
             raise ConnectionError("bridge subscriber is not connected")
 
     # -- iteration ---------------------------------------------------------------------------
@@ -267,6 +418,8 @@ class BridgeSubscriber:
 
     def _url(self) -> str:
         names = list(self._channels)
+        self._token_accepted = False
+        self._pending = []
         token_in_frame = self.token is not None and self.token_transport == "frame"
         use_path = not self.multiplex and not token_in_frame and len(names) == 1
         query: Dict[str, str] = {}
@@ -281,7 +434,8 @@ class BridgeSubscriber:
             st = self._channels[names[0]]
             if st.epoch is not None:
                 query["since"] = str(st.offset)
-                query["epoch"] = st.epoch
+                if st.epoch:
+                    query["epoch"] = st.epoch
                 st.asked_since = True
             # Ask for the `subscribed` frame (epoch + offset) a path subscription sends on request.
             query["ack"] = "1"
@@ -302,14 +456,46 @@ class BridgeSubscriber:
         st = self._channels[channel]
         frame: Dict[str, Any] = {"type": "subscribe", "channel": channel}
         if st.epoch is not None:
-            frame.update(since=st.offset, epoch=st.epoch)
+            frame["since"] = st.offset
+            if st.epoch:
+                frame["epoch"] = st.epoch
             st.asked_since = True
-        await self._send_raw(frame)
+        await self._request(frame, "subscribe", channel)
+
+    async def _request(self, frame: Dict[str, Any], kind: str, channel: Optional[str]) -> bool:
+        """Sends a frame the bridge may answer, queued to match its answer (in order)."""
+        entry = (kind, channel, None)
+        self._pending.append(entry)
+        if await self._send_raw(frame):
+            return True
+        if entry in self._pending:
+            self._pending.remove(entry)
+        return False
+
+    def _report(self, err: BaseException) -> None:
+        self.errors.append(err)
+        if self.on_error:
+            try:
+                self.on_error(err)
+            except Exception:  # pragma: no cover
+                log.exception("on_error raised")
 
     def _fatal(self, message: str, code: Optional[int] = None, reason: str = "") -> None:
+        if self.error is not None:
+            return
         self.error = BridgeClosed(message, code, reason)
+        self._report(self.error)
+        for st in self._channels.values():
+            st._ended(self.error)
         self._set_state("closed")
         self._put_nowait(_END)
+
+    async def _fetch_token(self) -> str:
+        self.token_requests += 1
+        got = self.get_token()  # type: ignore[misc]
+        if inspect.isawaitable(got):
+            got = await got
+        return str(got)
 
     async def _run(self) -> None:
         first = True
@@ -317,13 +503,23 @@ class BridgeSubscriber:
             self._set_state("connecting" if first else "reconnecting")
             code: Optional[int] = None
             reason = ""
-            url = self._url()
+            if self.get_token is not None:
+                try:
+                    self.token = await self._fetch_token()
+                except Exception as exc:  # the token service failed: a failed attempt, retried
+                    self._report(BridgeError("token_error", f"get_token failed: {exc}"))
+                    self.token = None
+                    code, reason = 1006, "get_token failed"
+            url = self._url() if code is None else ""
+            accepted = False
             tls: Dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None and url.startswith("wss:") else {}
             try:
+                if code is not None:
+                    raise _SkipAttempt()
                 async with websockets.connect(url, open_timeout=self.open_timeout, max_size=None, **tls) as ws:
                     self._ws = ws
                     if self.token is not None and self.token_transport == "frame":
-                        await self._send_raw({"type": "auth", "token": self.token})
+                        await self._request({"type": "auth", "token": self.token}, "auth", None)
                     for name in list(self._channels):
                         if name != self._path_channel:
                             await self._send_subscribe(name)
@@ -339,14 +535,20 @@ class BridgeSubscriber:
                     except ConnectionClosed:
                         pass
                     code, reason = _close_info(ws)
+                    accepted = self._token_accepted
+            except _SkipAttempt:
+                pass
             except InvalidStatusCode as exc:
-                # The upgrade was refused (400 bad channel, 404, 401...): retrying cannot help
-                # for 4xx; 5xx (503 too many connections, draining) is worth retrying.
-                if 400 <= exc.status_code < 500:
+                # The upgrade was refused (400 bad channel, 404 unknown namespace, 403 Origin):
+                # retrying cannot help for 4xx but 408/429; 429 and 5xx are retried.
+                status = exc.status_code
+                why = HTTP_REFUSALS.get(status, "")
+                if is_terminal_http_status(status):
                     self._ws = None
-                    self._fatal(f"upgrade refused with HTTP {exc.status_code}", exc.status_code)
+                    self.close_codes.append(status)
+                    self._fatal(f"upgrade refused with HTTP {status}{f' ({why})' if why else ''}", status, why)
                     return
-                code = 1006
+                code, reason = 1006, f"HTTP {status}{f' ({why})' if why else ''}"
             except _ssl.SSLCertVerificationError as exc:
                 # The bridge's certificate does not verify against the trusted CAs (or does not
                 # name the host): retrying cannot help. 1015 is WebSocket's "TLS handshake failure".
@@ -361,16 +563,23 @@ class BridgeSubscriber:
             finally:
                 self._ws = None
                 self._ready.clear()
-            if self._closed:
+                self._cancel_refresh()
+                for st in self._channels.values():
+                    st.acked = False
+                    if st.state == "subscribed":
+                        st._set_state("subscribing")
+            if self._closed or self.error is not None:
                 return
             self.close_codes.append(code)
-            if not self.reconnect or code in self.stop_codes or (
+            # A token that expired on an open connection is not a refusal: get another one.
+            expired = code == 4001 and accepted and self.get_token is not None
+            if (code in self.stop_codes and not expired) or not self.reconnect or (
                 self.max_attempts is not None and self._attempts >= self.max_attempts
             ):
                 self._fatal(f"bridge connection closed with {code}{f' ({reason})' if reason else ''}", code, reason)
                 return
             bound = min(self.max_delay, self.min_delay * self.factor ** self._attempts)
-            delay = self._rng() * bound
+            delay = 0.0 if expired and self._attempts == 0 else self._rng() * bound
             self._attempts += 1
             first = False
             self._set_state("reconnecting")
@@ -389,12 +598,26 @@ class BridgeSubscriber:
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             return
         type_ = frame["type"]
+        control = type_ in CONTROL_TYPES or (type_ == "error" and not isinstance(frame.get("offset"), int))
+        if control and self.on_control:
+            self.on_control(frame)
         if type_ == "ping":
             if self.auto_pong:
                 await self._send_raw({"type": "pong"})
             return
         if type_ == "subscribed":
+            self._answer(lambda k, c: k == "subscribe" and c == frame.get("channel"))
             self._handle_subscribed(frame)
+            return
+        if type_ == "unsubscribed":
+            self._answer(lambda k, c: k == "unsubscribe" and c == frame.get("channel"))
+            return
+        if type_ == "authenticated":
+            self._answer(lambda k, c: k == "auth")
+            self._handle_authenticated(frame)
+            return
+        if type_ == "error" and control:
+            await self._handle_error(frame)
             return
         if type_ == "gap":  # events the bridge dropped from this socket's queue (drop_oldest)
             st = self._channels.get(frame.get("channel") or "")
@@ -402,7 +625,7 @@ class BridgeSubscriber:
             if st is not None and isinstance(last, int) and last > st.offset:
                 st.offset = last
             self._gap(Gap(frame.get("channel") or "", first if isinstance(first, int) else 0,
-                          last if isinstance(last, int) else None, False))
+                          last if isinstance(last, int) else None, False), st)
             return
         if type_ in CONTROL_TYPES:
             return
@@ -415,7 +638,7 @@ class BridgeSubscriber:
             if st.expect_gap:
                 st.expect_gap = False
                 if offset > st.offset + 1:
-                    self._gap(Gap(channel, st.offset + 1, offset - 1, False))
+                    self._gap(Gap(channel, st.offset + 1, offset - 1, False), st)
             st.offset = offset
         try:
             event = decode_event(frame)
@@ -424,10 +647,87 @@ class BridgeSubscriber:
             return
         await self._queue.put(event)
 
-    def _gap(self, gap: Gap) -> None:
+    def _gap(self, gap: Gap, st: Optional[Subscription] = None) -> None:
         self.gaps.append(gap)
+        if st is not None:
+            st.gaps.append(gap)
+            if st.on_gap:
+                st.on_gap(gap)
         if self.on_gap:
             self.on_gap(gap)
+
+    def _answer(self, match: Callable[[str, Optional[str]], bool]) -> Optional[Tuple[str, Optional[str], Any]]:
+        """Removes the pending request an answer is for; messages sent before it were accepted."""
+        for i, (kind, ch, fut) in enumerate(self._pending):
+            if match(kind, ch):
+                del self._pending[: i + 1]
+                return kind, ch, fut
+        return None
+
+    async def _handle_error(self, frame: Dict[str, Any]) -> None:
+        data = frame.get("data") if isinstance(frame.get("data"), dict) else {}
+        code = str(data.get("code") or "error")
+        message = str(data.get("message") or "")
+        found = None
+        for i, (kind, ch, _fut) in enumerate(self._pending):
+            if code in _ERRORS_OF.get(kind, ()):
+                found = (kind, ch)
+                # Messages before it cannot have had this error: they were accepted.
+                self._pending = [p for p in self._pending[:i] if p[0] != "message"] + self._pending[i + 1:]
+                break
+        kind, channel = found if found else (None, frame.get("channel"))
+        err = BridgeError(code, message, channel, kind)
+        if kind == "auth":
+            # A refreshed (or frame-transported first) token refused: terminal, reported once.
+            self._fatal(f"token refused: {code}: {message}", 4001, message)
+            if self._ws is not None:
+                try:
+                    await self._ws.close(1000, "token refused")
+                except Exception:  # pragma: no cover
+                    pass
+            return
+        self._report(err)
+        if kind == "subscribe" and channel in self._channels:
+            st = self._channels.pop(channel)
+            st._ended(err)
+            self._check_ready()
+
+    def _handle_authenticated(self, frame: Dict[str, Any]) -> None:
+        self._token_accepted = True
+        self.identity = frame.get("identity")
+        ts = parse_timestamp(frame.get("expires_at"))
+        self.expires_at = ts
+        self._cancel_refresh()
+        if self.get_token is not None and ts is not None:
+            self._refresh_task = asyncio.get_running_loop().create_task(self._refresh(ts, self._ws))
+
+    def _cancel_refresh(self) -> None:
+        if self._refresh_task is not None and self._refresh_task is not asyncio.current_task():
+            self._refresh_task.cancel()
+        self._refresh_task = None
+
+    async def _refresh(self, deadline: datetime, ws: Any) -> None:
+        """Before the bridge's deadline, gets a new token and sends it in an auth frame."""
+        while True:
+            left = (deadline - datetime.now(timezone.utc)).total_seconds()
+            margin = self.refresh_margin if self.refresh_margin is not None else min(60.0, max(1.0, left / 5))
+            await asyncio.sleep(max(0.0, left - margin))
+            if self._ws is not ws or ws is None:
+                return
+            try:
+                token = await self._fetch_token()
+            except Exception as exc:
+                self._report(BridgeError("token_error", f"get_token failed: {exc}", None, "auth"))
+                rest = (deadline - datetime.now(timezone.utc)).total_seconds()
+                if rest <= 2:
+                    return  # the bridge closes 4001 at the deadline; the reconnection gets a token
+                self.refresh_margin = rest / 2
+                continue
+            if self._ws is not ws:
+                return
+            self.token = token
+            await self._request({"type": "auth", "token": token}, "auth", None)
+            return
 
     def _handle_subscribed(self, frame: Dict[str, Any]) -> None:
         st = self._channels.get(frame.get("channel") or "")
@@ -435,9 +735,12 @@ class BridgeSubscriber:
             epoch = str(frame.get("epoch", ""))
             latest = frame.get("offset") if isinstance(frame.get("offset"), int) else 0
             recovered = bool(frame.get("recovered"))
-            if st.asked_since and st.epoch is not None:
+            if st.asked_since and st.epoch == "":
+                if not recovered:  # `since` alone: replay in the current epoch follows
+                    st.expect_gap = True
+            elif st.asked_since and st.epoch is not None:
                 if st.epoch != epoch:
-                    self._gap(Gap(frame["channel"], st.offset + 1, None, True))
+                    self._gap(Gap(frame["channel"], st.offset + 1, None, True), st)
                     st.offset = 0 if recovered else latest
                 elif not recovered:
                     # Same epoch, not recovered: what is still retained follows anyway.
@@ -445,12 +748,16 @@ class BridgeSubscriber:
             elif st.epoch is None or st.epoch != epoch:
                 st.offset = latest
             st.epoch = epoch
-            st.acked = True
             st.asked_since = False
             self._attempts = 0
+            st._subscribed(frame)
         if self.on_subscribed:
             self.on_subscribed(frame)
         self._check_ready()
+
+
+class _SkipAttempt(Exception):
+    """No connection this time (get_token failed); the attempt counts as failed."""
 
 
 def _close_info(ws: Any) -> Tuple[Optional[int], str]:

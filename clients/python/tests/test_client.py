@@ -224,7 +224,7 @@ async def test_cli_publish_and_subscribe(bridge, channel):
             typ = "agent_message" if "agent_id" in data else "my.custom"
             pubp = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gathering_bridge", "publish", "--target", bridge.grpc_target,
-                "--channel", channel, "--type", typ, "--data", data,
+                "--channel", channel, *(("--type", typ) if typ == "agent_message" else ("--custom", typ)), "--data", data,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
             out, err = await asyncio.wait_for(pubp.communicate(), 20)
             assert pubp.returncode == 0, err.decode()

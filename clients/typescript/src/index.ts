@@ -1,6 +1,9 @@
-export { BridgeClient } from "./client.js";
+export { BridgeClient, BridgeError, Subscription, TERMINAL_CLOSE_CODES, isTerminalClose, isTerminalHttpStatus } from "./client.js";
 export type {
   BridgeClientOptions,
+  PublishAck,
+  SubscribeOptions,
+  SubscriptionState,
   ChannelPosition,
   CloseInfo,
   ConnectionState,

@@ -1,7 +1,7 @@
 // BridgePublisher: the backend side. A typed wrapper over @grpc/grpc-js for EventService, using
 // the generated schemas for (de)serialisation (no proto-loader, no runtime .proto parsing).
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, fromJson, toBinary, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary, toJson, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   ClientMessageSchema,
@@ -48,8 +48,41 @@ export type PublishItem =
   | { channel: string; type: string; data: JsonObject; timestamp?: Date }
   | { event: Event };
 
+/** A call's metadata: grpc-js Metadata, or plain header → value pairs. */
+export type MetadataInit = grpc.Metadata | Record<string, string>;
+
+export interface CallOptions {
+  /** Extra metadata for this call (merged over the publisher's). */
+  metadata?: MetadataInit;
+}
+
+/**
+ * `PublishResponse` plus JSON-safe forms of its int64 `offset`: `offsetNumber` (exact up to
+ * 2^53) and `offsetString`; `JSON.stringify(result)` prints proto3 JSON (`"offset":"42"`).
+ */
+export type PublishResult = PublishResponse & {
+  offsetNumber: number;
+  offsetString: string;
+  toJSON(): JsonValue;
+};
+
+/** `PublishStreamResponse` with the counts as numbers and a proto3-JSON `toJSON`. */
+export type PublishStreamResult = PublishStreamResponse & {
+  acceptedNumber: number;
+  rejectedNumber: number;
+  toJSON(): JsonValue;
+};
+
 export interface BridgePublisherOptions {
   credentials?: grpc.ChannelCredentials;
+  /** Bearer token (JWT) or API key, sent as `authorization: Bearer <token>` on every call. */
+  token?: string;
+  /** Same as `token`, for API keys (`--api_keys_file`). */
+  apiKey?: string;
+  /** A token source called per call (e.g. a refreshing JWT); wins over `token`/`apiKey`. */
+  getToken?: () => string | Promise<string>;
+  /** Metadata sent with every call. */
+  metadata?: MetadataInit;
   /** Deadline of each unary call, ms (default 10 000). */
   deadlineMs?: number;
   /** Wait for the channel to connect instead of failing fast while the bridge is down. */
@@ -87,48 +120,56 @@ export class BridgePublisher {
   private readonly client: grpc.Client;
   private readonly deadlineMs: number;
   private readonly wfr: boolean;
+  private readonly options: BridgePublisherOptions;
 
   constructor(target: string, options: BridgePublisherOptions = {}) {
     this.client = new grpc.Client(target, options.credentials ?? grpc.credentials.createInsecure(), options.channelOptions);
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.wfr = options.waitForReady ?? false;
+    this.options = options;
   }
 
-  /** Publishes one event; resolves with its offset, the channel's epoch and its timestamp. */
-  publish<K extends KnownEventType>(channel: string, type: K, data: PayloadInit[K], options?: { timestamp?: Date }): Promise<PublishResponse>;
-  publish(channel: string, type: string, data: JsonObject, options?: { timestamp?: Date }): Promise<PublishResponse>;
-  publish(channel: string, type: string, data: any, options: { timestamp?: Date } = {}): Promise<PublishResponse> {
-    return this.publishEvent(buildEvent(channel, type, data, options.timestamp));
+  /**
+   * Publishes one event; resolves with its offset (bigint, plus `offsetNumber`/`offsetString`),
+   * the channel's epoch and its timestamp.
+   */
+  publish<K extends KnownEventType>(channel: string, type: K, data: PayloadInit[K], options?: { timestamp?: Date } & CallOptions): Promise<PublishResult>;
+  publish(channel: string, type: string, data: JsonObject, options?: { timestamp?: Date } & CallOptions): Promise<PublishResult>;
+  publish(channel: string, type: string, data: any, options: { timestamp?: Date } & CallOptions = {}): Promise<PublishResult> {
+    return this.publishEvent(buildEvent(channel, type, data, options.timestamp), options.metadata);
   }
 
   /** Publishes a prepared `Event`. */
-  publishEvent(event: Event, metadata = new grpc.Metadata()): Promise<PublishResponse> {
+  async publishEvent(event: Event, metadata?: MetadataInit): Promise<PublishResult> {
     const req = create(PublishRequestSchema, { event });
-    return new Promise((resolve, reject) => {
+    const md = await this.meta(metadata);
+    const res = await new Promise<PublishResponse>((resolve, reject) => {
       this.client.makeUnaryRequest<PublishRequest, PublishResponse>(
         SERVICE + "Publish",
         (m) => Buffer.from(toBinary(PublishRequestSchema, m)),
         (b) => fromBinary(PublishResponseSchema, b),
         req,
-        this.meta(metadata),
+        md,
         { deadline: Date.now() + this.deadlineMs },
         (err, res) => (err ? reject(err) : resolve(res!)),
       );
     });
+    return withJson(res, PublishResponseSchema, { offsetNumber: Number(res.offset), offsetString: res.offset.toString() });
   }
 
   /**
    * Publishes a stream of events (an array, iterable or async iterable) on one PublishStream call,
    * honouring flow control; resolves with the accepted/rejected counts.
    */
-  async publishStream(items: Iterable<PublishItem> | AsyncIterable<PublishItem>, metadata = new grpc.Metadata()): Promise<PublishStreamResponse> {
+  async publishStream(items: Iterable<PublishItem> | AsyncIterable<PublishItem>, metadata?: MetadataInit): Promise<PublishStreamResult> {
     let call!: grpc.ClientWritableStream<PublishRequest>;
+    const md = await this.meta(metadata);
     const done = new Promise<PublishStreamResponse>((resolve, reject) => {
       call = this.client.makeClientStreamRequest<PublishRequest, PublishStreamResponse>(
         SERVICE + "PublishStream",
         (m) => Buffer.from(toBinary(PublishRequestSchema, m)),
         (b) => fromBinary(PublishStreamResponseSchema, b),
-        this.meta(metadata),
+        md,
         {},
         (err, res) => (err ? reject(err) : resolve(res!)),
       );
@@ -151,24 +192,34 @@ export class BridgePublisher {
       throw err;
     }
     call.end();
-    return done;
+    const res = await done;
+    return withJson(res, PublishStreamResponseSchema, { acceptedNumber: Number(res.accepted), rejectedNumber: Number(res.rejected) });
   }
 
   /**
    * Streams what WebSocket clients send on channels matching `channels` (exact names,
    * `namespace/*` or `*`). Iterate it; `return()`/`break` cancels the call.
    */
-  subscribe(channels: string[], options: { lifecycle?: boolean; metadata?: grpc.Metadata } = {}): AsyncIterable<ClientMessage> & { cancel(): void } {
-    const metadata = options.metadata ?? new grpc.Metadata();
-    const call = this.client.makeServerStreamRequest(
-      SERVICE + "Subscribe",
-      (m: ReturnType<typeof create<typeof SubscribeRequestSchema>>) => Buffer.from(toBinary(SubscribeRequestSchema, m)),
-      (b: Buffer) => fromBinary(ClientMessageSchema, b),
-      create(SubscribeRequestSchema, { channels, lifecycle: options.lifecycle ?? false }),
-      this.meta(metadata),
-      {},
-    );
+  subscribe(channels: string[], options: { lifecycle?: boolean } & CallOptions = {}): AsyncIterable<ClientMessage> & { cancel(): void } {
+    let call: grpc.ClientReadableStream<ClientMessage> | undefined;
+    let cancelled = false;
+    const start = async () => {
+      const md = await this.meta(options.metadata);
+      call = this.client.makeServerStreamRequest(
+        SERVICE + "Subscribe",
+        (m: ReturnType<typeof create<typeof SubscribeRequestSchema>>) => Buffer.from(toBinary(SubscribeRequestSchema, m)),
+        (b: Buffer) => fromBinary(ClientMessageSchema, b),
+        create(SubscribeRequestSchema, { channels, lifecycle: options.lifecycle ?? false }),
+        md,
+        {},
+      );
+      if (cancelled) call.cancel();
+      return call;
+    };
+    const started = start();
+    started.catch(() => undefined);
     const iterable = (async function* () {
+      const call = await started;
       try {
         for await (const m of call as AsyncIterable<ClientMessage>) yield m;
       } catch (err) {
@@ -177,11 +228,16 @@ export class BridgePublisher {
         call.cancel();
       }
     })();
-    return Object.assign(iterable, { cancel: () => call.cancel() });
+    return Object.assign(iterable, {
+      cancel: () => {
+        cancelled = true;
+        call?.cancel();
+      },
+    });
   }
 
   /** The retained events of `channel` after offset `since` (0: all), at most `limit` (0: all). */
-  async history(channel: string, options: { since?: number | bigint; limit?: number; metadata?: grpc.Metadata } = {}): Promise<HistoryResult> {
+  async history(channel: string, options: { since?: number | bigint; limit?: number } & CallOptions = {}): Promise<HistoryResult> {
     const req = create(HistoryRequestSchema, { channel, since: BigInt(options.since ?? 0), limit: options.limit ?? 0 });
     const response = await this.unary<HistoryRequest, HistoryResponse>("History", HistoryRequestSchema, HistoryResponseSchema, req, options.metadata);
     const events = response.messages.map((m) => decodeEvent(JSON.parse(m.json) as Frame));
@@ -189,19 +245,20 @@ export class BridgePublisher {
   }
 
   /** The channel's members (identities with open connections) and counts. */
-  presence(channel: string, metadata?: grpc.Metadata): Promise<PresenceResponse> {
+  presence(channel: string, metadata?: MetadataInit): Promise<PresenceResponse> {
     const req = create(PresenceRequestSchema, { channel });
     return this.unary<PresenceRequest, PresenceResponse>("Presence", PresenceRequestSchema, PresenceResponseSchema, req, metadata);
   }
 
-  private unary<Req, Res>(method: string, reqSchema: any, resSchema: any, req: Req, metadata = new grpc.Metadata()): Promise<Res> {
+  private async unary<Req, Res>(method: string, reqSchema: any, resSchema: any, req: Req, metadata?: MetadataInit): Promise<Res> {
+    const md = await this.meta(metadata);
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest<Req, Res>(
         SERVICE + method,
         (m) => Buffer.from(toBinary(reqSchema, m as any)),
         (b) => fromBinary(resSchema, b) as Res,
         req,
-        this.meta(metadata),
+        md,
         { deadline: Date.now() + this.deadlineMs },
         (err, res) => (err ? reject(err) : resolve(res!)),
       );
@@ -219,8 +276,24 @@ export class BridgePublisher {
     this.client.close();
   }
 
-  private meta(metadata: grpc.Metadata): grpc.Metadata {
-    if (this.wfr) metadata.setOptions({ waitForReady: true });
-    return metadata;
+  /** The publisher's metadata (credentials first), then the call's. */
+  private async meta(call?: MetadataInit): Promise<grpc.Metadata> {
+    const md = new grpc.Metadata();
+    const o = this.options;
+    const token = o.getToken ? await o.getToken() : (o.token ?? o.apiKey);
+    if (token !== undefined && token !== "") md.set("authorization", `Bearer ${token}`);
+    for (const extra of [o.metadata, call]) {
+      if (!extra) continue;
+      if (extra instanceof grpc.Metadata) md.merge(extra);
+      else for (const [k, v] of Object.entries(extra)) md.set(k, v);
+    }
+    if (this.wfr) md.setOptions({ waitForReady: true });
+    return md;
   }
+}
+
+/** Adds JSON-safe fields and a proto3-JSON `toJSON` (int64 as strings) to a response message. */
+function withJson<T extends object, X extends object>(msg: T, schema: any, extra: X): T & X & { toJSON(): JsonValue } {
+  const json = toJson(schema, msg as any);
+  return Object.assign(msg, extra, { toJSON: () => json });
 }

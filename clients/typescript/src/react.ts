@@ -2,7 +2,7 @@
 // after the commit (so StrictMode's mount → unmount → mount never opens a throwaway socket) and
 // closed on unmount or when the URL/channels/token change.
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import { BridgeClient, type BridgeClientOptions, type ConnectionState } from "./client.js";
+import { BridgeClient, type BridgeClientOptions, type BridgeError, type ConnectionState } from "./client.js";
 import type { BridgeEvent } from "./events.js";
 
 export interface UseChannelOptions extends BridgeClientOptions {
@@ -20,6 +20,8 @@ export interface UseChannelResult {
   isConnected: boolean;
   state: ConnectionState;
   reconnects: number;
+  /** The latest refusal or terminal failure (a refused token, a terminal close code). */
+  error: BridgeError | undefined;
   /** Sends a client message; false when not connected. */
   send: (message: Record<string, unknown>, channel?: string) => boolean;
   /** The live client (undefined before the first effect / while disabled), for other handlers. */
@@ -40,6 +42,7 @@ export function useChannel(urlOrOptions: string | UseChannelOptions): UseChannel
   const [lastEvent, setLastEvent] = useState<BridgeEvent | undefined>(undefined);
   const [state, setState] = useState<ConnectionState>("idle");
   const [reconnects, setReconnects] = useState(0);
+  const [error, setError] = useState<BridgeError | undefined>(undefined);
   const [subscribed, setSubscribed] = useState(false);
   const [client, setClient] = useState<BridgeClient | undefined>(undefined);
   const clientRef = useRef<BridgeClient | undefined>(undefined);
@@ -49,6 +52,7 @@ export function useChannel(urlOrOptions: string | UseChannelOptions): UseChannel
   useEffect(() => {
     setMessages([]);
     setLastEvent(undefined);
+    setError(undefined);
     if (!enabled) {
       setState("idle");
       return;
@@ -73,6 +77,7 @@ export function useChannel(urlOrOptions: string | UseChannelOptions): UseChannel
         setSubscribed(c.isSubscribed);
       }),
       c.onSubscribed(() => setSubscribed(c.isSubscribed)),
+      c.onError((e) => setError(e)),
     ];
     const timer = setTimeout(() => {
       c.connect().catch(() => undefined);
@@ -97,7 +102,7 @@ export function useChannel(urlOrOptions: string | UseChannelOptions): UseChannel
   );
 
   return useMemo(
-    () => ({ messages, lastEvent, isConnected: state === "open" && subscribed, state, reconnects, send, client }),
-    [messages, lastEvent, state, subscribed, reconnects, send, client],
+    () => ({ messages, lastEvent, isConnected: state === "open" && subscribed, state, reconnects, error, send, client }),
+    [messages, lastEvent, state, subscribed, reconnects, error, send, client],
   );
 }

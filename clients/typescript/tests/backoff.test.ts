@@ -36,6 +36,13 @@ class FakeSocket {
 }
 
 const last = () => FakeSocket.all[FakeSocket.all.length - 1];
+/** Frames sent, without the `id` every control frame carries (checked to be there). */
+const sentFrames = (s: FakeSocket) =>
+  s.sent.map((t) => {
+    const { id, ...rest } = JSON.parse(t);
+    if (rest.type !== "pong") expect(typeof id).toBe("string");
+    return rest;
+  });
 
 describe("reconnect policy", () => {
   beforeEach(() => {
@@ -77,7 +84,7 @@ describe("reconnect policy", () => {
     c.close();
   });
 
-  it.each([4001, 4003])("stops for good on close code %i", async (code) => {
+  it.each([1002, 1003, 1007, 1008, 4001, 4003, 4004, 4400])("stops for good on close code %i", async (code) => {
     const c = new BridgeClient({ url: "ws://bridge.test/ws/circles/a", WebSocket: FakeSocket, random: () => 0 });
     const p = c.connect();
     last().drop(code, "nope");
@@ -120,7 +127,7 @@ describe("reconnect policy", () => {
     c.connect().then(() => (ready = true));
     expect(last().url).toBe("ws://bridge.test/ws");
     last().accept();
-    expect(last().sent.map((s) => JSON.parse(s))).toEqual([
+    expect(sentFrames(last())).toEqual([
       { type: "auth", token: "t0k" },
       { type: "subscribe", channel: "circles/a" },
       { type: "subscribe", channel: "workspace/1" },
@@ -129,17 +136,81 @@ describe("reconnect policy", () => {
     last().frame({ type: "subscribed", channel: "workspace/1", epoch: "E", offset: 0 });
     last().frame({ type: "agent_message", channel: "circles/a", offset: 3, timestamp: "2026-11-25T17:00:00.123Z", data: { agent_id: 7 } });
     last().frame({ type: "ping" });
-    expect(JSON.parse(last().sent[last().sent.length - 1])).toEqual({ type: "pong" });
+    expect(sentFrames(last()).pop()).toEqual({ type: "pong" });
     expect(() => c.send({ type: "message" })).toThrow(/several channels/);
     last().drop(1006);
     vi.advanceTimersByTime(0);
     last().accept();
-    expect(last().sent.slice(1).map((s) => JSON.parse(s))).toEqual([
+    expect(sentFrames(last()).slice(1)).toEqual([
       { type: "subscribe", channel: "circles/a", since: 3, epoch: "E" },
       { type: "subscribe", channel: "workspace/1", since: 0, epoch: "E" },
     ]);
     expect(c.positions()).toEqual({ "circles/a": { epoch: "E", offset: 3 }, "workspace/1": { epoch: "E", offset: 0 } });
     c.close();
     return Promise.resolve().then(() => expect(ready).toBe(true));
+  });
+
+  it.each([1000, 1001, 1006, 1009, 1011, 1012, 1013, 4000, 4008, 4429])("retries after close code %i", (code) => {
+    const c = new BridgeClient({ url: "ws://bridge.test/ws/circles/a", WebSocket: FakeSocket, random: () => 0 });
+    const closes: unknown[] = [];
+    c.onClose((i) => closes.push(i));
+    c.connect().catch(() => undefined);
+    last().accept();
+    last().drop(code, "r");
+    vi.advanceTimersByTime(0);
+    expect(FakeSocket.all).toHaveLength(2);
+    expect(closes).toEqual([{ code, reason: "r", willReconnect: true }]);
+    c.close();
+  });
+
+  it("takes the HTTP status of a refused upgrade from ws's error: 4xx stops, 429 and 5xx retry", async () => {
+    for (const [status, retried] of [[404, false], [400, false], [403, false], [429, true], [503, true]] as const) {
+      FakeSocket.all = [];
+      const c = new BridgeClient({ url: "ws://bridge.test/ws/circles/a", WebSocket: FakeSocket, random: () => 0 });
+      const p = c.connect();
+      p.catch(() => undefined);
+      last().onerror?.({ message: `Unexpected server response: ${status}` });
+      last().drop(1006);
+      vi.advanceTimersByTime(0);
+      expect([status, FakeSocket.all.length]).toEqual([status, retried ? 2 : 1]);
+      if (!retried) await expect(p).rejects.toMatchObject({ code: `http_${status}` });
+      c.close();
+    }
+  });
+
+  it("with getToken, 4001 after the token was accepted (expiry) reconnects with a new token; before, it stops", async () => {
+    let n = 0;
+    const c = new BridgeClient({ url: "ws://bridge.test/ws/circles/a", WebSocket: FakeSocket, random: () => 0, getToken: () => `t${++n}` });
+    c.connect().catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(last().url).toBe("ws://bridge.test/ws/circles/a?token=t1&ack=1");
+    last().accept();
+    last().frame({ type: "authenticated", identity: "u", expires_at: new Date(Date.now() + 60_000).toISOString() });
+    last().drop(4001, "token expired");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.all).toHaveLength(2);
+    expect(last().url).toBe("ws://bridge.test/ws/circles/a?token=t2&ack=1");
+    // The new token refused on connect: terminal.
+    last().accept();
+    last().drop(4001, "bad signature");
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(FakeSocket.all).toHaveLength(2);
+    expect(c.state).toBe("closed");
+    expect(c.error).toMatchObject({ code: "close_4001", closeCode: 4001 });
+  });
+
+  it("refreshes before expires_at: refreshMarginMs ahead, in an auth frame", async () => {
+    let n = 0;
+    const c = new BridgeClient({ url: "ws://bridge.test/ws/circles/a", WebSocket: FakeSocket, getToken: () => `t${++n}`, refreshMarginMs: 5000 });
+    c.connect().catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    last().accept();
+    last().frame({ type: "authenticated", identity: "u", expires_at: new Date(Date.now() + 20_000).toISOString() });
+    await vi.advanceTimersByTimeAsync(14_900);
+    expect(n).toBe(1);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(n).toBe(2);
+    expect(sentFrames(last()).pop()).toEqual({ type: "auth", token: "t2" });
+    c.close();
   });
 });

@@ -12,6 +12,7 @@ import { BridgePublisher } from "../../src/publisher.js";
 import { startBridge, type RunningBridge } from "../helpers/bridge.js";
 import { nextOf } from "../helpers/wait.js";
 import { launchChromium } from "../helpers/chromium.js";
+import { testAuth } from "../helpers/auth.js";
 const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 const ARTIFACTS = join(REPO, "test-artifacts");
 
@@ -93,5 +94,75 @@ describe("demo page", () => {
 
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, "page.png"), fullPage: true });
+  });
+
+  it("with auth: a token, several channels on one socket, presence, refusals with their reason", async () => {
+    const auth = testAuth();
+    const b = await startBridge({ args: auth.args });
+    try {
+      const page = await ctx!.newPage();
+      const consoleErrors: string[] = [];
+      page.on("pageerror", (e) => consoleErrors.push(String(e)));
+      await page.goto(`http://127.0.0.1:${b.wsPort}/`);
+      const circle = `circles/pg-${Date.now()}`;
+      const ws = `workspace/pg-${Date.now()}`;
+      const denied = `agents/pg-${Date.now()}`;
+      // Someone already there: the page learns it from the retained history (agent_joined).
+      const zoe = new BridgeClient({ url: `${b.wsUrl}/ws/${circle}`, WebSocket, reconnect: false, token: auth.token("zoe") });
+      await zoe.connect();
+
+      await page.fill("#channel", `${circle}, ${ws}, ${denied}, nowhere/x`);
+      await page.fill("#token", auth.token("page-user", { channels: ["circles/*", "workspace/*"], publish: "circles/*" }));
+      await page.click("#connect");
+      await page.waitForSelector('#state[data-state="open"]', { timeout: 10_000 });
+      await page.waitForSelector(`#channels li[data-channel="${circle}"][data-state="subscribed"]`, { timeout: 10_000 });
+      await page.waitForSelector(`#channels li[data-channel="${ws}"][data-state="subscribed"]`);
+      // Refusals shown with the bridge's reason, on the channel they are about.
+      await page.waitForSelector(`#channels li[data-channel="${denied}"][data-state="refused"]`);
+      await page.waitForSelector('#channels li[data-channel="nowhere/x"][data-state="refused"]');
+      expect(await page.textContent(`#channels li[data-channel="${denied}"]`)).toMatch(/forbidden.*does not grant/);
+      expect(await page.textContent('#channels li[data-channel="nowhere/x"]')).toMatch(/invalid_channel.*unknown namespace/);
+      expect(await page.textContent("#identity")).toBe("page-user");
+      await page.waitForSelector(`#presence li[data-identity="zoe"][data-channel="${circle}"]`);
+      await page.waitForSelector(`#presence li[data-identity="page-user"][data-channel="${circle}"]`);
+
+      // Events of both channels on the one socket.
+      const pub = new BridgePublisher(b.grpcTarget, { apiKey: auth.apiKey });
+      try {
+        await pub.publish(ws, "file_deleted", { path: "gone.txt" });
+        await pub.publish(circle, "agent_message", { content: "multi" });
+      } finally {
+        pub.close();
+      }
+      await page.waitForSelector(`#events tr[data-type="file_deleted"][data-channel="${ws}"]`, { timeout: 10_000 });
+      await page.waitForSelector(`#events tr[data-type="agent_message"][data-channel="${circle}"]`);
+      const sockets = await page.evaluate(() => performance.getEntriesByType("resource").filter((e) => e.name.includes("/ws")).length);
+      expect(sockets).toBeLessThanOrEqual(1);
+
+      // zoe leaves: the list follows.
+      zoe.close();
+      await page.waitForSelector(`#presence li[data-identity="zoe"]`, { state: "detached", timeout: 10_000 });
+
+      // A refused in-band token: the reason shown, the session goes on.
+      await page.fill("#token", auth.token("page-user", { secret: "y".repeat(40) }));
+      await page.click("#retoken");
+      await page.waitForFunction(() => /Token refused: .*signature/.test(document.querySelector("#refusal")!.textContent!), undefined, { timeout: 5000 });
+      expect(await page.getAttribute("#state", "data-state")).toBe("open");
+
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, "page-auth.png"), fullPage: true });
+
+      // A bad token on connect: closed 4001 with the reason, no retry loop.
+      await page.fill("#token", "not-a-token");
+      await page.click("#connect");
+      await page.waitForSelector('#state[data-state="closed"]', { timeout: 10_000 });
+      expect(await page.textContent("#refusal")).toMatch(/token — malformed token/);
+      expect(await page.textContent("#reconnects")).toBe("0");
+      expect(consoleErrors).toEqual([]);
+      await page.close();
+    } finally {
+      await b.stop();
+      auth.cleanup();
+    }
   });
 });

@@ -46,7 +46,7 @@ export function bridgeBinary(): string {
     const p = join(repo, dir, "src/app/gathering-bridge");
     if (existsSync(p)) return p;
   }
-  throw new Error("set BRIDGE_BIN to the gathering-bridge binary (ctest does; e.g. build/clients/src/app/gathering-bridge)");
+  throw new Error("set BRIDGE_BIN to the gathering-bridge binary (ctest does; e.g. build/release/src/app/gathering-bridge after `make build`)");
 }
 
 function waitExit(proc: ChildProcess): Promise<number | null> {
