@@ -176,7 +176,8 @@ const std::vector<FlagArea>& ServerFlagAreas() {
       {"Auth (docs/security.md)",
        {"auth", "auth_hs256_secret_file", "auth_public_keys", "auth_jwks", "auth_issuer",
         "auth_audience", "auth_leeway", "auth_timeout", "api_keys_file", "allowed_origins"}},
-      {"Many bridges (docs/broker.md)", {"broker", "broker_tls_ca_file", "node_id"}},
+      {"Many bridges (docs/broker.md)",
+       {"broker", "broker_tls_ca_file", "node_id", "presence_lease"}},
       {"Logging", {"log_level"}},
   };
   return *areas;
@@ -316,12 +317,14 @@ std::string SubcommandHelp(const Subcommand& s) {
 
 std::string UsageMessage() {
   std::string out =
-      "gathering-bridge: publish typed events over gRPC, receive them as JSON over WebSocket.\n"
-      "  gathering-bridge [--flag=value...]  run the bridge (flags by area: --help)\n";
-  for (const Subcommand& s : Subcommands()) {
-    std::string left = bridge::core::Cat("  gathering-bridge ", s.name, " --help");
+      "gathering-bridge: publish typed events over gRPC, receive them as JSON over WebSocket.\n";
+  auto row = [&out](std::string left, std::string_view what) {
     left.resize(std::max<size_t>(left.size() + 2, 40), ' ');
-    out += bridge::core::Cat(left, s.what, "\n");
+    out += bridge::core::Cat(left, what, "\n");
+  };
+  row("  gathering-bridge [--flag=value...]", "Run the bridge (its flags by area: --help).");
+  for (const Subcommand& s : Subcommands()) {
+    row(bridge::core::Cat("  gathering-bridge ", s.name, " --help"), s.what);
   }
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
