@@ -1,0 +1,170 @@
+"""The first minutes with the binary: --help, subcommand help, --version, the start-up log,
+the healthcheck subcommand and the packaged flag file (issue #12).
+Usage: test_cli.py BINARY SOURCE_DIR VERSION BUILD_TYPE"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from common import flagfile_entries, helpfull_own_flags, run
+
+BINARY, SOURCE, VERSION, BUILD_TYPE = sys.argv[1:5]
+FLAGFILE = os.path.join(SOURCE, "packaging", "gathering-bridge.flags")
+SUBCOMMAND_ONLY = {"sub", "channels", "publish", "ttl", "url", "timeout"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The bridge on free ports; its log is kept for the assertions."""
+
+    def __init__(self, *flags):
+        self.dir = tempfile.mkdtemp(prefix="packaging-cli-")
+        ready = os.path.join(self.dir, "ready.json")
+        self.log_path = os.path.join(self.dir, "log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [BINARY, "--ws_port=0", "--grpc_port=0", f"--ready_file={ready}", "--io_threads=1",
+             *flags], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"bridge did not start: {self.text()}")
+            time.sleep(0.05)
+        with open(ready) as f:
+            r = json.load(f)
+        self.ws_port, self.grpc_port = r["ws_port"], r["grpc_port"]
+
+    def text(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cli(unittest.TestCase):
+    def test_help_lists_the_server_flags_by_area(self):
+        r = run(BINARY, "--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("No flags matched", r.stdout + r.stderr)
+        for area in ("Listeners:", "TLS", "Limits", "Auth", "Many bridges", "Logging:"):
+            self.assertIn(area, r.stdout)
+        self.assertNotIn("\nOther:\n", r.stdout,
+                         "a flag of src/app/main.cc is in no area of --help: add it to "
+                         "ServerFlagAreas() in src/app/main.cc")
+        for name in sorted(helpfull_own_flags(BINARY) - SUBCOMMAND_ONLY):
+            self.assertIn(f"\n  --{name}=", r.stdout, f"--help does not list --{name}")
+        for name in SUBCOMMAND_ONLY:
+            self.assertNotIn(f"\n  --{name}=", r.stdout, f"--help lists token's --{name}")
+        for hint in ("--flagfile", "--fromenv", "--helpfull", "token --help", "healthcheck --help"):
+            self.assertIn(hint, r.stdout)
+        # -h is the same.
+        self.assertEqual(run(BINARY, "-h").stdout, r.stdout)
+
+    def test_each_subcommand_has_its_own_help(self):
+        token = run(BINARY, "token", "--help")
+        self.assertEqual(token.returncode, 0, token.stderr)
+        self.assertTrue(token.stdout.startswith("gathering-bridge token "), token.stdout)
+        for name in ("sub", "channels", "publish", "ttl", "auth_hs256_secret_file"):
+            self.assertIn(f"--{name}=", token.stdout)
+        self.assertNotIn("--ws_port", token.stdout)
+        health = run(BINARY, "--help", "healthcheck")
+        self.assertEqual(health.returncode, 0, health.stderr)
+        self.assertIn("--url=http://127.0.0.1:8080/healthz", health.stdout)
+        self.assertIn("--timeout=", health.stdout)
+        self.assertNotIn("--sub=", health.stdout)
+        bad = run(BINARY, "nosuchcommand")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("unknown command", bad.stderr)
+
+    def test_version(self):
+        r = run(BINARY, "--version")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], f"gathering-bridge {VERSION}")
+        self.assertRegex(lines[1], r"^commit ([0-9a-f]{7,}|unknown)$")
+        self.assertTrue(lines[2].startswith(f"{BUILD_TYPE} build ("), lines[2])
+        if BUILD_TYPE != "Debug":
+            self.assertNotIn("Debug build", r.stdout)
+
+    def test_startup_log_names_the_addresses_and_healthcheck_answers(self):
+        s = Server()
+        try:
+            web = f"127.0.0.1:{s.ws_port}"
+            log = s.text()
+            for part in (f"page http://{web}/", f"ws ws://{web}/ws/<channel>",
+                         f"grpc 127.0.0.1:{s.grpc_port}", f"metrics http://{web}/metrics"):
+                self.assertIn(part, log)
+            ok = run(BINARY, "healthcheck", f"--url=http://{web}/healthz")
+            self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+            self.assertTrue(ok.stdout.startswith("healthy:"), ok.stdout)
+            missing = run(BINARY, "healthcheck", f"--url=http://{web}/nope")
+            self.assertEqual(missing.returncode, 1)
+            self.assertRegex(missing.stdout, r"^unhealthy: .*HTTP 404.*\n$")
+        finally:
+            s.stop()
+        closed = run(BINARY, "healthcheck", f"--url=http://127.0.0.1:{free_port()}/healthz",
+                     "--timeout=2s")
+        self.assertEqual(closed.returncode, 1)
+        self.assertRegex(closed.stdout, r"^unhealthy: .*connect.*\n$")
+        https = run(BINARY, "healthcheck", "--url=https://127.0.0.1/healthz")
+        self.assertEqual(https.returncode, 1)
+        self.assertIn("only http://", https.stdout)
+
+    def test_startup_log_says_wss_and_https_with_tls(self):
+        d = tempfile.mkdtemp(prefix="packaging-tls-")
+        try:
+            cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj",
+                            "/CN=localhost", "-keyout", key, "-out", cert],
+                           check=True, capture_output=True)
+            s = Server(f"--ws_tls_cert_file={cert}", f"--ws_tls_key_file={key}")
+            try:
+                web = f"127.0.0.1:{s.ws_port}"
+                log = s.text()
+                self.assertIn(f"page https://{web}/", log)
+                self.assertIn(f"ws wss://{web}/ws/<channel>", log)
+                self.assertIn(f"metrics https://{web}/metrics", log)
+            finally:
+                s.stop()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_packaged_flagfile_matches_the_binary(self):
+        generated = run(BINARY, "flagfile")
+        self.assertEqual(generated.returncode, 0, generated.stderr)
+        want = flagfile_entries(generated.stdout)
+        with open(FLAGFILE) as f:
+            have = flagfile_entries(f.read())
+        regen = (f"regenerate it: {os.path.relpath(BINARY, SOURCE)} flagfile > "
+                 "packaging/gathering-bridge.flags")
+        self.assertEqual(set(want) - set(have), set(),
+                         f"server flags missing from packaging/gathering-bridge.flags; {regen}")
+        self.assertEqual(set(have) - set(want), set(),
+                         f"packaging/gathering-bridge.flags names flags the binary lacks; {regen}")
+        for name, (value, commented) in have.items():
+            if commented:
+                self.assertEqual(value, want[name][0],
+                                 f"commented default of --{name} differs from the binary's; {regen}")
+        r = run(BINARY, f"--flagfile={FLAGFILE}", "--only_check_args")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
