@@ -36,6 +36,10 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
     presence_->SetExpiredHandler([this](const std::string& channel, const std::string& identity) {
       PublishPresenceChange(channel, identity, false, "node_lost");
     });
+    // Members this node registered again after a store outage, whom others may have seen leave.
+    presence_->SetRestoredHandler([this](const std::string& channel, const std::string& identity) {
+      PublishPresenceChange(channel, identity, true, "");
+    });
   }
 }
 

@@ -246,6 +246,9 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
 
 void Hub::LinkChannel(const std::string& channel, uint64_t generation) {
   cluster_stats_.linked_channels.fetch_add(1, std::memory_order_relaxed);
+  // A node with subscribers in a presence channel also reaps dead nodes' members there.
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  if (ns != nullptr && ns->presence) presence_->Watch(channel);
   broker_->Subscribe(channel, [this, channel, generation](absl::Status s) {
     OnLinked(channel, generation, std::move(s));
   });
@@ -690,7 +693,11 @@ size_t Hub::SweepClustered(std::chrono::steady_clock::time_point now) {
       ++it;
     }
   }
-  for (const auto& channel : unlink) broker_->Unsubscribe(channel);
+  for (const auto& channel : unlink) {
+    broker_->Unsubscribe(channel);
+    const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+    if (ns != nullptr && ns->presence) presence_->Unwatch(channel);
+  }
   for (const auto& channel : probe) Repair(channel);
   return freed;
 }
