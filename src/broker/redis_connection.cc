@@ -628,7 +628,19 @@ void RedisConnection::Fail(absl::Status why, bool timeout) {
 void RedisConnection::ScheduleReconnect() {
   if (state_ == RedisConnectionState::kStopped) return;
   using std::chrono::milliseconds;
-  const int shift = std::min(attempt_, 20);
+  if (attempt_ == 0) {
+    // A link that worked broke (a server-side kill, an output-buffer cut, a fail-over): try again
+    // at once, since every millisecond of a pub/sub outage is events to read back; if the server
+    // is really gone, the next attempts back off.
+    ++attempt_;
+    asio::post(executor_, [weak = weak_from_this()] {
+      if (auto self = weak.lock(); self && self->state_ == RedisConnectionState::kDown) {
+        self->Connect();
+      }
+    });
+    return;
+  }
+  const int shift = std::min(attempt_ - 1, 20);
   ++attempt_;
   const auto base = std::max<int64_t>(1, options_.reconnect_min.count());
   const int64_t cap = std::min<int64_t>(options_.reconnect_max.count(), base << shift);

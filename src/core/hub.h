@@ -316,6 +316,7 @@ class Hub {
     uint64_t published = 0;    // the highest offset a publish through this node was given
     uint8_t stall_ticks = 0;   // sweeps for which `published` stayed above `delivered`
     bool repairing = false;    // a History read is filling a gap; deliveries wait in `held`
+    uint64_t repair_seq = 0;   // the read in flight; older answers are ignored
     std::vector<BrokerMessage> held;
   };
   struct Stripe {
@@ -373,7 +374,7 @@ class Hub {
                          bool reset);
   void RunDeferred(Deferred& deferred);
   void Repair(const std::string& channel);
-  void OnRepaired(const std::string& channel, uint64_t generation, uint64_t from,
+  void OnRepaired(const std::string& channel, uint64_t generation, uint64_t seq,
                   absl::StatusOr<BrokerHistory> h);
   void LinkChannel(const std::string& channel, uint64_t generation);
   void OnLinked(const std::string& channel, uint64_t generation, absl::Status s);
@@ -391,6 +392,8 @@ class Hub {
                             std::string_view reason);
   size_t SweepClustered(std::chrono::steady_clock::time_point now);
   std::string PresenceConnection(const Subscriber& s) const;
+  void JoinPresence(const std::string& channel, const std::string& identity,
+                    const std::string& connection);
   void PublishPresenceChange(const std::string& channel, const std::string& identity, bool joined,
                              std::string_view reason);
 

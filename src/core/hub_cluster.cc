@@ -117,6 +117,7 @@ void Hub::PublishFrameAsync(const std::string& channel, std::string_view head,
 
 void Hub::PublishPresenceChange(const std::string& channel, const std::string& identity,
                                 bool joined, std::string_view reason) {
+  if (identity.empty()) return;  // anonymous connections are counted, never announced
   gathering::bridge::v1::Event e;
   e.set_channel(channel);
   if (joined) {
@@ -158,6 +159,7 @@ void Hub::PresenceAsync(const std::string& channel, PresenceCallback done) {
     PresenceResult out;
     out.connection_count = p->connection_count;
     for (auto& m : p->members) {
+      if (m.identity.empty()) continue;  // anonymous connections: counted, not listed
       out.members.push_back({std::move(m.identity), m.connections, m.joined_at});
     }
     done(std::move(out));
@@ -174,7 +176,6 @@ std::string Hub::PresenceConnection(const Subscriber& s) const {
 void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscriber* s,
                              const std::optional<RecoveryRequest>& recovery,
                              SubscribeCallback done) {
-  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   const uint64_t token = next_token_.fetch_add(1, std::memory_order_relaxed);
   bool link = false;
   bool recover = false;
@@ -216,7 +217,15 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
         entry.pending = std::make_unique<Entry::Pending>();
         entry.pending->token = token;
         entry.pending->recovery = recovery;
-        entry.pending->done = std::move(done);
+        // The presence join follows the answer, so the member's own agent_joined comes after
+        // the position the subscription starts from (as embedded).
+        entry.pending->done = [this, channel, join = is_new, identity = s->identity(),
+                               connection = PresenceConnection(*s),
+                               done = std::move(done)](SubscribeResult r) mutable {
+          const bool ok = !r.refused && r.error.ok();
+          done(std::move(r));
+          if (ok && join) JoinPresence(channel, identity, connection);
+        };
         if (state.link == ChannelState::Link::kLive) {
           recover = true;
         } else if (state.link == ChannelState::Link::kNone) {
@@ -229,19 +238,28 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
   if (now_result.refused) return done(std::move(now_result));
   if (is_new) {
     metrics_.subscriptions_current.fetch_add(1, std::memory_order_relaxed);
-    if (ns != nullptr && ns->presence && !s->identity().empty()) {
-      presence_->Join(channel, s->identity(), PresenceConnection(*s),
-                      [this, channel, identity = s->identity()](absl::StatusOr<bool> changed) {
-                        if (changed.ok() && *changed) {
-                          PublishPresenceChange(channel, identity, true, "");
-                        }
-                      });
-    }
     ForwardLifecycle(channel, *s, true, "");
   }
-  if (answer_now) return done(std::move(now_result));
+  if (answer_now) {
+    done(std::move(now_result));
+    if (is_new) JoinPresence(channel, s->identity(), PresenceConnection(*s));
+    return;
+  }
   if (link) LinkChannel(channel, generation);
   if (recover) StartRecovery(shard, channel, token, recovery->since);
+}
+
+void Hub::JoinPresence(const std::string& channel, const std::string& identity,
+                       const std::string& connection) {
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  // Anonymous connections are registered too (identity ""): Presence counts every connection,
+  // and lists identified members only.
+  if (ns == nullptr || !ns->presence) return;
+  presence_->Join(channel, identity, connection,
+                  [this, channel, identity](absl::StatusOr<bool> changed) {
+                    if (changed.ok() && *changed)
+                      PublishPresenceChange(channel, identity, true, "");
+                  });
 }
 
 void Hub::LinkChannel(const std::string& channel, uint64_t generation) {
@@ -464,11 +482,11 @@ void Hub::UnsubscribeClustered(size_t shard, const std::string& channel, Subscri
     }
   }
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
-  if (ns != nullptr && ns->presence && !s->identity().empty()) {
+  if (ns != nullptr && ns->presence) {
     presence_->Leave(channel, s->identity(), PresenceConnection(*s),
                      [this, channel, identity = s->identity(),
                       reason = std::string(reason)](absl::StatusOr<bool> changed) {
-                       if (changed.ok() && *changed) {
+                       if (changed.ok() && *changed && !identity.empty()) {
                          PublishPresenceChange(channel, identity, false, reason);
                        }
                      });
@@ -575,6 +593,7 @@ void Hub::RunDeferred(Deferred& deferred) {
 void Hub::Repair(const std::string& channel) {
   uint64_t from = 0;
   uint64_t generation = 0;
+  uint64_t seq = 0;
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
@@ -583,15 +602,16 @@ void Hub::Repair(const std::string& channel) {
     it->second.repairing = true;
     from = it->second.delivered.offset;
     generation = it->second.generation;
+    seq = ++it->second.repair_seq;
   }
   cluster_stats_.repairs.fetch_add(1, std::memory_order_relaxed);
   broker_->History(channel, from, 0,
-                   [this, channel, generation, from](absl::StatusOr<BrokerHistory> h) {
-                     OnRepaired(channel, generation, from, std::move(h));
+                   [this, channel, generation, seq](absl::StatusOr<BrokerHistory> h) {
+                     OnRepaired(channel, generation, seq, std::move(h));
                    });
 }
 
-void Hub::OnRepaired(const std::string& channel, uint64_t generation, uint64_t from,
+void Hub::OnRepaired(const std::string& channel, uint64_t generation, uint64_t seq,
                      absl::StatusOr<BrokerHistory> h) {
   Deferred deferred;
   {
@@ -600,10 +620,9 @@ void Hub::OnRepaired(const std::string& channel, uint64_t generation, uint64_t f
     auto it = stripe.channels.find(channel);
     if (it == stripe.channels.end() || it->second.generation != generation) return;
     ChannelState& state = it->second;
+    if (state.repair_seq != seq) return;  // a newer read is in flight
     state.repairing = false;
-    if (state.link != ChannelState::Link::kLive || state.delivered.offset != from) {
-      return;  // superseded (an epoch change, a newer repair)
-    }
+    if (state.link != ChannelState::Link::kLive) return;
     // Rebuilt from history first, then from what was held, all in offset order.
     std::vector<BrokerMessage> sequence;
     if (h.ok() && h->top.epoch == state.delivered.epoch) {
