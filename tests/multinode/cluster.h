@@ -57,7 +57,9 @@ class BridgeProcess {
   absl::Status Start(std::chrono::milliseconds timeout = 15s);
   // The two halves of Start, for starting several processes at once.
   absl::Status Spawn();
-  absl::Status AwaitReady(std::chrono::milliseconds timeout = 15s);
+  // With `healthy` false only the ready file is awaited (a node whose broker is unreachable
+  // serves, but is not healthy).
+  absl::Status AwaitReady(std::chrono::milliseconds timeout = 15s, bool healthy = true);
   // SIGKILL and reap. Idempotent.
   void Kill9();
   // SIGTERM, wait up to `timeout` for the exit, SIGKILL after that. Returns the exit status
