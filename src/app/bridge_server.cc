@@ -132,7 +132,9 @@ struct BridgeServer::BrokerParts {
     if (c.broker.empty()) return parts;
     parts->cluster.node_id = NodeId(c.node_id);
     if (c.broker == "memory") {
-      parts->memory = std::make_unique<broker::MemoryBroker>();
+      broker::MemoryBrokerOptions mo;
+      mo.max_channels = c.max_channels;
+      parts->memory = std::make_unique<broker::MemoryBroker>(mo);
       parts->memory_presence = std::make_unique<broker::MemoryPresence>();
       parts->cluster.broker = parts->memory.get();
       parts->cluster.presence = parts->memory_presence.get();

@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
+#include <cstdlib>
 #include <thread>
 
 namespace bridge::testing {
@@ -30,6 +31,12 @@ std::unique_ptr<app::BridgeServer> StartBridge(app::ServerConfig config) {
   config.ws_port = 0;
   config.grpc_port = 0;
   if (config.io_threads == 0) config.io_threads = 2;
+  // BRIDGE_TEST_BROKER=memory runs the same tests through the broker seam (the hub's broker
+  // mode on the in-process broker): see tests/integration/CMakeLists.txt.
+  if (const char* broker = std::getenv("BRIDGE_TEST_BROKER");
+      broker != nullptr && config.broker.empty()) {
+    config.broker = broker;
+  }
   auto s = app::BridgeServer::Start(std::move(config));
   if (!s.ok()) return nullptr;
   return std::move(*s);
