@@ -134,7 +134,7 @@ absl::Status BridgeProcess::Spawn() {
   return absl::OkStatus();
 }
 
-absl::Status BridgeProcess::AwaitReady(std::chrono::milliseconds timeout, bool healthy) {
+absl::Status BridgeProcess::AwaitReady(std::chrono::milliseconds timeout, bool ready) {
   const auto deadline = Clock::now() + timeout;
   auto fail = [&](std::string why) {
     Kill9();
@@ -158,13 +158,20 @@ absl::Status BridgeProcess::AwaitReady(std::chrono::milliseconds timeout, bool h
   }
   ws_port_ = static_cast<uint16_t>(v.at("ws_port").to_number<int>());
   grpc_port_ = static_cast<uint16_t>(v.at("grpc_port").to_number<int>());
-  if (!healthy) return absl::OkStatus();
+  if (!ready) return absl::OkStatus();
+  // Ready to serve: /readyz 200 (with a broker: Redis reachable for publishes and pub/sub), or
+  // /healthz 200 from a binary without /readyz.
+  std::string path = "/readyz";
   std::string body;
   int status = 0;
-  while ((status = testing::HttpStatus(ws_port_, "/healthz", false, &body)) != 200) {
-    if (!running()) return fail("exited before /healthz answered 200");
+  while ((status = testing::HttpStatus(ws_port_, path, false, &body)) != 200) {
+    if (status == 404 && path == "/readyz") {
+      path = "/healthz";
+      continue;
+    }
+    if (!running()) return fail(absl::StrCat("exited before ", path, " answered 200"));
     if (Clock::now() > deadline) {
-      return fail(absl::StrCat("/healthz still answers ", status, " ", body, " after ",
+      return fail(absl::StrCat(path, " still answers ", status, " ", body, " after ",
                                timeout.count(), " ms"));
     }
     std::this_thread::sleep_for(20ms);

@@ -51,15 +51,16 @@ class BridgeProcess {
   BridgeProcess& operator=(const BridgeProcess&) = delete;
   ~BridgeProcess();  // Kill9()
 
-  // Spawns the process and waits (bounded) for its ready file, then for `GET /healthz` to
-  // answer 200 (a broker node reports ready only once its broker is). An error carries the tail
+  // Spawns the process and waits (bounded) for its ready file, then for `GET /readyz` to
+  // answer 200 (a broker node is ready only once Redis is reachable; a binary without /readyz:
+  // `GET /healthz`). An error carries the tail
   // of the process's log; the process is killed then.
   absl::Status Start(std::chrono::milliseconds timeout = 15s);
   // The two halves of Start, for starting several processes at once.
   absl::Status Spawn();
-  // With `healthy` false only the ready file is awaited (a node whose broker is unreachable
-  // serves, but is not healthy).
-  absl::Status AwaitReady(std::chrono::milliseconds timeout = 15s, bool healthy = true);
+  // With `ready` false only the ready file is awaited (a node whose broker is unreachable
+  // serves, but is not ready).
+  absl::Status AwaitReady(std::chrono::milliseconds timeout = 15s, bool ready = true);
   // SIGKILL and reap. Idempotent.
   void Kill9();
   // SIGTERM, wait up to `timeout` for the exit, SIGKILL after that. Returns the exit status
