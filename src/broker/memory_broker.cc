@@ -149,6 +149,21 @@ void MemoryBroker::ReadHistory(const std::string& channel, uint64_t since, size_
   done(std::move(out));
 }
 
+void MemoryBroker::RotateEpoch(const std::string& channel, const std::string& from_epoch,
+                               PublishCallback done) {
+  core::StreamPosition top;
+  {
+    Stripe& stripe = StripeFor(channel);
+    std::lock_guard lock(stripe.mu);
+    ChannelState* state = FindLive(stripe, channel, Clock::now());
+    if (state != nullptr) {
+      if (state->epoch == from_epoch) state->epoch = NewEpoch();
+      top = core::StreamPosition{state->offset, state->epoch};
+    }
+  }
+  done(std::move(top));
+}
+
 void MemoryBroker::Subscribe(const std::string& channel, StatusCallback done) {
   {
     Stripe& stripe = StripeFor(channel);

@@ -60,6 +60,8 @@ class MemoryBroker : public core::Broker {
                HistoryCallback done) override;
   void Open(const std::string& channel, uint64_t since, size_t limit,
             HistoryCallback done) override;
+  void RotateEpoch(const std::string& channel, const std::string& from_epoch,
+                   PublishCallback done) override;
   void Subscribe(const std::string& channel, StatusCallback done) override;
   void Unsubscribe(const std::string& channel) override;
   void PublishBackendMessage(std::string_view origin, std::string_view payload) override;

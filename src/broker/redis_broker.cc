@@ -267,6 +267,29 @@ void RedisBroker::DoHistory(const std::string& channel, uint64_t since, size_t l
             });
 }
 
+void RedisBroker::RotateEpoch(const std::string& channel, const std::string& from_epoch,
+                              PublishCallback done) {
+  asio::post(
+      strand_, [self = shared_from_this(), channel, from_epoch, done = std::move(done)]() mutable {
+        if (self->stopped_) return done(absl::CancelledError("broker stopped"));
+        ChannelKeys keys = KeysFor(self->options_.prefix, channel);
+        self->RunScript(RotateScript(), {"1", std::move(keys.meta), from_epoch, NewEpoch()},
+                        self->options_.connection.command_timeout,
+                        [self, done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+                          if (!r.ok()) return done(r.status());
+                          core::StreamPosition pos;
+                          if (!r->is_array() || r->elements.size() != 2 ||
+                              !r->elements[0].is_text() || !r->elements[1].is_text() ||
+                              !ParseOffset(r->elements[1].str, pos.offset)) {
+                            self->stats_.errors.fetch_add(1, std::memory_order_relaxed);
+                            return done(BadReply("rotate script", *r));
+                          }
+                          pos.epoch = r->elements[0].str;
+                          done(std::move(pos));
+                        });
+      });
+}
+
 void RedisBroker::Subscribe(const std::string& channel, StatusCallback done) {
   asio::post(strand_, [self = shared_from_this(), channel, done = std::move(done)]() mutable {
     self->DoSubscribe(channel, std::move(done));

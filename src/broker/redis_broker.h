@@ -75,6 +75,8 @@ class RedisBroker final : public core::Broker, public std::enable_shared_from_th
                HistoryCallback done) override;
   void Open(const std::string& channel, uint64_t since, size_t limit,
             HistoryCallback done) override;
+  void RotateEpoch(const std::string& channel, const std::string& from_epoch,
+                   PublishCallback done) override;
   void Subscribe(const std::string& channel, StatusCallback done) override;
   void Unsubscribe(const std::string& channel) override;
   void PublishBackendMessage(std::string_view origin, std::string_view payload) override;

@@ -66,6 +66,16 @@ end
 return {m[1], m[2] or '0', entries}
 )lua";
 
+constexpr std::string_view kRotate = R"lua(
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then return {'', '0'} end
+if e == ARGV[1] then
+  e = ARGV[2]
+  redis.call('HSET', KEYS[1], 'e', e)
+end
+return {e, redis.call('HGET', KEYS[1], 'o') or '0'}
+)lua";
+
 std::string Sha1Hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -116,6 +126,11 @@ std::optional<TopicPayload> ParsePayload(std::string_view payload) {
 
 const RedisScript& PublishScript() {
   static const RedisScript* script = new RedisScript{kPublish, Sha1Hex(kPublish)};
+  return *script;
+}
+
+const RedisScript& RotateScript() {
+  static const RedisScript* script = new RedisScript{kRotate, Sha1Hex(kRotate)};
   return *script;
 }
 

@@ -51,6 +51,8 @@ const RedisScript& PublishScript();
 // KEYS: meta, stream. ARGV: first stream id wanted (`<since+1>-0`), COUNT (0: all).
 // Returns {epoch or "", top offset (string), XRANGE entries}.
 const RedisScript& HistoryScript();
+// KEYS: meta; ARGV: the epoch to replace, the new one. Returns {epoch, offset} after it.
+const RedisScript& RotateScript();
 
 }  // namespace bridge::broker
 

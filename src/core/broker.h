@@ -167,6 +167,13 @@ class Broker {
   // active with the next kUp (the node repairs then).
   virtual void Subscribe(const std::string& channel, StatusCallback done) = 0;
 
+  // Gives the channel a new random epoch if its epoch is still `from_epoch` (its offset and
+  // history stay); `done` gets the position after it. A node calls it when it saw the channel's
+  // offsets go back under one epoch (a fail-over to a replica that lacked the latest writes), so
+  // no client accepts a reused offset. Errors: UNAVAILABLE, CANCELLED.
+  virtual void RotateEpoch(const std::string& channel, const std::string& from_epoch,
+                           PublishCallback done) = 0;
+
   // Drops the interest (at the node's last local subscriber). Deliveries for the channel may
   // still arrive until the broker has processed it; the handler should ignore them.
   virtual void Unsubscribe(const std::string& channel) = 0;

@@ -143,6 +143,7 @@ struct ClusterStats {
   Metrics::Counter unrecoverable_gaps{0};  // gaps the broker's history could not fill
   Metrics::Counter epoch_changes{0};       // a live channel's state was lost and created again
   Metrics::Counter duplicates{0};          // deliveries at or below the last offset, dropped
+  Metrics::Counter rewinds{0};             // offsets that went back under one epoch (rotated)
   Metrics::Counter pubsub_stalls{0};       // own publishes not delivered back in time
   Metrics::Counter subscribe_failures{0};  // subscriptions refused because the broker is down
   Metrics::Counter backend_forwarded{0};   // client messages sent to other nodes' backends
@@ -312,11 +313,13 @@ class Hub {
     // Broker mode. The link: none; Subscribe sent; Open (the top) in flight; live, delivering.
     enum class Link : uint8_t { kNone, kSubscribing, kOpening, kLive };
     Link link = Link::kNone;
-    StreamPosition delivered;  // live: the last offset posted to the shards, and its epoch
-    uint64_t published = 0;    // the highest offset a publish through this node was given
-    uint8_t stall_ticks = 0;   // sweeps for which `published` stayed above `delivered`
-    bool repairing = false;    // a History read is filling a gap; deliveries wait in `held`
-    uint64_t repair_seq = 0;   // the read in flight; older answers are ignored
+    StreamPosition delivered;   // live: the last offset posted to the shards, and its epoch
+    uint64_t published = 0;     // the highest offset a publish through this node was given
+    uint8_t stall_ticks = 0;    // sweeps for which `published` stayed above `delivered`
+    bool repairing = false;     // a History read is filling a gap; deliveries wait in `held`
+    uint64_t repair_seq = 0;    // the read in flight; older answers are ignored
+    bool checking = false;      // a rewind check is in flight
+    std::string retired_epoch;  // rotated away after a rewind: its late deliveries are dropped
     std::vector<BrokerMessage> held;
   };
   struct Stripe {
@@ -365,10 +368,13 @@ class Hub {
   // What to do once the stripe lock is released: broker calls may call back inline.
   struct Deferred {
     std::vector<std::string> repair;  // channels to read back from their delivered offset
+    std::vector<std::string> check;   // channels whose top to compare with what was delivered
   };
   // Hands `m` to the shards in offset order, or holds it behind a gap. Stripe lock held.
+  // `live`: straight from pub/sub (a duplicate there may mean the offsets went back).
   void DeliverLocked(const std::string& channel, ChannelState& state, BrokerMessage m,
-                     Deferred& deferred);
+                     Deferred& deferred, bool live = false);
+  void CheckRewind(const std::string& channel);
   void PostFrameLocked(ChannelState& state, const FramePtr& frame, uint64_t exclude_id);
   void PostControlLocked(const std::string& channel, ChannelState& state, const FramePtr& frame,
                          bool reset);

@@ -520,13 +520,17 @@ void Hub::OnBrokerMessage(BrokerMessage m) {
       return;
     }
     std::string channel = m.channel;
-    DeliverLocked(channel, state, std::move(m), deferred);
+    DeliverLocked(channel, state, std::move(m), deferred, true);
   }
   RunDeferred(deferred);
 }
 
 void Hub::DeliverLocked(const std::string& channel, ChannelState& state, BrokerMessage m,
-                        Deferred& deferred) {
+                        Deferred& deferred, bool live) {
+  if (!state.retired_epoch.empty() && m.epoch == state.retired_epoch) {
+    cluster_stats_.duplicates.fetch_add(1, std::memory_order_relaxed);
+    return;  // published before the rotation, delivered after it
+  }
   if (m.epoch != state.delivered.epoch) {
     // The channel's state was lost in the broker (expiry, a restart without persistence, a
     // fail-over) and created again: offsets start over, which no client may take for the old
@@ -538,6 +542,13 @@ void Hub::DeliverLocked(const std::string& channel, ChannelState& state, BrokerM
   }
   if (m.offset <= state.delivered.offset) {
     cluster_stats_.duplicates.fetch_add(1, std::memory_order_relaxed);
+    // Pub/sub delivers each message once: a repeat straight from it is either one a repair
+    // already read back (the top is at or past what was delivered) or offsets that went back
+    // under this epoch (a fail-over to a replica missing the last writes). Check which.
+    if (live && !state.checking) {
+      state.checking = true;
+      deferred.check.push_back(channel);
+    }
     return;
   }
   if (m.offset != state.delivered.offset + 1) {
@@ -588,6 +599,43 @@ void Hub::Shard::DeliverControl(const std::string& channel, const FramePtr& fram
 
 void Hub::RunDeferred(Deferred& deferred) {
   for (const auto& channel : deferred.repair) Repair(channel);
+  for (const auto& channel : deferred.check) CheckRewind(channel);
+}
+
+void Hub::CheckRewind(const std::string& channel) {
+  broker_->History(channel, kTopOnly, 0, [this, channel](absl::StatusOr<BrokerHistory> h) {
+    std::string epoch;
+    {
+      Stripe& stripe = StripeFor(channel);
+      std::lock_guard lock(stripe.mu);
+      auto it = stripe.channels.find(channel);
+      if (it == stripe.channels.end()) return;
+      ChannelState& state = it->second;
+      state.checking = false;
+      if (!h.ok() || h->top.epoch != state.delivered.epoch ||
+          h->top.offset >= state.delivered.offset) {
+        return;  // a plain duplicate (or an epoch change, handled at its delivery)
+      }
+      epoch = state.delivered.epoch;
+    }
+    // The offsets went back: the epoch must change before a client takes a reused offset.
+    broker_->RotateEpoch(
+        channel, epoch, [this, channel, epoch](absl::StatusOr<StreamPosition> top) {
+          if (!top.ok() || top->epoch.empty() || top->epoch == epoch) return;
+          Stripe& stripe = StripeFor(channel);
+          std::lock_guard lock(stripe.mu);
+          auto it = stripe.channels.find(channel);
+          if (it == stripe.channels.end()) return;
+          ChannelState& state = it->second;
+          if (state.delivered.epoch != epoch) return;
+          cluster_stats_.rewinds.fetch_add(1, std::memory_order_relaxed);
+          state.retired_epoch = epoch;
+          state.delivered = *top;
+          state.published = top->offset;
+          PostControlLocked(channel, state,
+                            SubscribedFrame(channel, top->epoch, top->offset, false), true);
+        });
+  });
 }
 
 void Hub::Repair(const std::string& channel) {
@@ -809,6 +857,8 @@ std::string Hub::RenderClusterMetrics() const {
        c.epoch_changes.load());
   line("duplicates_total", "counter", "Deliveries dropped as already delivered.",
        c.duplicates.load());
+  line("rewinds_total", "counter", "Channels whose offsets went back under one epoch (rotated).",
+       c.rewinds.load());
   line("pubsub_stalls_total", "counter", "Own publishes that did not come back in time.",
        c.pubsub_stalls.load());
   line("subscribe_failures_total", "counter", "Subscriptions refused while the broker was down.",

@@ -323,6 +323,31 @@ TEST_P(BrokerContractTest, OpenCreatesTheEpochTheNextPublishUses) {
   EXPECT_TRUE(h->complete);
 }
 
+TEST_P(BrokerContractTest, RotateEpochChangesOnlyTheExpectedEpochAndKeepsTheOffset) {
+  auto rotate = [&](const std::string& from) {
+    std::optional<absl::StatusOr<StreamPosition>> result;
+    node().RotateEpoch("c/r", from,
+                       [&](absl::StatusOr<StreamPosition> r) { result = std::move(r); });
+    EXPECT_TRUE(RunUntil([&] { return result.has_value(); })) << "no rotate callback";
+    return result.value_or(absl::DeadlineExceededError("no callback"));
+  };
+  auto none = rotate("x");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, StreamPosition{}) << "no state, nothing to rotate";
+  StreamPosition last;
+  for (int i = 1; i <= 3; ++i) last = *Publish("c/r", i);
+  auto same = rotate("not-the-epoch");
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(*same, last) << "another epoch is left alone";
+  auto rotated = rotate(last.epoch);
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_NE(rotated->epoch, last.epoch);
+  EXPECT_EQ(rotated->offset, 3u);
+  auto next = Publish("c/r", 4);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(*next, (StreamPosition{4, rotated->epoch}));
+}
+
 TEST_P(BrokerContractTest, DeliveriesCarryTheirOrigin) {
   ASSERT_TRUE(Subscribe("c/o").ok());
   std::optional<absl::StatusOr<StreamPosition>> result;
