@@ -314,11 +314,27 @@ std::optional<double> Cluster::Metric(int i, const std::string& metric) {
   return std::nullopt;
 }
 
-std::string Cluster::Diagnostics(size_t bytes_per_node) const {
+std::string Cluster::Diagnostics(size_t bytes_per_node) {
   std::string out;
   for (const auto& n : nodes_) {
     absl::StrAppend(&out, "\n--- ", n->name(), " (ws ", n->ws_port(), ", grpc ", n->grpc_port(),
                     ") log tail ---\n", n->LogTail(bytes_per_node));
+    if (!n->running()) {
+      absl::StrAppend(&out, "(not running)\n");
+      continue;
+    }
+    std::string body;
+    const int ready = testing::HttpStatus(n->ws_port(), "/readyz", false, &body);
+    absl::StrAppend(&out, "/readyz ", ready, " ", body, "\n");
+    std::string metrics;
+    testing::HttpStatus(n->ws_port(), "/metrics", false, &metrics);
+    std::istringstream lines(metrics);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.rfind("bridge_broker_", 0) == 0 && line.substr(line.rfind(' ') + 1) != "0") {
+        absl::StrAppend(&out, line, "\n");
+      }
+    }
   }
   return out;
 }

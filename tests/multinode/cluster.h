@@ -131,8 +131,8 @@ class Cluster {
   // with `metric`), or nullopt when absent.
   std::optional<double> Metric(int i, const std::string& metric);
 
-  // Every node's log tail, for failure messages.
-  std::string Diagnostics(size_t bytes_per_node = 2500) const;
+  // Every node's log tail, /readyz and non-zero bridge_broker_* metrics, for failure messages.
+  std::string Diagnostics(size_t bytes_per_node = 2500);
 
  private:
   std::filesystem::path dir_;
