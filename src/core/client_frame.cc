@@ -69,6 +69,30 @@ std::optional<ClientFrame> ParseClientFrame(std::string_view text, ClientFrameEr
   }
   f.type = StringField(f.object, "type");
   f.channel = StringField(f.object, "channel");
+  if (auto it = f.object.find("id"); it != f.object.end()) {
+    const auto& iv = it->value();
+    const bool ok = (iv.is_string() && iv.get_string().size() <= 64) || iv.is_uint64() ||
+                    (iv.is_int64() && iv.get_int64() >= 0);
+    if (!ok) {
+      error = {ErrorCode::kInvalidId,
+               "\"id\" must be a string of at most 64 bytes or a non-negative integer"};
+      return std::nullopt;
+    }
+    f.id = boost::json::serialize(iv);
+  }
+  auto read_count = [&](const char* key, std::optional<uint64_t>& out) {
+    auto it = f.object.find(key);
+    if (it == f.object.end()) return true;
+    const auto& v = it->value();
+    if (v.is_uint64()) {
+      out = v.get_uint64();
+    } else if (v.is_int64() && v.get_int64() >= 0) {
+      out = static_cast<uint64_t>(v.get_int64());
+    } else {
+      return false;
+    }
+    return true;
+  };
   if (f.type == "ping") {
     f.kind = ClientFrame::Kind::kPing;
   } else if (f.type == "pong") {
@@ -76,6 +100,20 @@ std::optional<ClientFrame> ParseClientFrame(std::string_view text, ClientFrameEr
   } else if (f.type == "auth") {
     f.kind = ClientFrame::Kind::kAuth;
     f.token = StringField(f.object, "token");
+  } else if (f.type == "history" || f.type == "presence") {
+    f.kind = f.type == "history" ? ClientFrame::Kind::kHistory : ClientFrame::Kind::kPresence;
+    if (f.channel.empty()) {
+      error = {ErrorCode::kInvalidChannel, f.type + " needs a \"channel\""};
+      return std::nullopt;
+    }
+    if (!read_count("since", f.since)) {
+      error = {ErrorCode::kInvalidSince, "\"since\" must be a non-negative integer"};
+      return std::nullopt;
+    }
+    if (!read_count("limit", f.limit)) {
+      error = {ErrorCode::kInvalidLimit, "\"limit\" must be a non-negative integer"};
+      return std::nullopt;
+    }
   } else if (f.type == "subscribe" || f.type == "unsubscribe") {
     f.kind =
         f.type == "subscribe" ? ClientFrame::Kind::kSubscribe : ClientFrame::Kind::kUnsubscribe;
@@ -112,6 +150,7 @@ void BuildClientMessageFrame(boost::json::object object, std::string_view channe
   object.erase("offset");
   object.erase("timestamp");
   object.erase("sender");
+  object.erase("id");
   head = boost::json::serialize(object);
   head.pop_back();  // the closing brace
   if (!object.empty()) head.push_back(',');

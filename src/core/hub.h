@@ -368,13 +368,14 @@ class Hub {
   // What to do once the stripe lock is released: broker calls may call back inline.
   struct Deferred {
     std::vector<std::string> repair;  // channels to read back from their delivered offset
-    std::vector<std::string> check;   // channels whose top to compare with what was delivered
+    // Channels whose top to compare with what they had delivered when the repeat came.
+    std::vector<std::pair<std::string, uint64_t>> check;
   };
   // Hands `m` to the shards in offset order, or holds it behind a gap. Stripe lock held.
   // `live`: straight from pub/sub (a duplicate there may mean the offsets went back).
   void DeliverLocked(const std::string& channel, ChannelState& state, BrokerMessage m,
                      Deferred& deferred, bool live = false);
-  void CheckRewind(const std::string& channel);
+  void CheckRewind(const std::string& channel, uint64_t delivered);
   void PostFrameLocked(ChannelState& state, const FramePtr& frame, uint64_t exclude_id);
   void PostControlLocked(const std::string& channel, ChannelState& state, const FramePtr& frame,
                          bool reset);

@@ -547,7 +547,7 @@ void Hub::DeliverLocked(const std::string& channel, ChannelState& state, BrokerM
     // under this epoch (a fail-over to a replica missing the last writes). Check which.
     if (live && !state.checking) {
       state.checking = true;
-      deferred.check.push_back(channel);
+      deferred.check.emplace_back(channel, state.delivered.offset);
     }
     return;
   }
@@ -599,43 +599,45 @@ void Hub::Shard::DeliverControl(const std::string& channel, const FramePtr& fram
 
 void Hub::RunDeferred(Deferred& deferred) {
   for (const auto& channel : deferred.repair) Repair(channel);
-  for (const auto& channel : deferred.check) CheckRewind(channel);
+  for (const auto& [channel, delivered] : deferred.check) CheckRewind(channel, delivered);
 }
 
-void Hub::CheckRewind(const std::string& channel) {
-  broker_->History(channel, kTopOnly, 0, [this, channel](absl::StatusOr<BrokerHistory> h) {
-    std::string epoch;
-    {
-      Stripe& stripe = StripeFor(channel);
-      std::lock_guard lock(stripe.mu);
-      auto it = stripe.channels.find(channel);
-      if (it == stripe.channels.end()) return;
-      ChannelState& state = it->second;
-      state.checking = false;
-      if (!h.ok() || h->top.epoch != state.delivered.epoch ||
-          h->top.offset >= state.delivered.offset) {
-        return;  // a plain duplicate (or an epoch change, handled at its delivery)
-      }
-      epoch = state.delivered.epoch;
-    }
-    // The offsets went back: the epoch must change before a client takes a reused offset.
-    broker_->RotateEpoch(
-        channel, epoch, [this, channel, epoch](absl::StatusOr<StreamPosition> top) {
-          if (!top.ok() || top->epoch.empty() || top->epoch == epoch) return;
+void Hub::CheckRewind(const std::string& channel, uint64_t delivered) {
+  // `delivered` was reached before the read is sent, so a top read afterwards is at least that
+  // unless the offsets went back (deliveries may pass the read meanwhile: compare with it).
+  broker_->History(
+      channel, kTopOnly, 0, [this, channel, delivered](absl::StatusOr<BrokerHistory> h) {
+        std::string epoch;
+        {
           Stripe& stripe = StripeFor(channel);
           std::lock_guard lock(stripe.mu);
           auto it = stripe.channels.find(channel);
           if (it == stripe.channels.end()) return;
           ChannelState& state = it->second;
-          if (state.delivered.epoch != epoch) return;
-          cluster_stats_.rewinds.fetch_add(1, std::memory_order_relaxed);
-          state.retired_epoch = epoch;
-          state.delivered = *top;
-          state.published = top->offset;
-          PostControlLocked(channel, state,
-                            SubscribedFrame(channel, top->epoch, top->offset, false), true);
-        });
-  });
+          state.checking = false;
+          if (!h.ok() || h->top.epoch != state.delivered.epoch || h->top.offset >= delivered) {
+            return;  // a plain duplicate (or an epoch change, handled at its delivery)
+          }
+          epoch = state.delivered.epoch;
+        }
+        // The offsets went back: the epoch must change before a client takes a reused offset.
+        broker_->RotateEpoch(
+            channel, epoch, [this, channel, epoch](absl::StatusOr<StreamPosition> top) {
+              if (!top.ok() || top->epoch.empty() || top->epoch == epoch) return;
+              Stripe& stripe = StripeFor(channel);
+              std::lock_guard lock(stripe.mu);
+              auto it = stripe.channels.find(channel);
+              if (it == stripe.channels.end()) return;
+              ChannelState& state = it->second;
+              if (state.delivered.epoch != epoch) return;
+              cluster_stats_.rewinds.fetch_add(1, std::memory_order_relaxed);
+              state.retired_epoch = epoch;
+              state.delivered = *top;
+              state.published = top->offset;
+              PostControlLocked(channel, state,
+                                SubscribedFrame(channel, top->epoch, top->offset, false), true);
+            });
+      });
 }
 
 void Hub::Repair(const std::string& channel) {
@@ -671,37 +673,51 @@ void Hub::OnRepaired(const std::string& channel, uint64_t generation, uint64_t s
     if (state.repair_seq != seq) return;  // a newer read is in flight
     state.repairing = false;
     if (state.link != ChannelState::Link::kLive) return;
-    // Rebuilt from history first, then from what was held, all in offset order.
-    std::vector<BrokerMessage> sequence;
-    if (h.ok() && h->top.epoch == state.delivered.epoch) {
-      for (auto& f : h->frames) {
-        // History frames carry no origin: a client's own message read back reaches it too.
-        sequence.push_back(BrokerMessage{channel, f.offset, h->top.epoch, std::move(f.text), ""});
+    if (h.ok() && !h->top.epoch.empty() && h->top.epoch != state.delivered.epoch) {
+      // The channel's state was lost while pub/sub was away (a Redis restart) and created again
+      // by a publish this node did not receive: tell the subscriptions, then read the new epoch
+      // from its start.
+      cluster_stats_.epoch_changes.fetch_add(1, std::memory_order_relaxed);
+      const std::string old_epoch = state.delivered.epoch;
+      state.delivered = StreamPosition{0, h->top.epoch};
+      state.published = 0;
+      PostControlLocked(channel, state, SubscribedFrame(channel, h->top.epoch, 0, false), true);
+      std::erase_if(state.held, [&](const BrokerMessage& m) { return m.epoch == old_epoch; });
+      state.repairing = true;
+      deferred.repair.push_back(channel);
+    } else {
+      // Rebuilt from history first, then from what was held, all in offset order.
+      std::vector<BrokerMessage> sequence;
+      if (h.ok() && h->top.epoch == state.delivered.epoch) {
+        for (auto& f : h->frames) {
+          // History frames carry no origin: a client's own message read back reaches it too.
+          sequence.push_back(BrokerMessage{channel, f.offset, h->top.epoch, std::move(f.text), ""});
+        }
+        cluster_stats_.repaired_frames.fetch_add(h->frames.size(), std::memory_order_relaxed);
       }
-      cluster_stats_.repaired_frames.fetch_add(h->frames.size(), std::memory_order_relaxed);
-    }
-    // Otherwise the epoch changed meanwhile: the held deliveries of the new one reset.
-    // Held deliveries came from the broker in offset order.
-    auto held = std::move(state.held);
-    state.held.clear();
-    for (auto& m : held) sequence.push_back(std::move(m));
-    // What still does not follow on is lost for good: say so, and go on after it.
-    for (auto& m : sequence) {
-      if (state.repairing) {
-        state.held.push_back(std::move(m));
-        continue;
+      // Otherwise the epoch changed meanwhile: the held deliveries of the new one reset.
+      // Held deliveries came from the broker in offset order.
+      auto held = std::move(state.held);
+      state.held.clear();
+      for (auto& m : held) sequence.push_back(std::move(m));
+      // What still does not follow on is lost for good: say so, and go on after it.
+      for (auto& m : sequence) {
+        if (state.repairing) {
+          state.held.push_back(std::move(m));
+          continue;
+        }
+        if (m.epoch == state.delivered.epoch && m.offset > state.delivered.offset + 1) {
+          cluster_stats_.unrecoverable_gaps.fetch_add(1, std::memory_order_relaxed);
+          PostControlLocked(channel, state,
+                            GapFrame(channel, state.delivered.offset + 1, m.offset - 1), false);
+          state.delivered.offset = m.offset - 1;
+        }
+        DeliverLocked(channel, state, std::move(m), deferred);
       }
-      if (m.epoch == state.delivered.epoch && m.offset > state.delivered.offset + 1) {
-        cluster_stats_.unrecoverable_gaps.fetch_add(1, std::memory_order_relaxed);
-        PostControlLocked(channel, state,
-                          GapFrame(channel, state.delivered.offset + 1, m.offset - 1), false);
-        state.delivered.offset = m.offset - 1;
+      if (!h.ok()) {
+        // Not read: the next delivery or the next kUp tries again.
+        deferred.repair.clear();
       }
-      DeliverLocked(channel, state, std::move(m), deferred);
-    }
-    if (!h.ok()) {
-      // Not read: the next delivery or the next kUp tries again.
-      deferred.repair.clear();
     }
   }
   RunDeferred(deferred);

@@ -25,13 +25,15 @@ constexpr std::array kErrorCodes = {
     ErrorCode::kBinaryNotSupported, ErrorCode::kInvalidChannel,  ErrorCode::kInvalidSince,
     ErrorCode::kNotSubscribed,      ErrorCode::kTooManyChannels, ErrorCode::kReservedType,
     ErrorCode::kRateLimited,        ErrorCode::kForbidden,       ErrorCode::kUnauthenticated,
-    ErrorCode::kInvalidUtf8,        ErrorCode::kUnavailable,
+    ErrorCode::kInvalidUtf8,        ErrorCode::kUnavailable,     ErrorCode::kInvalidId,
+    ErrorCode::kInvalidLimit,
 };
 
-constexpr std::array<std::string_view, 7> kServerControlTypes = {
-    "ping", "pong", "subscribed", "unsubscribed", "authenticated", "gap", "error"};
-constexpr std::array<std::string_view, 5> kClientControlTypes = {"ping", "pong", "auth",
-                                                                 "subscribe", "unsubscribe"};
+constexpr std::array<std::string_view, 10> kServerControlTypes = {
+    "ping", "pong",  "subscribed", "unsubscribed", "authenticated",
+    "gap",  "error", "ack",        "history",      "presence"};
+constexpr std::array<std::string_view, 7> kClientControlTypes = {
+    "ping", "pong", "auth", "subscribe", "unsubscribe", "history", "presence"};
 
 }  // namespace
 
@@ -67,6 +69,10 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "invalid_utf8";
     case ErrorCode::kUnavailable:
       return "unavailable";
+    case ErrorCode::kInvalidId:
+      return "invalid_id";
+    case ErrorCode::kInvalidLimit:
+      return "invalid_limit";
   }
   return "unknown";
 }
@@ -129,6 +135,57 @@ FramePtr AuthenticatedFrame(std::string_view identity,
 FramePtr GapFrame(std::string_view channel, uint64_t from, uint64_t to) {
   return MakeControlFrame(Cat(R"({"type":"gap","channel":)", JsonQuote(channel), R"(,"from":)",
                               from, R"(,"to":)", to, "}"));
+}
+
+FramePtr WithContext(const FramePtr& frame, const AnswerContext& context) {
+  if (context.empty()) return frame;
+  std::string text = frame->text;
+  text.pop_back();  // the closing brace
+  if (!context.channel.empty() && text.find(R"("channel":)") == std::string::npos) {
+    text += Cat(R"(,"channel":)", JsonQuote(context.channel));
+  }
+  if (!context.id.empty()) text += Cat(R"(,"id":)", context.id);
+  text += "}";
+  return MakeControlFrame(std::move(text));
+}
+
+FramePtr AckFrame(const AnswerContext& context, uint64_t offset) {
+  std::string s = R"({"type":"ack")";
+  if (offset != 0) s += Cat(R"(,"offset":)", offset);
+  s += "}";
+  return WithContext(MakeControlFrame(std::move(s)), context);
+}
+
+FramePtr HistoryAnswerFrame(const AnswerContext& context, std::string_view epoch, uint64_t offset,
+                            bool complete, const std::vector<FramePtr>& messages) {
+  size_t size = 128;
+  for (const auto& m : messages) size += m->text.size() + 1;
+  std::string s;
+  s.reserve(size);
+  s += Cat(R"({"type":"history","channel":)", JsonQuote(context.channel), R"(,"epoch":)",
+           JsonQuote(epoch), R"(,"offset":)", offset, R"(,"complete":)",
+           complete ? "true" : "false", R"(,"messages":[)");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (i != 0) s += ",";
+    s += messages[i]->text;
+  }
+  s += "]}";
+  return WithContext(MakeControlFrame(std::move(s)), context);
+}
+
+FramePtr PresenceAnswerFrame(const AnswerContext& context,
+                             const std::vector<PresenceAnswerMember>& members,
+                             uint32_t connection_count) {
+  std::string s = Cat(R"({"type":"presence","channel":)", JsonQuote(context.channel),
+                      R"(,"connection_count":)", connection_count, R"(,"members":[)");
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i != 0) s += ",";
+    s += Cat(R"({"identity":)", JsonQuote(members[i].identity), R"(,"connections":)",
+             members[i].connections, R"(,"joined_at":")", FormatTimestamp(members[i].joined_at),
+             R"("})");
+  }
+  s += "]}";
+  return WithContext(MakeControlFrame(std::move(s)), context);
 }
 
 }  // namespace bridge::core

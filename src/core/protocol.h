@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/frame.h"
 
@@ -56,6 +57,8 @@ enum class ErrorCode {
   kUnauthenticated,     // a refused token (refresh)
   kInvalidUtf8,         // a string field that is not valid UTF-8
   kUnavailable,         // the broker is unreachable: the subscribe or message did not happen
+  kInvalidId,           // `id` neither a string of at most 64 bytes nor a non-negative integer
+  kInvalidLimit,        // `limit` not a non-negative integer
 };
 std::string_view ErrorCodeName(ErrorCode code);
 std::span<const ErrorCode> ErrorCodes();
@@ -81,6 +84,30 @@ FramePtr UnsubscribedFrame(std::string_view channel);
 FramePtr AuthenticatedFrame(std::string_view identity,
                             std::optional<std::chrono::system_clock::time_point> expires_at);
 FramePtr GapFrame(std::string_view channel, uint64_t from, uint64_t to);
+
+// What answers a client frame carries back: its `id` (as JSON text: a string or a number; empty
+// when the frame had none) and the channel it was about (empty: none).
+struct AnswerContext {
+  std::string id;
+  std::string channel;
+  bool empty() const { return id.empty() && channel.empty(); }
+};
+// `frame` (a JSON object) with `"channel"` (unless it has one) and `"id"` added.
+FramePtr WithContext(const FramePtr& frame, const AnswerContext& context);
+// A client message with an `id` was accepted: `offset` when it was broadcast (0: it went to
+// backends only).
+FramePtr AckFrame(const AnswerContext& context, uint64_t offset);
+// Answers to the client `history` and `presence` frames. `messages` are event frames' texts.
+FramePtr HistoryAnswerFrame(const AnswerContext& context, std::string_view epoch, uint64_t offset,
+                            bool complete, const std::vector<FramePtr>& messages);
+struct PresenceAnswerMember {
+  std::string identity;
+  uint32_t connections = 0;
+  std::chrono::system_clock::time_point joined_at;
+};
+FramePtr PresenceAnswerFrame(const AnswerContext& context,
+                             const std::vector<PresenceAnswerMember>& members,
+                             uint32_t connection_count);
 
 }  // namespace bridge::core
 

@@ -133,7 +133,7 @@ void WsSession::Authenticate(const std::string& token) {
       self->Close(CloseValue(CloseCode::kUnauthenticated), "token expired");
     });
   }
-  Send(core::AuthenticatedFrame(identity_, deadline));
+  Send(core::WithContext(core::AuthenticatedFrame(identity_, deadline), answer_));
   if (!authenticated_) {
     authenticated_ = true;
     OnAuthenticated();
@@ -263,9 +263,15 @@ void WsSession::HandleText(std::string_view text) {
       frame->kind != core::ClientFrame::Kind::kPing) {
     return Close(CloseValue(CloseCode::kUnauthenticated), "authenticate first");
   }
+  // Whatever answers this frame carries its id and channel; cleared once it is handled.
+  answer_ = core::AnswerContext{frame->id, frame->channel};
+  struct Clear {
+    core::AnswerContext& a;
+    ~Clear() { a = {}; }
+  } clear{answer_};
   switch (frame->kind) {
     case core::ClientFrame::Kind::kPing:
-      Send(core::PongFrame());
+      Send(core::WithContext(core::PongFrame(), answer_));
       return;
     case core::ClientFrame::Kind::kPong:
       return;
@@ -283,10 +289,95 @@ void WsSession::HandleText(std::string_view text) {
       if (!Admit(subscribe_gate_)) return;
       HandleUnsubscribe(frame->channel);
       return;
+    case core::ClientFrame::Kind::kHistory:
+      if (!Admit(subscribe_gate_)) return;
+      HandleHistory(*frame);
+      return;
+    case core::ClientFrame::Kind::kPresence:
+      if (!Admit(subscribe_gate_)) return;
+      HandlePresence(*frame);
+      return;
     case core::ClientFrame::Kind::kMessage:
       HandleMessage(*frame);
       return;
   }
+}
+
+absl::AnyInvocable<void(absl::AnyInvocable<void(WsSession&)>)> WsSession::OnSessionThread() {
+  std::weak_ptr<WsSession> weak = weak_from_this();
+  boost::asio::io_context* ioc = state_.shards[shard_];
+  return [weak, ioc](absl::AnyInvocable<void(WsSession&)> task) mutable {
+    if (ioc->get_executor().running_in_this_thread()) {
+      if (auto self = weak.lock()) task(*self);
+      return;
+    }
+    boost::asio::post(*ioc, [weak, task = std::move(task)]() mutable {
+      if (auto self = weak.lock()) task(*self);
+    });
+  };
+}
+
+bool WsSession::MayRead(const std::string& channel) {
+  if (absl::Status s = core::ValidateChannel(channel); !s.ok()) {
+    SendError(ErrorCode::kInvalidChannel, std::string(s.message()));
+    return false;
+  }
+  if (state_.hub.namespaces().Find(core::NamespaceOf(channel)) == nullptr) {
+    SendError(ErrorCode::kInvalidChannel,
+              core::Cat("unknown namespace '", core::NamespaceOf(channel), "'"));
+    return false;
+  }
+  if (principal_ && !principal_->CanSubscribe(channel)) {
+    state_.metrics.auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    SendError(ErrorCode::kForbidden, "token does not grant " + channel);
+    return false;
+  }
+  return true;
+}
+
+void WsSession::HandleHistory(const core::ClientFrame& frame) {
+  if (!MayRead(frame.channel)) return;
+  const core::NamespaceConfig* ns = state_.hub.namespaces().Find(core::NamespaceOf(frame.channel));
+  // At most the namespace's history size per answer (0 or none asked: that many).
+  size_t limit = ns->history_size;
+  if (frame.limit.has_value() && *frame.limit != 0 && *frame.limit < limit) limit = *frame.limit;
+  if (limit == 0) {
+    return Send(core::HistoryAnswerFrame(answer_, "", 0, false, {}));
+  }
+  state_.hub.HistoryAsync(
+      frame.channel, frame.since.value_or(0), limit,
+      [context = answer_, on = OnSessionThread()](absl::StatusOr<core::HistoryResult> h) mutable {
+        on([context, h = std::move(h)](WsSession& self) mutable {
+          if (!h.ok()) {
+            return self.SendError(context, ErrorCode::kUnavailable,
+                                  core::Cat("history unavailable: ", h.status().message()));
+          }
+          self.Send(core::HistoryAnswerFrame(context, h->epoch, h->offset, h->complete, h->frames));
+        });
+      });
+}
+
+void WsSession::HandlePresence(const core::ClientFrame& frame) {
+  if (!MayRead(frame.channel)) return;
+  const core::NamespaceConfig* ns = state_.hub.namespaces().Find(core::NamespaceOf(frame.channel));
+  if (!ns->presence) {
+    return SendError(ErrorCode::kInvalidChannel,
+                     core::Cat("namespace '", ns->name, "' keeps no presence"));
+  }
+  state_.hub.PresenceAsync(frame.channel, [context = answer_, on = OnSessionThread()](
+                                              absl::StatusOr<core::PresenceResult> p) mutable {
+    on([context, p = std::move(p)](WsSession& self) mutable {
+      if (!p.ok()) {
+        return self.SendError(context, ErrorCode::kUnavailable,
+                              core::Cat("presence unavailable: ", p.status().message()));
+      }
+      std::vector<core::PresenceAnswerMember> members;
+      for (auto& m : p->members) {
+        members.push_back({std::move(m.identity), m.connections, m.joined_at});
+      }
+      self.Send(core::PresenceAnswerFrame(context, members, p->connection_count));
+    });
+  });
 }
 
 bool WsSession::Admit(RateGate& gate) {
@@ -339,22 +430,25 @@ void WsSession::HandleSubscribe(const std::string& channel,
   if (!already) channels_.push_back(channel);
   state_.hub.SubscribeAsync(
       shard_, channel, this, recovery,
-      [this, channel, ack, recovering = recovery.has_value()](core::SubscribeResult r) {
+      [this, channel, ack, recovering = recovery.has_value(),
+       context = answer_](core::SubscribeResult r) {
         if (r.refused || !r.error.ok()) {
           // Nothing was subscribed: forget the channel (the hub may hold a failed entry).
           state_.hub.Unsubscribe(shard_, channel, this, "refused");
           std::erase(channels_, channel);
           if (r.refused) {
-            return SendError(ErrorCode::kTooManyChannels, "the bridge holds too many channels");
+            return SendError(context, ErrorCode::kTooManyChannels,
+                             "the bridge holds too many channels");
           }
-          return SendError(ErrorCode::kUnavailable,
+          return SendError(context, ErrorCode::kUnavailable,
                            core::Cat("channel ", channel, " is unavailable: ", r.error.message(),
                                      "; subscribe again later"));
         }
         if (ack) {
           std::optional<bool> recovered;
           if (recovering) recovered = r.recovered;
-          Send(core::SubscribedFrame(channel, r.epoch, r.offset, recovered));
+          Send(core::WithContext(core::SubscribedFrame(channel, r.epoch, r.offset, recovered),
+                                 context));
         }
         for (const auto& f : r.missed) Send(f);
       });
@@ -366,7 +460,7 @@ void WsSession::HandleUnsubscribe(const std::string& channel) {
   }
   state_.hub.Unsubscribe(shard_, channel, this, "unsubscribed");
   std::erase(channels_, channel);
-  Send(core::UnsubscribedFrame(channel));
+  Send(core::WithContext(core::UnsubscribedFrame(channel), answer_));
 }
 
 void WsSession::HandleMessage(core::ClientFrame& frame) {
@@ -389,6 +483,7 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
     state_.metrics.auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
     return SendError(ErrorCode::kForbidden, "token does not grant publishing to " + channel);
   }
+  answer_.channel = channel;  // the one the message went to (a socket's only channel)
   state_.metrics.client_messages_total.fetch_add(1, std::memory_order_relaxed);
   auto now = std::chrono::system_clock::now();
   std::string timestamp = core::FormatTimestamp(now);
@@ -407,32 +502,36 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
     std::string head, tail;
     core::BuildClientMessageFrame(std::move(frame.object), channel, timestamp, connection_id_, head,
                                   tail);
-    // Refusals come back on the broker's thread: the session is told on its own.
-    std::weak_ptr<WsSession> weak = weak_from_this();
-    boost::asio::io_context* ioc = state_.shards[shard_];
+    // The answer (an ack with the offset, or the refusal) may come back on the broker's thread.
     state_.hub.PublishFrameAsync(
-        channel, head, tail, id_, [weak, ioc, channel](absl::StatusOr<core::PublishResult> r) {
-          if (r.ok()) return;
-          auto report = [weak, status = r.status(), channel] {
-            auto self = weak.lock();
-            if (!self) return;
-            if (status.code() == absl::StatusCode::kResourceExhausted) {
-              return self->SendError(ErrorCode::kTooManyChannels,
-                                     "the bridge holds too many channels");
+        channel, head, tail, id_,
+        [context = answer_, on = OnSessionThread(),
+         channel](absl::StatusOr<core::PublishResult> r) mutable {
+          if (r.ok() && context.id.empty()) return;
+          on([context, channel, r = std::move(r)](WsSession& self) {
+            if (r.ok()) return self.Send(core::AckFrame(context, r->offset));
+            if (r.status().code() == absl::StatusCode::kResourceExhausted) {
+              return self.SendError(context, ErrorCode::kTooManyChannels,
+                                    "the bridge holds too many channels");
             }
-            self->SendError(
-                ErrorCode::kUnavailable,
-                core::Cat("message to ", channel, " not delivered: ", status.message()));
-          };
-          if (ioc->get_executor().running_in_this_thread()) return report();
-          boost::asio::post(*ioc, std::move(report));
+            self.SendError(
+                context, ErrorCode::kUnavailable,
+                core::Cat("message to ", channel, " not delivered: ", r.status().message()));
+          });
         });
+    return;
   }
+  if (!answer_.id.empty()) Send(core::AckFrame(answer_, 0));
 }
 
 void WsSession::SendError(ErrorCode code, std::string_view message) {
+  SendError(answer_, code, message);
+}
+
+void WsSession::SendError(const core::AnswerContext& context, ErrorCode code,
+                          std::string_view message) {
   state_.metrics.client_errors_total.fetch_add(1, std::memory_order_relaxed);
-  Send(core::ErrorFrame(code, message));
+  Send(core::WithContext(core::ErrorFrame(code, message), context));
 }
 
 void WsSession::Deliver(const core::FramePtr& frame) { Send(frame); }

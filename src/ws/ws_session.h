@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "auth/principal.h"
 #include "core/client_frame.h"
 #include "core/hub.h"
@@ -81,7 +82,17 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void OnAuthenticated();
   void HandleUnsubscribe(const std::string& channel);
   void HandleMessage(core::ClientFrame& frame);
+  void HandleHistory(const core::ClientFrame& frame);
+  void HandlePresence(const core::ClientFrame& frame);
+  // Checks a channel a history/presence frame may read; false (and answered) when it may not.
+  bool MayRead(const std::string& channel);
+  // Runs `task` on this session's thread if it still exists (inline when already there): for
+  // completions that may come back on the broker's thread.
+  absl::AnyInvocable<void(absl::AnyInvocable<void(WsSession&)>)> OnSessionThread();
+  // Error frames answer the frame being handled (answer_: its id and channel).
   void SendError(core::ErrorCode code, std::string_view message);
+  void SendError(const core::AnswerContext& context, core::ErrorCode code,
+                 std::string_view message);
 
   void Send(const core::FramePtr& frame);
   void CloseSlow(int ns);
@@ -131,6 +142,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   RateGate subscribe_gate_;
 
   std::vector<std::string> channels_;
+  core::AnswerContext answer_;  // the id and channel of the client frame being handled
   boost::asio::steady_timer heartbeat_timer_;
   std::chrono::milliseconds heartbeat_elapsed_{0};
   boost::asio::steady_timer close_timer_;

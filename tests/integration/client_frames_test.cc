@@ -1,12 +1,16 @@
 // What WebSocket clients send: control frames, messages broadcast to the channel, bad input.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "test_support.h"
 
 namespace bridge::testing {
 namespace {
+
+namespace pb = gathering::bridge::v1;
 
 class ClientFramesTest : public ::testing::Test {
  protected:
@@ -49,6 +53,94 @@ TEST_F(ClientFramesTest, MessageIsBroadcastToOthersWithFieldsUnchanged) {
   // The sender does not get its own message back: its next frame is the pong.
   a->Send(R"({"type":"ping"})");
   EXPECT_EQ(a->RecvEvent().at("type"), "pong");
+}
+
+TEST_F(ClientFramesTest, AnswersCarryTheFramesIdAndErrorsNameTheirChannel) {
+  auto a = Join("circles/ids");
+  auto b = Join("circles/ids");
+  a->Send(R"({"type":"ping","id":"p1"})");
+  EXPECT_EQ(a->RecvJson(), boost::json::parse(R"({"type":"pong","id":"p1"})"));
+  // A message with an id is acked with its offset; the others get it without the id.
+  a->Send(R"({"type":"message","content":"hi","id":7})");
+  auto ack = a->RecvJson();
+  EXPECT_EQ(ack, boost::json::parse(R"({"type":"ack","offset":1,"channel":"circles/ids","id":7})"));
+  auto relayed = b->RecvEvent();
+  EXPECT_EQ(relayed.at("content"), "hi");
+  EXPECT_FALSE(relayed.as_object().contains("id")) << boost::json::serialize(relayed);
+  // Two subscribes in flight: each answer and each refusal names its request.
+  a->Send(R"({"type":"subscribe","channel":"nowhere/x","id":"s1"})");
+  a->Send(R"({"type":"subscribe","channel":"circles/two","id":"s2"})");
+  auto refused = a->RecvJson();
+  EXPECT_EQ(refused.at("type"), "error");
+  EXPECT_EQ(refused.at("id"), "s1");
+  EXPECT_EQ(refused.at("channel"), "nowhere/x");
+  EXPECT_EQ(refused.at("data").at("code"), "invalid_channel");
+  auto ok = a->RecvJson();
+  EXPECT_EQ(ok.at("type"), "subscribed");
+  EXPECT_EQ(ok.at("id"), "s2");
+  a->Send(R"({"type":"unsubscribe","channel":"circles/two","id":"u1"})");
+  EXPECT_EQ(a->RecvJson(),
+            boost::json::parse(R"({"type":"unsubscribed","channel":"circles/two","id":"u1"})"));
+  // Forwarded only (workspace does not broadcast): acked without an offset.
+  auto w = Join("workspace/ids");
+  w->Send(R"({"type":"note","id":"n1"})");
+  EXPECT_EQ(w->RecvJson(),
+            boost::json::parse(R"({"type":"ack","channel":"workspace/ids","id":"n1"})"));
+  // A bad id is refused, and costs nothing else.
+  for (const char* bad : {R"({"type":"ping","id":-1})", R"({"type":"ping","id":{"x":1}})"}) {
+    a->Send(bad);
+    auto e = a->RecvJson();
+    EXPECT_EQ(e.at("data").at("code"), "invalid_id") << bad;
+  }
+  std::string long_id(65, 'x');
+  a->Send(R"({"type":"ping","id":")" + long_id + R"("})");
+  EXPECT_EQ(a->RecvJson().at("data").at("code"), "invalid_id");
+}
+
+TEST_F(ClientFramesTest, HistoryAndPresenceFramesAreAnsweredOnTheSocket) {
+  auto a = Join("circles/hist");
+  auto stub = MakeStub(server_->grpc_port());
+  for (int i = 1; i <= 3; ++i) {
+    pb::PublishRequest req;
+    req.mutable_event()->set_channel("circles/hist");
+    req.mutable_event()->mutable_agent_message()->set_agent_id(i);
+    pb::PublishResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->Publish(&ctx, req, &resp).ok());
+    a->RecvEvent();
+  }
+  // Another socket, not subscribed to the channel, reads it.
+  auto c = Join("workspace/reader");
+  c->Send(R"({"type":"history","channel":"circles/hist","since":1,"limit":5,"id":"h"})");
+  auto h = c->RecvJson();
+  ASSERT_EQ(h.at("type"), "history") << boost::json::serialize(h);
+  EXPECT_EQ(h.at("id"), "h");
+  EXPECT_EQ(h.at("offset"), 3);
+  EXPECT_EQ(h.at("complete"), true);
+  ASSERT_EQ(h.at("messages").as_array().size(), 2u);
+  EXPECT_EQ(h.at("messages").as_array()[0].at("offset"), 2);
+  EXPECT_EQ(h.at("messages").as_array()[1].at("data").at("agent_id"), 3);
+  c->Send(R"({"type":"history","channel":"circles/hist","limit":1})");
+  auto one = c->RecvJson();
+  EXPECT_EQ(one.at("messages").as_array().size(), 1u);
+  EXPECT_EQ(one.at("complete"), false) << "the limit cut the range";
+  c->Send(R"({"type":"history","channel":"circles/hist","limit":"x","id":1})");
+  EXPECT_EQ(c->RecvJson().at("data").at("code"), "invalid_limit");
+
+  auto alice = WsClient::Connect(server_->ws_port(), "/ws/circles/hist?client=alice&ack=1");
+  ASSERT_NE(alice, nullptr);
+  EXPECT_EQ(alice->RecvJson().at("type"), "subscribed");
+  c->Send(R"({"type":"presence","channel":"circles/hist","id":"p"})");
+  auto p = c->RecvJson();
+  ASSERT_EQ(p.at("type"), "presence") << boost::json::serialize(p);
+  EXPECT_EQ(p.at("id"), "p");
+  EXPECT_EQ(p.at("connection_count"), 2);
+  ASSERT_EQ(p.at("members").as_array().size(), 1u);
+  EXPECT_EQ(p.at("members").as_array()[0].at("identity"), "alice");
+  c->Send(R"({"type":"presence","channel":"workspace/reader","id":"q"})");
+  auto none = c->RecvJson();
+  EXPECT_EQ(none.at("data").at("code"), "invalid_channel") << "workspace keeps no presence";
+  EXPECT_EQ(none.at("id"), "q");
 }
 
 TEST_F(ClientFramesTest, WorkspaceDoesNotBroadcastClientFrames) {

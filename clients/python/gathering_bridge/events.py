@@ -26,7 +26,8 @@ EVENT_TYPES: Dict[str, Type[Message]] = {
 #: Message full name -> frame type, for publishing a message object.
 TYPE_OF_MESSAGE: Dict[str, str] = {cls.DESCRIPTOR.full_name: name for name, cls in EVENT_TYPES.items()}
 
-CONTROL_TYPES = frozenset({"ping", "pong", "subscribed", "unsubscribed", "authenticated", "gap", "auth", "subscribe", "unsubscribe"})
+CONTROL_TYPES = frozenset({"ping", "pong", "subscribed", "unsubscribed", "authenticated", "gap", "auth", "subscribe", "unsubscribe",
+                           "ack", "history", "presence"})
 _ENVELOPE = ("type", "channel", "offset", "timestamp", "sender")
 
 
