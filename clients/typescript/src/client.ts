@@ -293,6 +293,14 @@ export class Subscription {
   publish(message: Record<string, unknown>): Promise<PublishAck> {
     return this.client.publish(message, this.channel);
   }
+  /** The channel's retained events (see BridgeClient.history). */
+  history(opts: { since?: number; limit?: number } = {}): Promise<HistoryAnswer> {
+    return this.client.history(this.channel, opts);
+  }
+  /** The channel's members (see BridgeClient.presence). */
+  presence(): Promise<PresenceAnswer> {
+    return this.client.presence(this.channel);
+  }
   /** Leaves the channel; resolves on the bridge's `unsubscribed` (at once when not connected). */
   unsubscribe(): Promise<void> {
     return this.client.unsubscribe(this.channel);
@@ -342,8 +350,26 @@ export class Subscription {
 }
 
 /** A frame sent that the bridge answers (or, for messages, may answer with an error). */
+/** The answer to `history()`: events exactly as they were delivered, and the channel's top. */
+export interface HistoryAnswer {
+  type: "history";
+  channel: string;
+  epoch: string;
+  offset: number;
+  complete: boolean;
+  messages: Frame[];
+}
+
+/** The answer to `presence()`. */
+export interface PresenceAnswer {
+  type: "presence";
+  channel: string;
+  connection_count: number;
+  members: { identity: string; connections: number; joined_at: string }[];
+}
+
 interface Pending {
-  kind: "subscribe" | "unsubscribe" | "auth" | "ping" | "message";
+  kind: "subscribe" | "unsubscribe" | "auth" | "ping" | "message" | "history" | "presence";
   id: string;
   channel?: string;
   resolve?: (v: any) => void;
@@ -357,6 +383,8 @@ const ERRORS_OF: Record<Pending["kind"], ReadonlySet<string>> = {
   unsubscribe: new Set(["invalid_channel", "not_subscribed", "rate_limited", "invalid_json", "not_an_object", "invalid_type"]),
   auth: new Set(["unauthenticated"]),
   ping: new Set(),
+  history: new Set(["invalid_channel", "invalid_since", "invalid_limit", "forbidden", "rate_limited", "unavailable"]),
+  presence: new Set(["invalid_channel", "forbidden", "rate_limited", "unavailable"]),
   message: new Set(["invalid_channel", "not_subscribed", "forbidden", "reserved_type", "rate_limited", "too_many_channels", "invalid_json", "not_an_object", "invalid_type", "invalid_utf8"]),
 };
 
@@ -583,6 +611,27 @@ export class BridgeClient {
       this.request(frame, { kind: "message", channel: ch, resolve, reject }, true);
       // The barrier: the bridge answers frames in order, so the pong means no error came for it.
       this.request({ type: "ping" }, { kind: "ping" });
+    });
+  }
+
+  /**
+   * The channel's retained events after `since` (default 0), at most `limit` (default and cap: the
+   * namespace's history size), read over this socket; any channel the connection may read.
+   * Rejects with the refusal (a BridgeError).
+   */
+  history(channel: string, opts: { since?: number; limit?: number } = {}): Promise<HistoryAnswer> {
+    return this.ask({ type: "history", channel, ...(opts.since !== undefined ? { since: opts.since } : {}), ...(opts.limit !== undefined ? { limit: opts.limit } : {}) }, "history", channel) as Promise<HistoryAnswer>;
+  }
+
+  /** The channel's members (presence namespaces), read over this socket. */
+  presence(channel: string): Promise<PresenceAnswer> {
+    return this.ask({ type: "presence", channel }, "presence", channel) as Promise<PresenceAnswer>;
+  }
+
+  private ask(frame: Record<string, unknown>, kind: "history" | "presence", channel: string): Promise<unknown> {
+    if (!this.ws || this.ws.readyState !== OPEN) return Promise.reject(new BridgeError("not_connected", "bridge-client: not connected", channel, kind));
+    return new Promise((resolve, reject) => {
+      this.request(frame, { kind, channel, resolve, reject });
     });
   }
 
@@ -945,9 +994,12 @@ export class BridgeClient {
         return;
       }
       case "history":
-      case "presence":
-        if (frame.sender === undefined) return; // answers to frames this client does not send yet
-        break;
+      case "presence": {
+        if (frame.sender !== undefined) break; // not an answer
+        const kind = frame.type;
+        this.answer(frame, (p) => p.kind === kind && p.channel === frame.channel)?.resolve?.(frame);
+        return;
+      }
       case "gap":
         this.handleGapFrame(frame);
         return;
@@ -998,9 +1050,24 @@ export class BridgeClient {
    */
   private answer(frame: Frame, match: (p: Pending) => boolean): Pending | undefined {
     let i = typeof frame.id === "string" ? this.pending.findIndex((p) => p.id === frame.id) : -1;
+    const byId = i >= 0;
     if (i < 0) i = this.pending.findIndex(match);
     if (i < 0) return undefined;
     const p = this.pending[i];
+    if (byId) {
+      // Answers that echo ids may come out of order (a bridge with a broker answers a subscribe
+      // once the broker has): only earlier messages, which get no answer when accepted without
+      // an id, are settled; earlier requests wait for their own answers.
+      this.pending.splice(i, 1);
+      for (let j = i - 1; j >= 0; j--) {
+        const x = this.pending[j];
+        if (x.kind === "message") {
+          this.pending.splice(j, 1);
+          this.settleUnanswered(x);
+        }
+      }
+      return p;
+    }
     const before = this.pending.splice(0, i + 1);
     before.pop();
     for (const x of before) this.settleUnanswered(x);

@@ -1,5 +1,7 @@
 export { BridgeClient, BridgeError, Subscription, TERMINAL_CLOSE_CODES, isTerminalClose, isTerminalHttpStatus } from "./client.js";
 export type {
+  HistoryAnswer,
+  PresenceAnswer,
   BridgeClientOptions,
   PublishAck,
   SubscribeOptions,

@@ -84,8 +84,8 @@ describe("Subscription", () => {
     await waitUntil("both events", () => got.length === 2);
     expect(got).toEqual(["d:two", "a:one"]);
 
-    // publish(): confirmed (no ack frames yet: by the barrier), or refused by the grants.
-    await expect(a.publish({ type: "chat", content: "hi" })).resolves.toMatchObject({ channel: ok1, confirmedBy: "barrier" });
+    // publish(): confirmed by the bridge's ack (with the offset), or refused by the grants.
+    await expect(a.publish({ type: "chat", content: "hi" })).resolves.toMatchObject({ channel: ok1, confirmedBy: "ack", offset: expect.any(Number) });
     const refused = d.publish({ type: "chat", content: "no grant" });
     await expect(refused).rejects.toMatchObject({ code: "forbidden", channel: ok2, request: "message" });
     await expect(a.publish({ type: "gap" })).rejects.toMatchObject({ code: "reserved_type" });
@@ -94,6 +94,28 @@ describe("Subscription", () => {
     await d.unsubscribe();
     expect(d.state).toBe("unsubscribed");
     expect(c.channelNames).toEqual([ok1]);
+  });
+
+  it("reads history and presence over the socket, refusals rejected", async () => {
+    const ch = unique("circles");
+    const c = client({ channels: [ch], token: auth.token("hist", { channels: "circles/*" }) });
+    await c.connect();
+    for (let i = 1; i <= 3; i++) {
+      await publisher.publish(ch, "agent_message", { agent_id: i, content: `m${i}` });
+    }
+    const sub = c.subscription(ch)!;
+    // Offset 1 is hist's own agent_joined (circles keep presence), then the three messages.
+    const h = await sub.history({ since: 2 });
+    expect(h).toMatchObject({ type: "history", channel: ch, offset: 4, complete: true });
+    expect(h.messages.map((m) => m.offset)).toEqual([3, 4]);
+    const one = await c.history(ch, { limit: 1 });
+    expect(one.messages.length).toBe(1);
+    expect(one.complete).toBe(false);
+    const p = await sub.presence();
+    expect(p).toMatchObject({ type: "presence", channel: ch, connection_count: 1 });
+    expect(p.members.map((m) => m.identity)).toEqual(["hist"]);
+    await expect(c.history(unique("workspace"))).rejects.toMatchObject({ code: "forbidden", request: "history" });
+    await expect(c.presence("nowhere/x")).rejects.toMatchObject({ code: "invalid_channel" });
   });
 
   it("tells recovered and gap per subscription across a reconnect", async () => {
