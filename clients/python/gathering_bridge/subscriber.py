@@ -273,6 +273,9 @@ class BridgeSubscriber:
         self.token_requests = 0
         self._token_accepted = False
         self._pending: List[Tuple[str, Optional[str], Optional[asyncio.Future]]] = []
+        # history/presence requests, answered by id (the bridge echoes it), so in any order.
+        self._asks: Dict[str, Tuple[str, asyncio.Future]] = {}
+        self._next_ask = 0
         self._refresh_task: Optional[asyncio.Task] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -420,6 +423,7 @@ class BridgeSubscriber:
         names = list(self._channels)
         self._token_accepted = False
         self._pending = []
+        self._fail_asks(ConnectionError("bridge-client: the connection closed before the answer"))
         token_in_frame = self.token is not None and self.token_transport == "frame"
         use_path = not self.multiplex and not token_in_frame and len(names) == 1
         query: Dict[str, str] = {}
@@ -451,6 +455,44 @@ class BridgeSubscriber:
             return True
         except ConnectionClosed:
             return False
+
+    async def history(self, channel: str, since: Optional[int] = None, limit: Optional[int] = None,
+                      timeout: float = 10.0) -> Dict[str, Any]:
+        """The channel's retained events after ``since``, read over this socket.
+
+        Returns the bridge's ``history`` frame (``epoch``, ``offset``, ``complete``, ``messages``:
+        the event frames as delivered). Any channel the connection may read; raises BridgeError
+        with the refusal (``forbidden``, ``invalid_channel``, ...).
+        """
+        frame: Dict[str, Any] = {"type": "history", "channel": channel}
+        if since is not None:
+            frame["since"] = since
+        if limit is not None:
+            frame["limit"] = limit
+        return await self._ask(frame, timeout)
+
+    async def presence(self, channel: str, timeout: float = 10.0) -> Dict[str, Any]:
+        """The channel's members (presence namespaces): the bridge's ``presence`` frame."""
+        return await self._ask({"type": "presence", "channel": channel}, timeout)
+
+    async def _ask(self, frame: Dict[str, Any], timeout: float) -> Dict[str, Any]:
+        self._next_ask += 1
+        ask_id = f"q{self._next_ask}"
+        frame["id"] = ask_id
+        fut = asyncio.get_running_loop().create_future()
+        self._asks[ask_id] = (frame["type"], fut)
+        try:
+            if not await self._send_raw(frame):
+                raise ConnectionError("bridge-client: not connected")
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._asks.pop(ask_id, None)
+
+    def _fail_asks(self, err: BaseException) -> None:
+        for _kind, fut in self._asks.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._asks.clear()
 
     async def _send_subscribe(self, channel: str) -> None:
         st = self._channels[channel]
@@ -615,6 +657,18 @@ class BridgeSubscriber:
         if type_ == "authenticated":
             self._answer(lambda k, c: k == "auth")
             self._handle_authenticated(frame)
+            return
+        ask = self._asks.get(frame.get("id")) if isinstance(frame.get("id"), str) else None
+        if ask is not None and type_ in ("history", "presence", "error") and control:
+            kind, fut = ask
+            if not fut.done():
+                if type_ == "error":
+                    data = frame.get("data") if isinstance(frame.get("data"), dict) else {}
+                    fut.set_exception(BridgeError(str(data.get("code") or "error"),
+                                                  str(data.get("message") or ""),
+                                                  frame.get("channel"), kind))
+                else:
+                    fut.set_result(frame)
             return
         if type_ == "error" and control:
             await self._handle_error(frame)

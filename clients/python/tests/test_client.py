@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 import gathering_bridge
-from gathering_bridge import AsyncBridgePublisher, BridgePublisher, BridgeSubscriber, Event, pb
+from gathering_bridge import AsyncBridgePublisher, BridgeError, BridgePublisher, BridgeSubscriber, Event, pb
 
 
 async def collect(sub: BridgeSubscriber, n: int, timeout: float = 5.0) -> list:
@@ -263,6 +263,30 @@ async def test_history_and_presence(bridge, channel):
                 assert (p.member_count, p.connection_count) == (1, 2)
             ev = await observer.next_event()
             assert (ev.type, ev.data.identity, ev.data.reason) == ("agent_left", "bob", "closed")
+
+
+async def test_history_and_presence_over_the_socket(bridge, channel):
+    with BridgePublisher(bridge.grpc_target) as pub:
+        for i in range(1, 4):
+            pub.publish(channel, "agent_message", {"content": f"s{i}"})
+    async with BridgeSubscriber(f"{bridge.ws_url}/ws/{channel}", client_id="eve") as sub:
+        h = await sub.history(channel, since=1)
+        assert (h["type"], h["offset"], h["complete"]) == ("history", 4, True)
+        assert [m["offset"] for m in h["messages"]] == [2, 3, 4]  # 4: eve's own agent_joined
+        one = await sub.history(channel, limit=1)
+        assert len(one["messages"]) == 1 and one["complete"] is False
+        p = await sub.presence(channel)
+        assert [(m["identity"], m["connections"]) for m in p["members"]] == [("eve", 1)]
+        with pytest.raises(BridgeError) as refused:
+            await sub.presence(channel.replace("circles/", "workspace/"))
+        assert refused.value.code == "invalid_channel"
+        # Answers to history/presence never reach the event stream.
+        with BridgePublisher(bridge.grpc_target) as pub:
+            pub.publish(channel, "agent_message", {"content": "live"})
+        joined = await sub.next_event()  # eve's own agent_joined came live first
+        assert (joined.type, joined.offset) == ("agent_joined", 4)
+        ev = await sub.next_event()
+        assert (ev.type, ev.data.content, ev.offset) == ("agent_message", "live", 5)
 
 
 async def test_gap_when_history_does_not_cover(start_bridge, channel):
