@@ -126,6 +126,7 @@ struct BridgeServer::BrokerParts {
   std::shared_ptr<broker::RedisConnection> presence_connection;
   std::shared_ptr<broker::RedisPresence> redis_presence;
   core::ClusterOptions cluster;
+  bool stopped = false;
 
   static absl::StatusOr<std::unique_ptr<BrokerParts>> Create(const ServerConfig& c) {
     auto parts = std::make_unique<BrokerParts>();
@@ -186,9 +187,10 @@ struct BridgeServer::BrokerParts {
     thread = std::thread([this] { ioc->run(); });
   }
 
-  // After the sessions are gone: the broker's callbacks must not outlive the hub.
+  // After the sessions are gone: the broker's callbacks must not outlive the hub. Idempotent.
   void Stop() {
-    if (!redis) return;
+    if (!redis || stopped) return;
+    stopped = true;
     redis->Stop();
     redis_presence->Stop();
     asio::post(*ioc, [this] {
@@ -202,6 +204,10 @@ struct BridgeServer::BrokerParts {
 };
 
 struct BridgeServer::Impl {
+  // A start-up that failed after the broker started: stop it before the hub goes.
+  ~Impl() {
+    if (broker) broker->Stop();
+  }
   ServerConfig config;
   core::Metrics metrics;
   // Before the hub: destroyed after it.

@@ -772,5 +772,73 @@ TEST_F(MultiNodeTest, RedisUnreachableAtStartUpThenReady) {
   EXPECT_TRUE(after.ok()) << after.error_message();
 }
 
+// 9. A fail-over to a replica that lacked the last writes puts a channel's offsets back under the
+// same epoch (simulated: the meta hash's offset set back). The nodes notice at the first repeated
+// offset and rotate the epoch: a client is told (a `subscribed` with a new epoch and
+// recovered:false) before any reused offset, and resuming with the old epoch is not recovered.
+TEST_F(MultiNodeTest, OffsetsRewoundUnderOneEpochRotateTheEpoch) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster({.nodes = 2}));
+  const std::string channel = "workspace/rewind";
+  boost::json::object sub;
+  auto a = Join(1, "/ws/" + channel + "?ack=1", &sub);
+  ASSERT_NE(a, nullptr);
+  auto via_0 = cluster_.Stub(0);
+  std::string epoch;
+  for (int i = 1; i <= 5; ++i) {
+    pb::PublishResponse resp;
+    ASSERT_TRUE(Publish(*via_0, channel, 1, absl::StrCat("e-", i), &resp).ok());
+    epoch = resp.epoch();
+    ASSERT_EQ(OffsetOf(NextEvent(*a)), static_cast<uint64_t>(i));
+  }
+  // What a replica two writes behind holds: meta and stream both at offset 2.
+  const std::string meta = "gb:{" + channel + "}:meta", stream = "gb:{" + channel + "}:stream";
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"HSET", meta, "o", "2"},
+        std::vector<std::string>{"XDEL", stream, "3-0", "4-0", "5-0"},
+        std::vector<std::string>{"XSETID", stream, "2-0"}}) {
+    auto r = cluster_.RedisCommand(cmd);
+    ASSERT_TRUE(r.ok() && !r->is_error())
+        << cmd[0] << ": " << (r.ok() ? r->str : r.status().ToString());
+  }
+  // The publish that reuses offset 3: the node with the subscriber sees a repeat and checks.
+  pb::PublishResponse reused;
+  ASSERT_TRUE(Publish(*via_0, channel, 1, "reused", &reused).ok());
+  EXPECT_EQ(reused.offset(), 3u);
+  std::vector<boost::json::object> controls;
+  std::string new_epoch;
+  const auto deadline = Clock::now() + 10s;
+  // Publishing on until the node rotated: every event that reaches the client after the rewind
+  // must come after a reset that names another epoch.
+  int n = 0;
+  while (new_epoch.empty() && Clock::now() < deadline) {
+    ASSERT_TRUE(Publish(*via_0, channel, 1, absl::StrCat("after-", n++)).ok());
+    auto ev = NextEvent(*a, 2s, &controls);
+    for (const auto& c : controls) {
+      if (StringField(c, "type") == "subscribed" && StringField(c, "epoch") != epoch) {
+        new_epoch = StringField(c, "epoch");
+      }
+    }
+    if (!ev.empty()) {
+      ASSERT_FALSE(new_epoch.empty())
+          << "offset " << OffsetOf(ev)
+          << " delivered after the rewind without a reset: " << boost::json::serialize(ev) << "\n"
+          << Describe(controls);
+    }
+  }
+  ASSERT_FALSE(new_epoch.empty()) << "no epoch rotation within 10 s\n" << cluster_.Diagnostics();
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return cluster_.Metric(1, "bridge_broker_rewinds_total").value_or(0) >= 1;
+  })) << cluster_.Diagnostics();
+  pb::PublishResponse next;
+  ASSERT_TRUE(Publish(*via_0, channel, 1, "next", &next).ok());
+  EXPECT_EQ(next.epoch(), new_epoch) << "publishes carry the new epoch";
+  boost::json::object resumed;
+  auto b = Join(0, absl::StrCat("/ws/", channel, "?since=5&epoch=", epoch), &resumed);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(boost::json::value(resumed["recovered"]), boost::json::value(false))
+      << boost::json::serialize(resumed);
+  EXPECT_EQ(StringField(resumed, "epoch"), new_epoch);
+}
+
 }  // namespace
 }  // namespace bridge::multinode
