@@ -624,13 +624,15 @@ void Hub::CheckRewind(const std::string& channel, uint64_t delivered) {
         broker_->RotateEpoch(
             channel, epoch, [this, channel, epoch](absl::StatusOr<StreamPosition> top) {
               if (!top.ok() || top->epoch.empty() || top->epoch == epoch) return;
+              // Rotated (here, or by another node that saw it too): counted even when a delivery
+              // of the new epoch already reset this node's subscriptions.
+              cluster_stats_.rewinds.fetch_add(1, std::memory_order_relaxed);
               Stripe& stripe = StripeFor(channel);
               std::lock_guard lock(stripe.mu);
               auto it = stripe.channels.find(channel);
               if (it == stripe.channels.end()) return;
               ChannelState& state = it->second;
               if (state.delivered.epoch != epoch) return;
-              cluster_stats_.rewinds.fetch_add(1, std::memory_order_relaxed);
               state.retired_epoch = epoch;
               state.delivered = *top;
               state.published = top->offset;
