@@ -133,17 +133,19 @@ void Hub::TrimHistoryCounted(ChannelState& state, const NamespaceConfig* ns,
   }
 }
 
-absl::StatusOr<PublishResult> Hub::Publish(const gathering::bridge::v1::Event& event) {
+absl::StatusOr<FrameParts> Hub::EncodeForPublish(const gathering::bridge::v1::Event& event) {
   auto parts = EncodeEvent(event, std::chrono::system_clock::now());
-  if (!parts.ok()) {
-    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    return parts.status();
+  if (parts.ok() && namespaces_.Find(NamespaceOf(event.channel())) == nullptr) {
+    parts =
+        absl::InvalidArgumentError(Cat("unknown namespace '", NamespaceOf(event.channel()), "'"));
   }
-  if (namespaces_.Find(NamespaceOf(event.channel())) == nullptr) {
-    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    return absl::InvalidArgumentError(
-        Cat("unknown namespace '", NamespaceOf(event.channel()), "'"));
-  }
+  if (!parts.ok()) metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+  return parts;
+}
+
+absl::StatusOr<PublishResult> Hub::Publish(const gathering::bridge::v1::Event& event) {
+  auto parts = EncodeForPublish(event);
+  if (!parts.ok()) return parts.status();
   PublishResult r = PublishFrame(event.channel(), parts->head, parts->tail, 0);
   if (r.offset == 0) return absl::ResourceExhaustedError("the bridge holds too many channels");
   metrics_.events_published_total.fetch_add(1, std::memory_order_relaxed);
@@ -313,19 +315,24 @@ void Hub::ForwardLifecycle(const std::string& channel, const Subscriber& s, bool
   ForwardToBackends(r);
 }
 
-void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
-                      std::string_view reason) {
-  if (broker_ != nullptr) return UnsubscribeClustered(shard, channel, s, reason);
+bool Hub::RemoveFromShard(size_t shard, const std::string& channel, Subscriber* s) {
   auto& channels = shards_[shard]->channels;
   auto it = channels.find(channel);
-  if (it == channels.end()) return;
+  if (it == channels.end()) return false;
   auto& entries = it->second.entries;
   auto pos = std::find_if(entries.begin(), entries.end(),
                           [s](const Entry& e) { return e.subscriber == s; });
-  if (pos == entries.end()) return;
+  if (pos == entries.end()) return false;
   entries.erase(pos);
   metrics_.subscriptions_current.fetch_sub(1, std::memory_order_relaxed);
   if (entries.empty()) channels.erase(it);
+  return true;
+}
+
+void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
+                      std::string_view reason) {
+  if (broker_ != nullptr) return UnsubscribeClustered(shard, channel, s, reason);
+  if (!RemoveFromShard(shard, channel, s)) return;
 
   const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   bool left = false;

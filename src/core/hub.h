@@ -73,6 +73,11 @@ struct ClientMessageRecord {
 };
 using ClientMessagePtr = std::shared_ptr<const ClientMessageRecord>;
 
+// The record as backends receive it (rpc's Subscribe streams, and other nodes through the
+// broker), and back.
+void ToProto(const ClientMessageRecord& r, gathering::bridge::v1::ClientMessage* out);
+ClientMessagePtr FromProto(const gathering::bridge::v1::ClientMessage& m);
+
 // A backend's Subscribe stream. Called from any io thread; must not block (queue and return).
 class ClientMessageSink {
  public:
@@ -148,6 +153,7 @@ struct ClusterStats {
   Metrics::Counter subscribe_failures{0};  // subscriptions refused because the broker is down
   Metrics::Counter backend_forwarded{0};   // client messages sent to other nodes' backends
   Metrics::Counter backend_received{0};    // client messages from other nodes to local backends
+  Metrics::Counter backend_malformed{0};   // backend messages from the broker that did not parse
   Metrics::Gauge linked_channels{0};       // channels this node subscribes to in the broker
 };
 
@@ -343,6 +349,10 @@ class Hub {
                        std::string_view reason);
   void ForwardLifecycle(const std::string& channel, const Subscriber& s, bool subscribed,
                         std::string_view reason);
+  // The event's frame parts, or INVALID_ARGUMENT (counted as a rejected publish).
+  absl::StatusOr<FrameParts> EncodeForPublish(const gathering::bridge::v1::Event& event);
+  // Removes `s` from `channel` on its shard; false when it was not there.
+  bool RemoveFromShard(size_t shard, const std::string& channel, Subscriber* s);
   // Drops history past the namespace's count, bytes and age; returns the bytes dropped (the
   // caller updates history_bytes_current). Stripe lock held.
   static size_t TrimHistory(ChannelState& state, const NamespaceConfig* ns,

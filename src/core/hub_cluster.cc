@@ -64,16 +64,8 @@ FramePtr Hub::MakeFrame(const std::string& channel, uint64_t offset, std::string
 
 void Hub::PublishAsync(const gathering::bridge::v1::Event& event, PublishCallback done) {
   if (broker_ == nullptr) return done(Publish(event));
-  auto parts = EncodeEvent(event, std::chrono::system_clock::now());
-  if (!parts.ok()) {
-    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    return done(parts.status());
-  }
-  if (namespaces_.Find(NamespaceOf(event.channel())) == nullptr) {
-    metrics_.publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
-    return done(
-        absl::InvalidArgumentError(Cat("unknown namespace '", NamespaceOf(event.channel()), "'")));
-  }
+  auto parts = EncodeForPublish(event);
+  if (!parts.ok()) return done(parts.status());
   PublishFrameAsync(event.channel(), parts->head, parts->tail, 0,
                     [this, done = std::move(done)](absl::StatusOr<PublishResult> r) mutable {
                       if (r.ok()) {
@@ -456,16 +448,7 @@ void Hub::CompleteRecovery(size_t shard, const std::string& channel, uint64_t to
 
 void Hub::UnsubscribeClustered(size_t shard, const std::string& channel, Subscriber* s,
                                std::string_view reason) {
-  auto& channels = shards_[shard]->channels;
-  auto it = channels.find(channel);
-  if (it == channels.end()) return;
-  auto& entries = it->second.entries;
-  auto pos = std::find_if(entries.begin(), entries.end(),
-                          [s](const Entry& e) { return e.subscriber == s; });
-  if (pos == entries.end()) return;
-  entries.erase(pos);
-  metrics_.subscriptions_current.fetch_sub(1, std::memory_order_relaxed);
-  if (entries.empty()) channels.erase(it);
+  if (!RemoveFromShard(shard, channel, s)) return;
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
@@ -790,38 +773,32 @@ size_t Hub::SweepClustered(std::chrono::steady_clock::time_point now) {
 // ---------------------------------------------------------------------------------------------
 // Client messages to backends on other nodes
 
-void Hub::ForwardToOtherNodes(const ClientMessagePtr& message) {
-  gathering::bridge::v1::ClientMessage m;
-  m.set_channel(message->channel);
-  m.set_connection_id(message->connection_id);
-  m.set_identity(message->identity);
-  auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(message->received_at.time_since_epoch())
-          .count();
-  m.mutable_received_at()->set_seconds(ns / 1000000000);
-  m.mutable_received_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
-  m.set_json(message->json);
-  m.set_reason(message->reason);
-  switch (message->kind) {
+void ToProto(const ClientMessageRecord& r, gathering::bridge::v1::ClientMessage* out) {
+  using Pb = gathering::bridge::v1::ClientMessage;
+  out->set_channel(r.channel);
+  out->set_connection_id(r.connection_id);
+  out->set_identity(r.identity);
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(r.received_at.time_since_epoch())
+                .count();
+  out->mutable_received_at()->set_seconds(ns / 1000000000);
+  out->mutable_received_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  out->set_json(r.json);
+  out->set_reason(r.reason);
+  switch (r.kind) {
     case ClientMessageRecord::Kind::kMessage:
-      m.set_kind(gathering::bridge::v1::ClientMessage::MESSAGE);
+      out->set_kind(Pb::MESSAGE);
       break;
     case ClientMessageRecord::Kind::kSubscribed:
-      m.set_kind(gathering::bridge::v1::ClientMessage::SUBSCRIBED);
+      out->set_kind(Pb::SUBSCRIBED);
       break;
     case ClientMessageRecord::Kind::kUnsubscribed:
-      m.set_kind(gathering::bridge::v1::ClientMessage::UNSUBSCRIBED);
+      out->set_kind(Pb::UNSUBSCRIBED);
       break;
   }
-  cluster_stats_.backend_forwarded.fetch_add(1, std::memory_order_relaxed);
-  broker_->PublishBackendMessage(node_id_, m.SerializeAsString());
 }
 
-void Hub::OnBackendMessage(std::string origin, std::string payload) {
-  if (origin == node_id_) return;  // its own: already forwarded locally
-  if (sink_count() == 0) return;
-  gathering::bridge::v1::ClientMessage m;
-  if (!m.ParseFromString(payload)) return;
+ClientMessagePtr FromProto(const gathering::bridge::v1::ClientMessage& m) {
+  using Pb = gathering::bridge::v1::ClientMessage;
   auto r = std::make_shared<ClientMessageRecord>();
   r->channel = m.channel();
   r->connection_id = m.connection_id();
@@ -832,18 +809,29 @@ void Hub::OnBackendMessage(std::string origin, std::string payload) {
           std::chrono::nanoseconds(m.received_at().nanos())));
   r->json = m.json();
   r->reason = m.reason();
-  switch (m.kind()) {
-    case gathering::bridge::v1::ClientMessage::SUBSCRIBED:
-      r->kind = ClientMessageRecord::Kind::kSubscribed;
-      break;
-    case gathering::bridge::v1::ClientMessage::UNSUBSCRIBED:
-      r->kind = ClientMessageRecord::Kind::kUnsubscribed;
-      break;
-    default:
-      r->kind = ClientMessageRecord::Kind::kMessage;
+  r->kind = m.kind() == Pb::SUBSCRIBED     ? ClientMessageRecord::Kind::kSubscribed
+            : m.kind() == Pb::UNSUBSCRIBED ? ClientMessageRecord::Kind::kUnsubscribed
+                                           : ClientMessageRecord::Kind::kMessage;
+  return r;
+}
+
+void Hub::ForwardToOtherNodes(const ClientMessagePtr& message) {
+  gathering::bridge::v1::ClientMessage m;
+  ToProto(*message, &m);
+  cluster_stats_.backend_forwarded.fetch_add(1, std::memory_order_relaxed);
+  broker_->PublishBackendMessage(node_id_, m.SerializeAsString());
+}
+
+void Hub::OnBackendMessage(std::string origin, std::string payload) {
+  if (origin == node_id_) return;  // its own: already forwarded locally
+  if (sink_count() == 0) return;
+  gathering::bridge::v1::ClientMessage m;
+  if (!m.ParseFromString(payload)) {
+    cluster_stats_.backend_malformed.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
   cluster_stats_.backend_received.fetch_add(1, std::memory_order_relaxed);
-  ForwardToLocalBackends(r);
+  ForwardToLocalBackends(FromProto(m));
 }
 
 std::string Hub::RenderClusterMetrics() const {
@@ -885,6 +873,8 @@ std::string Hub::RenderClusterMetrics() const {
        c.backend_forwarded.load());
   line("backend_received_total", "counter", "Client messages from other nodes to local backends.",
        c.backend_received.load());
+  line("backend_malformed_total", "counter", "Backend messages from the broker that did not parse.",
+       c.backend_malformed.load());
   line("linked_channels", "gauge", "Channels this node subscribes to in the broker.",
        static_cast<uint64_t>(std::max<int64_t>(0, c.linked_channels.load())));
   return out;

@@ -241,29 +241,7 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
 
    private:
     SubscribeReactor* PrepareNextLocked() {
-      const core::ClientMessageRecord& r = *queue_.front();
-      pb::ClientMessage& msg = reactor_->current_;
-      msg.set_channel(r.channel);
-      msg.set_connection_id(r.connection_id);
-      msg.set_identity(r.identity);
-      auto ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(r.received_at.time_since_epoch())
-              .count();
-      msg.mutable_received_at()->set_seconds(ns / 1000000000);
-      msg.mutable_received_at()->set_nanos(static_cast<int32_t>(ns % 1000000000));
-      msg.set_json(r.json);
-      switch (r.kind) {
-        case core::ClientMessageRecord::Kind::kMessage:
-          msg.set_kind(pb::ClientMessage::MESSAGE);
-          break;
-        case core::ClientMessageRecord::Kind::kSubscribed:
-          msg.set_kind(pb::ClientMessage::SUBSCRIBED);
-          break;
-        case core::ClientMessageRecord::Kind::kUnsubscribed:
-          msg.set_kind(pb::ClientMessage::UNSUBSCRIBED);
-          break;
-      }
-      msg.set_reason(r.reason);
+      core::ToProto(*queue_.front(), &reactor_->current_);
       queue_.pop_front();
       writing_ = true;
       return reactor_;
