@@ -233,9 +233,10 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
     ForwardLifecycle(channel, *s, true, "");
   }
   if (answer_now) {
-    done(std::move(now_result));
+    // Registered before the answer, as embedded: a Presence read after `subscribed` lists it.
+    // Its agent_joined still follows the answer (it is delivered through the shard's queue).
     if (is_new) JoinPresence(channel, s->identity(), PresenceConnection(*s));
-    return;
+    return done(std::move(now_result));
   }
   if (link) LinkChannel(channel, generation);
   if (recover) StartRecovery(shard, channel, token, recovery->since);
