@@ -2,7 +2,7 @@
 #   /usr/bin/gathering-bridge
 #   /lib/systemd/system/gathering-bridge.service      runs as the system user gathering-bridge
 #   /usr/lib/sysusers.d/gathering-bridge.conf         that user (postinst creates it)
-#   /etc/gathering-bridge/gathering-bridge.flags      --flagfile with every default (a conffile)
+#   /etc/gathering-bridge/config.json                 --config, the configuration (a conffile)
 #   /usr/share/doc/gathering-bridge/                  README and docs/
 # The package is built from an existing build tree: `cpack -G DEB` installs, it does not build
 # (CMAKE_SKIP_INSTALL_ALL_DEPENDENCY), so a test can package the binary the tests just used.
@@ -14,7 +14,7 @@ install(FILES ${BRIDGE_PACKAGING_DIR}/gathering-bridge.service
   DESTINATION lib/systemd/system COMPONENT bridge)
 install(FILES ${BRIDGE_PACKAGING_DIR}/gathering-bridge.sysusers
   DESTINATION usr/lib/sysusers.d RENAME gathering-bridge.conf COMPONENT bridge)
-install(FILES ${BRIDGE_PACKAGING_DIR}/gathering-bridge.flags
+install(FILES ${BRIDGE_PACKAGING_DIR}/config.json
   DESTINATION etc/gathering-bridge COMPONENT bridge)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION usr/share/doc/gathering-bridge
   COMPONENT bridge)
@@ -31,8 +31,8 @@ set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
 set(CPACK_PACKAGE_DESCRIPTION
   "Backends publish typed events over gRPC; browsers and other clients receive them as JSON\
  over WebSocket channels, with history, presence, tokens and limits. Runs as a systemd service\
- configured by /etc/gathering-bridge/gathering-bridge.flags.")
-# Paths above are relative to "/" (the unit goes to /lib, the flags to /etc).
+ configured by /etc/gathering-bridge/config.json.")
+# Paths above are relative to "/" (the unit goes to /lib, the configuration to /etc).
 set(CPACK_PACKAGING_INSTALL_PREFIX "/")
 set(CPACK_INSTALL_CMAKE_PROJECTS "${CMAKE_BINARY_DIR};${PROJECT_NAME};bridge;/")
 set(CPACK_STRIP_FILES ON)

@@ -132,9 +132,12 @@ struct BridgeServer::BrokerParts {
     auto parts = std::make_unique<BrokerParts>();
     if (c.broker.empty()) return parts;
     parts->cluster.node_id = NodeId(c.node_id);
+    parts->cluster.max_pending_frames = c.max_pending_frames;
+    parts->cluster.link_linger = c.broker_link_linger;
     if (c.broker == "memory") {
       broker::MemoryBrokerOptions mo;
       mo.max_channels = c.max_channels;
+      mo.meta_ttl = c.broker_meta_ttl;
       parts->memory = std::make_unique<broker::MemoryBroker>(mo);
       parts->memory_presence = std::make_unique<broker::MemoryPresence>();
       parts->cluster.broker = parts->memory.get();
@@ -153,6 +156,7 @@ struct BridgeServer::BrokerParts {
     options.connection.url = *url;
     options.connection.tls_ca_file = c.broker_tls_ca_file;
     options.node_id = parts->cluster.node_id;
+    options.meta_ttl = c.broker_meta_ttl;
     auto b = broker::RedisBroker::Create(parts->ioc->get_executor(), options);
     if (!b.ok()) return b.status();
     parts->redis = *b;
@@ -356,6 +360,25 @@ absl::Status BridgeServer::ReloadTls() {
   if (!tls.ok()) return tls.status();
   impl_->state->set_tls(*tls);
   return absl::OkStatus();
+}
+
+absl::Status BridgeServer::Reload(const ServerConfig& next) {
+  Impl& s = *impl_;
+  absl::Status result;
+  if (s.state->tls()) {
+    s.config.ws_tls_cert_file = next.ws_tls_cert_file;
+    s.config.ws_tls_key_file = next.ws_tls_key_file;
+    result = ReloadTls();
+  }
+  // Auth stays on or off (a restart changes that); its keys and claims follow the files.
+  if (s.config.auth.verifier != nullptr && next.auth.verifier != nullptr) {
+    s.config.auth.verifier->Replace(*next.auth.verifier);
+  }
+  if (s.config.auth.verifier != nullptr) s.service->ReplaceApiKeys(next.rpc.auth.api_keys);
+  core::OriginPolicy origins = next.ws.origins;
+  origins.auth_enabled = s.config.ws.origins.auth_enabled;
+  s.state->set_origins(std::move(origins));
+  return result;
 }
 
 void BridgeServer::Shutdown() {

@@ -48,6 +48,12 @@ struct ServerConfig {
   std::string node_id;             // empty: host name and pid
   // Redis: how long a node's presence members outlive it when it dies without leaving.
   std::chrono::milliseconds presence_lease{30000};
+  // With a Redis broker: how long a channel's offsets and epoch outlive its last publish (0: for
+  // ever); namespaces with history then need a ttl of at most this.
+  std::chrono::seconds broker_meta_ttl{0};
+  // Broker mode: frames a pending subscription buffers; how long an unused channel link stays.
+  size_t max_pending_frames = 8192;
+  std::chrono::milliseconds broker_link_linger{2000};
   std::chrono::milliseconds shutdown_timeout{5000};
   // How often Hub::Sweep runs (expired history, idle channels' state); on its own thread.
   std::chrono::milliseconds sweep_interval{1000};
@@ -64,6 +70,11 @@ class BridgeServer {
   // Reads --ws_tls_cert_file/--ws_tls_key_file again (any thread): new connections use the new
   // certificate, open ones keep theirs. On error the current certificate stays.
   absl::Status ReloadTls();
+  // SIGHUP: applies what can change while running from `next` (built like the running
+  // configuration): the WebSocket TLS files read again, the token verifier's keys and claims, the
+  // API keys, the allowed origins. A TLS failure leaves the running certificate and is returned;
+  // the rest applies. Call from one thread at a time, not from an io thread.
+  absl::Status Reload(const ServerConfig& next);
   void Shutdown();
 
  private:

@@ -1,5 +1,9 @@
 // gathering-bridge: gRPC EventService in, JSON WebSocket channels out.
-// Flags are listed by --help; docs/operations.md explains each.
+//
+// The server's settings are the fields of proto/gathering/bridge/v1/config.proto: a JSON file
+// (--config=FILE), each field also a flag (--ws_port=0). This file only reads the command line
+// (config::ApplyFlag does the fields), prints help from the proto's comments, and runs the server
+// or a subcommand. docs/operations.md#configuration explains each field.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -15,6 +19,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -31,108 +36,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "app/bridge_server.h"
-#include "auth/api_keys.h"
+#include "app/configure.h"
 #include "auth/mint.h"
-#include "auth/verifier.h"
+#include "config/config.h"
 #include "core/strings.h"
 
-ABSL_FLAG(std::string, host, "127.0.0.1", "Address both listeners bind (0.0.0.0 for all).");
-ABSL_FLAG(uint16_t, ws_port, 8080, "WebSocket/HTTP port; 0 picks a free one.");
-ABSL_FLAG(uint16_t, grpc_port, 50051, "gRPC port; 0 picks a free one.");
-ABSL_FLAG(uint32_t, io_threads, 0,
-          "io threads, each owning a shard of connections; 0: one per core.");
-ABSL_FLAG(std::string, namespaces, "",
-          "Channel namespaces and their behaviour, e.g. "
-          "'circles:broadcast:history=100:ttl=300:presence,workspace:history=100:ttl=300,"
-          "agents:history=50:ttl=120' (empty: these GatheRing defaults).");
-ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(30),
-          "Period of the JSON {\"type\":\"ping\"} frame sent to every client.");
-ABSL_FLAG(absl::Duration, idle_timeout, absl::Seconds(75),
-          "Close a WebSocket from which nothing (frame or pong) arrived for this long.");
-ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
-          "Deadline for an HTTP request / WebSocket upgrade to arrive.");
-ABSL_FLAG(absl::Duration, close_timeout, absl::Seconds(5),
-          "How long a WebSocket close handshake may take before the socket is cut.");
-ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(5),
-          "Bound on the graceful drain at SIGTERM/SIGINT.");
-ABSL_FLAG(uint64_t, max_frame_bytes, 64 * 1024, "Largest client frame; larger ones close 1009.");
-ABSL_FLAG(uint64_t, max_queue_bytes, 4 * 1024 * 1024,
-          "Per-connection write queue bound; a client past it is closed 4008 (slow consumer).");
-ABSL_FLAG(uint64_t, max_connections, 100000,
-          "Connections at most (WebSockets and plain HTTP, from accept); more get HTTP 503.");
-ABSL_FLAG(uint64_t, max_total_queue_bytes, 1ull << 30,
-          "Bytes queued for all connections together; past it, connections holding more than "
-          "64 KiB get their slow-consumer policy.");
-ABSL_FLAG(uint64_t, max_channels_per_connection, 64, "Channels one socket may subscribe to.");
-ABSL_FLAG(uint64_t, max_channels, 1000000,
-          "Channels the bridge keeps state for; new ones past it are refused.");
-ABSL_FLAG(absl::Duration, channel_idle_timeout, absl::Seconds(30),
-          "How long a channel with no subscribers and no history keeps its offsets and epoch.");
-ABSL_FLAG(uint64_t, max_header_bytes, 8 * 1024, "Largest HTTP request header (431 above).");
-ABSL_FLAG(uint64_t, grpc_max_message_bytes, 4 * 1024 * 1024, "Largest gRPC request.");
-ABSL_FLAG(uint64_t, subscribe_queue_messages, 1024,
-          "Per Subscribe stream queue; a slower backend loses messages past it (counted).");
-ABSL_FLAG(std::string, ready_file, "",
-          "Once both listeners are up, write {\"ws_port\":N,\"grpc_port\":M,\"pid\":P} here.");
-ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
-
-// Who may connect (docs/security.md).
-ABSL_FLAG(std::string, auth, "none",
-          "none (anyone may connect: local development only) or token (JWT for WebSocket "
-          "clients; JWT or API key for gRPC backends).");
-ABSL_FLAG(std::string, auth_hs256_secret_file, "", "File holding the HS256 secret (>= 32 bytes).");
-ABSL_FLAG(std::string, auth_public_keys, "",
-          "Comma-separated PEM public key files (RS256/ES256); a file's name is its kid.");
-ABSL_FLAG(std::string, auth_jwks, "", "A JWK Set file (RS256/ES256 keys with kids).");
-ABSL_FLAG(std::string, auth_issuer, "", "Required `iss` claim (empty: not checked).");
-ABSL_FLAG(std::string, auth_audience, "", "Required `aud` claim (empty: not checked).");
-ABSL_FLAG(absl::Duration, auth_leeway, absl::Seconds(30), "Clock skew allowed on exp/nbf.");
-ABSL_FLAG(absl::Duration, auth_timeout, absl::Seconds(5),
-          "Without ?token=, the {\"type\":\"auth\"} frame must arrive within this.");
-ABSL_FLAG(std::string, api_keys_file, "",
-          "Static API keys for gRPC backends: lines of '<key> <name> <pattern>[,<pattern>...]'.");
-ABSL_FLAG(std::string, allowed_origins, "",
-          "Comma-separated Origins allowed to upgrade ('*' for any). Empty: with --auth=none "
-          "same-host and localhost only; with tokens, any.");
-ABSL_FLAG(uint64_t, max_connections_per_ip, 1000,
-          "Connections per client address (from accept); more get HTTP 429 (0: no limit).");
-ABSL_FLAG(bool, per_ip_exempt_loopback, true,
-          "Do not apply --max_connections_per_ip to loopback clients (a local reverse proxy).");
-ABSL_FLAG(double, client_message_rate, 100,
-          "Client messages per second per connection (token bucket; 0: no limit).");
-ABSL_FLAG(double, client_message_burst, 200, "Burst of the client message bucket.");
-ABSL_FLAG(double, subscribe_rate, 20,
-          "subscribe/unsubscribe frames per second per connection (0: no limit); a burst of "
-          "refusals larger than --subscribe_burst closes 4008.");
-ABSL_FLAG(double, subscribe_burst, 128, "Burst of the subscribe/unsubscribe frame bucket.");
-ABSL_FLAG(double, publish_rate_per_key, 50000,
-          "Publishes per second per backend identity (0: no limit); over it RESOURCE_EXHAUSTED.");
-ABSL_FLAG(double, publish_burst_per_key, 100000, "Burst of the publish bucket.");
-ABSL_FLAG(uint64_t, publish_bucket_keys, 100000,
-          "Backend identities with a publish bucket; past it the least recent is forgotten.");
-ABSL_FLAG(uint64_t, max_backend_streams_per_identity, 64,
-          "Open gRPC Subscribe streams per backend identity; more get RESOURCE_EXHAUSTED.");
-ABSL_FLAG(uint64_t, max_backend_streams, 1024,
-          "Open gRPC Subscribe streams in all; more get RESOURCE_EXHAUSTED.");
-ABSL_FLAG(std::string, ws_tls_cert_file, "",
-          "PEM certificate chain: serve wss:// and https:// on --ws_port instead of ws://.");
-ABSL_FLAG(std::string, ws_tls_key_file, "", "PEM private key for --ws_tls_cert_file.");
-ABSL_FLAG(std::string, grpc_tls_cert_file, "", "PEM certificate chain for gRPC TLS.");
-ABSL_FLAG(std::string, grpc_tls_key_file, "", "PEM private key for gRPC TLS.");
-ABSL_FLAG(std::string, grpc_client_ca_file, "",
-          "PEM CA bundle: require and verify backend client certificates (mTLS).");
-
-// Many bridges, one set of channels (docs/broker.md).
-ABSL_FLAG(std::string, broker, "",
-          "Where channels live: empty (this process only, the embedded default), 'memory' (the "
-          "same through the broker seam) or redis://[user:password@]host:port[/db] "
-          "(rediss:// for TLS) to share every channel with the other bridges on that Redis.");
-ABSL_FLAG(std::string, broker_tls_ca_file, "", "PEM CA bundle that verifies a rediss:// server.");
-ABSL_FLAG(absl::Duration, presence_lease, absl::Seconds(30),
-          "With a Redis --broker: how long the presence members of a node that died without "
-          "leaving stay listed before the other nodes remove them (one agent_left each).");
-ABSL_FLAG(std::string, node_id, "",
-          "This bridge's name among the nodes on one broker (empty: host name and pid).");
+ABSL_FLAG(std::string, config, "",
+          "The configuration file: JSON whose schema is proto/gathering/bridge/v1/config.proto. "
+          "Flags given on the command line override its fields; SIGHUP reads it again.");
 
 // `gathering-bridge token ...`: mint a development token (HS256, --auth_hs256_secret_file).
 ABSL_FLAG(std::string, sub, "", "token: the subject (identity).");
@@ -148,50 +59,19 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(3),
 
 namespace {
 
-// --help: the server's flags by area, in this order. A flag of this file in no area (and no
-// subcommand) is listed under "Other", so a new flag shows up before it is filed here.
-struct FlagArea {
-  std::string_view title;
-  std::vector<std::string_view> flags;
-};
-
-const std::vector<FlagArea>& ServerFlagAreas() {
-  static const auto* areas = new std::vector<FlagArea>{
-      {"Listeners", {"host", "ws_port", "grpc_port", "io_threads", "ready_file"}},
-      {"TLS (docs/security.md)",
-       {"ws_tls_cert_file", "ws_tls_key_file", "grpc_tls_cert_file", "grpc_tls_key_file",
-        "grpc_client_ca_file"}},
-      {"Channels", {"namespaces", "max_channels", "channel_idle_timeout"}},
-      {"Timeouts",
-       {"heartbeat_interval", "idle_timeout", "handshake_timeout", "close_timeout",
-        "shutdown_timeout"}},
-      {"Limits (docs/security.md#every-limit)",
-       {"max_connections", "max_connections_per_ip", "per_ip_exempt_loopback",
-        "max_channels_per_connection", "max_frame_bytes", "max_header_bytes", "max_queue_bytes",
-        "max_total_queue_bytes", "grpc_max_message_bytes", "subscribe_queue_messages",
-        "max_backend_streams_per_identity", "max_backend_streams"}},
-      {"Rates",
-       {"client_message_rate", "client_message_burst", "subscribe_rate", "subscribe_burst",
-        "publish_rate_per_key", "publish_burst_per_key", "publish_bucket_keys"}},
-      {"Auth (docs/security.md)",
-       {"auth", "auth_hs256_secret_file", "auth_public_keys", "auth_jwks", "auth_issuer",
-        "auth_audience", "auth_leeway", "auth_timeout", "api_keys_file", "allowed_origins"}},
-      {"Many bridges (docs/broker.md)",
-       {"broker", "broker_tls_ca_file", "node_id", "presence_lease"}},
-      {"Logging", {"log_level"}},
-  };
-  return *areas;
-}
+using bridge::core::Cat;
 
 int MintCommand();
 int HealthcheckCommand();
 int FlagfileCommand();
+int CheckConfigCommand();
+int ReferenceCommand();
 
 struct Subcommand {
   std::string_view name;
   std::string_view usage;  // after "gathering-bridge <name> "
   std::string_view what;
-  std::vector<std::string_view> flags;
+  std::vector<std::string_view> flags;  // absl flags; configuration flags are listed by --help
   int (*run)();
 };
 
@@ -199,18 +79,31 @@ const std::vector<Subcommand>& Subcommands() {
   static const auto* commands = new std::vector<Subcommand>{
       {"token",
        "--auth_hs256_secret_file=F --sub=alice --channels='circles/*' --ttl=1h",
-       "Mint a development token (HS256) and print it.",
-       {"auth_hs256_secret_file", "sub", "channels", "publish", "ttl", "auth_issuer",
-        "auth_audience"},
+       "Mint a development token (HS256) and print it. Reads auth.hs256_secret_file, "
+       "auth.issuer and auth.audience from --config or their flags.",
+       {"config", "sub", "channels", "publish", "ttl"},
        MintCommand},
       {"healthcheck",
        "[--url=http://127.0.0.1:8080/healthz] [--timeout=3s]",
        "GET a health URL: exit 0 on HTTP 200, else 1 and the reason.",
        {"url", "timeout"},
        HealthcheckCommand},
+      {"check-config",
+       "FILE [--flag=value...]",
+       "Validate a configuration file (with any flags given) and print the effective "
+       "configuration as JSON: every field, defaults included. Exit 2 with each problem and its "
+       "field's path when it cannot be started.",
+       {"config"},
+       CheckConfigCommand},
+      {"config-reference",
+       "> reference.md",
+       "Print every configuration field with its flag, default and documentation (Markdown: "
+       "docs/operations.md#configuration-reference).",
+       {},
+       ReferenceCommand},
       {"flagfile",
        "> gathering-bridge.flags",
-       "Print a flag file: every server flag with its default, commented out.",
+       "Print a flag file: every configuration flag with its default, commented out.",
        {},
        FlagfileCommand},
   };
@@ -218,29 +111,15 @@ const std::vector<Subcommand>& Subcommands() {
 }
 
 constexpr std::string_view kFlagSources =
-    "Flags also come from files and the environment: --flagfile=FILE reads one --flag=value per\n"
-    "line (# starts a comment; `gathering-bridge flagfile` prints one with every default), and\n"
-    "--fromenv=host,ws_port reads FLAGS_host and FLAGS_ws_port (--tryfromenv: when set). Later\n"
-    "flags override earlier ones. --helpfull lists every flag, the libraries' included;\n"
-    "--version prints the version, commit and build type.";
+    "The configuration: --config=FILE (JSON; `gathering-bridge check-config FILE` checks one),\n"
+    "then the flags above, later ones winning. --flagfile=FILE reads one --flag=value per line\n"
+    "(# starts a comment), --fromenv=host,ws_port reads FLAGS_host and FLAGS_ws_port\n"
+    "(--tryfromenv: when set). [SIGHUP]: a changed value applies at `kill -HUP` without a\n"
+    "restart. --version prints the version, commit and build type.";
 
 // Debian's Abseil has its own string_view.
-const absl::CommandLineFlag* FindFlag(std::string_view name) {
+const absl::CommandLineFlag* FindAbslFlag(std::string_view name) {
   return absl::FindCommandLineFlag(absl::string_view(name.data(), name.size()));
-}
-
-bool IsOurFlag(const absl::CommandLineFlag& f) {
-  std::string_view file = f.Filename();
-  return file.size() >= 11 && file.substr(file.size() - 11) == "app/main.cc";
-}
-
-bool IsSubcommandFlag(std::string_view name) {
-  for (const Subcommand& s : Subcommands()) {
-    for (std::string_view f : s.flags) {
-      if (f == name) return true;
-    }
-  }
-  return false;
 }
 
 // Appends `text` wrapped at 100 columns, each line starting with `indent`.
@@ -260,57 +139,39 @@ void AppendWrapped(std::string& out, std::string_view text, std::string_view ind
   if (words > 0) out += line + "\n";
 }
 
-std::string DefaultOf(const absl::CommandLineFlag& f) {
-  std::string d = f.DefaultValue();
-  return d.empty() ? "''" : d;
-}
+std::string Shown(const std::string& value) { return value.empty() ? "''" : value; }
 
-void AppendFlag(std::string& out, std::string_view name) {
-  const absl::CommandLineFlag* f = FindFlag(name);
+void AppendAbslFlag(std::string& out, std::string_view name) {
+  const absl::CommandLineFlag* f = FindAbslFlag(name);
   if (f == nullptr) return;
-  out += bridge::core::Cat("  --", name, "=", DefaultOf(*f), "\n");
+  out += Cat("  --", name, "=", Shown(f->DefaultValue()), "\n");
   AppendWrapped(out, f->Help(), "      ");
 }
 
-// The flags of this file that are neither in an area nor a subcommand's, sorted.
-std::vector<std::string> UnfiledFlags() {
-  std::vector<std::string> out;
-  for (const auto& [key, flag] : absl::GetAllFlags()) {
-    const std::string_view name(key.data(), key.size());
-    if (!IsOurFlag(*flag) || IsSubcommandFlag(name)) continue;
-    bool filed = false;
-    for (const FlagArea& a : ServerFlagAreas()) {
-      for (std::string_view f : a.flags) filed = filed || f == name;
-    }
-    if (!filed) out.emplace_back(name);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+void AppendField(std::string& out, const bridge::config::Field& f) {
+  out += Cat("  --", f.flag, "=", Shown(f.default_text), f.reloadable ? "  [SIGHUP]" : "", "\n");
+  AppendWrapped(out, Cat("(", f.path, ") ", f.help), "      ");
 }
 
 std::string ServerHelp() {
-  std::string out = bridge::core::Cat(absl::ProgramUsageMessage(), "\n\n");
-  for (const FlagArea& a : ServerFlagAreas()) {
-    out += bridge::core::Cat(a.title, ":\n");
-    for (std::string_view f : a.flags) AppendFlag(out, f);
+  std::string out = Cat(absl::ProgramUsageMessage(), "\n\n");
+  AppendAbslFlag(out, "config");
+  out += "\n";
+  for (const bridge::config::Section& s : bridge::config::Sections()) {
+    AppendWrapped(out, Cat(s.field->name(), ": ", s.title), "");
+    for (const bridge::config::Field* f : s.fields) AppendField(out, *f);
     out += "\n";
   }
-  std::vector<std::string> other = UnfiledFlags();
-  if (!other.empty()) {
-    out += "Other:\n";
-    for (const std::string& f : other) AppendFlag(out, f);
-    out += "\n";
-  }
-  out += bridge::core::Cat(kFlagSources, "\n");
+  out += Cat(kFlagSources, "\n");
   return out;
 }
 
 std::string SubcommandHelp(const Subcommand& s) {
-  std::string out = bridge::core::Cat("gathering-bridge ", s.name, " ", s.usage, "\n");
+  std::string out = Cat("gathering-bridge ", s.name, " ", s.usage, "\n");
   AppendWrapped(out, s.what, "  ");
   if (!s.flags.empty()) {
     out += "\nFlags:\n";
-    for (std::string_view f : s.flags) AppendFlag(out, f);
+    for (std::string_view f : s.flags) AppendAbslFlag(out, f);
   }
   return out;
 }
@@ -319,12 +180,14 @@ std::string UsageMessage() {
   std::string out =
       "gathering-bridge: publish typed events over gRPC, receive them as JSON over WebSocket.\n";
   auto row = [&out](std::string left, std::string_view what) {
-    left.resize(std::max<size_t>(left.size() + 2, 40), ' ');
-    out += bridge::core::Cat(left, what, "\n");
+    left.resize(std::max<size_t>(left.size() + 2, 44), ' ');
+    out += Cat(left, what, "\n");
   };
-  row("  gathering-bridge [--flag=value...]", "Run the bridge (its flags by area: --help).");
+  row("  gathering-bridge [--config=FILE] [--flag=value...]", "Run the bridge.");
   for (const Subcommand& s : Subcommands()) {
-    row(bridge::core::Cat("  gathering-bridge ", s.name, " --help"), s.what);
+    std::string what(s.what);
+    what = what.substr(0, what.find(". ") == std::string::npos ? what.size() : what.find(". ") + 1);
+    row(Cat("  gathering-bridge ", s.name, " --help"), what);
   }
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out;
@@ -340,8 +203,8 @@ std::string VersionString() {
 #ifdef BRIDGE_SANITIZE_BUILD
   assertions += ", ASan+UBSan";
 #endif
-  return bridge::core::Cat("gathering-bridge ", BRIDGE_VERSION, "\ncommit ", BRIDGE_GIT_COMMIT,
-                           "\n", BRIDGE_BUILD_TYPE, " build (", assertions, ")\n");
+  return Cat("gathering-bridge ", BRIDGE_VERSION, "\ncommit ", BRIDGE_GIT_COMMIT, "\n",
+             BRIDGE_BUILD_TYPE, " build (", assertions, ")\n");
 }
 
 // "…/src/app/main.cc" -> "src/app/main.cc" in --helpfull.
@@ -363,28 +226,170 @@ void ConfigureUsage() {
   absl::SetProgramUsageMessage(UsageMessage());
 }
 
-// Takes --help (also -help, -h) out of argv: Abseil's own --help lists flags per source file.
-bool TakeHelpFlag(int& argc, char** argv) {
+// The command line, read: configuration flags (in order) apart from Abseil's.
+struct CommandLine {
+  std::vector<std::pair<std::string, std::string>> overrides;  // flag, value
+  std::vector<std::string> rest;                               // for absl::ParseCommandLine
   bool help = false;
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a == "--") {
-      for (; i < argc; ++i) argv[out++] = argv[i];
-      break;
-    }
-    if (a == "--help" || a == "-help" || a == "-h" || a == "--help=true") {
-      help = true;
-      continue;
-    }
-    argv[out++] = argv[i];
+};
+
+bool ReadFlagFile(const std::string& path, std::vector<std::string>& out, std::string& error) {
+  std::ifstream f(path);
+  if (!f) {
+    error = Cat("--flagfile: cannot read ", path);
+    return false;
   }
-  argc = out;
-  return help;
+  std::string line;
+  while (std::getline(f, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    out.push_back(line.substr(start));
+  }
+  return true;
 }
 
-std::chrono::milliseconds Ms(absl::Duration d) {
-  return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+// Expands --flagfile, --fromenv and --tryfromenv in place (the configuration's flags are not
+// Abseil flags, so Abseil cannot), then sorts the configuration's flags from the others.
+bool ReadCommandLine(int argc, char** argv, CommandLine& cl, std::string& error) {
+  std::vector<std::string> pending;
+  for (int i = argc - 1; i >= 1; --i) pending.emplace_back(argv[i]);  // a stack: last first
+  cl.rest.emplace_back(argv[0]);
+  size_t expansions = 0;
+  while (!pending.empty()) {
+    std::string arg = std::move(pending.back());
+    pending.pop_back();
+    if (arg == "--") {
+      cl.rest.push_back(arg);
+      while (!pending.empty()) {
+        cl.rest.push_back(std::move(pending.back()));
+        pending.pop_back();
+      }
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      cl.rest.push_back(std::move(arg));
+      continue;
+    }
+    std::string_view body = arg;
+    body.remove_prefix(body.substr(0, 2) == "--" ? 2 : 1);
+    const size_t eq = body.find('=');
+    const std::string name(body.substr(0, eq));
+    const bool has_value = eq != std::string_view::npos;
+    const std::string value = has_value ? std::string(body.substr(eq + 1)) : "";
+    if (name == "help" || name == "h") {
+      if (!has_value || value == "true") {
+        cl.help = true;
+        continue;
+      }
+    }
+    if (name == "flagfile" || name == "fromenv" || name == "tryfromenv") {
+      if (++expansions > 1000) {
+        error = "--flagfile: too many nested flag files";
+        return false;
+      }
+      std::string v = value;
+      if (!has_value) {
+        if (pending.empty()) {
+          error = Cat("--", name, " needs a value");
+          return false;
+        }
+        v = std::move(pending.back());
+        pending.pop_back();
+      }
+      std::vector<std::string> added;
+      if (name == "flagfile") {
+        for (std::string_view file : bridge::core::SplitNonEmpty(v, ',')) {
+          if (!ReadFlagFile(std::string(file), added, error)) return false;
+        }
+      } else {
+        for (std::string_view flag : bridge::core::SplitNonEmpty(v, ',')) {
+          const std::string env = Cat("FLAGS_", flag);
+          const char* set = std::getenv(env.c_str());
+          if (set == nullptr) {
+            if (name == "tryfromenv") continue;
+            error = Cat("--fromenv: ", env, " is not set");
+            return false;
+          }
+          added.push_back(Cat("--", flag, "=", set));
+        }
+      }
+      for (auto it = added.rbegin(); it != added.rend(); ++it) pending.push_back(std::move(*it));
+      continue;
+    }
+    const bridge::config::Field* field = bridge::config::FindFlag(name);
+    const bool is_bool = [](const bridge::config::Field* f) {
+      return f != nullptr &&
+             f->field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_BOOL;
+    }(field);
+    if (field == nullptr && name.size() > 2 && name.substr(0, 2) == "no" && !has_value) {
+      const bridge::config::Field* negated = bridge::config::FindFlag(name.substr(2));
+      if (negated != nullptr &&
+          negated->field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_BOOL) {
+        cl.overrides.emplace_back(negated->flag, "false");
+        continue;
+      }
+    }
+    if (field == nullptr) {
+      cl.rest.push_back(std::move(arg));
+      continue;
+    }
+    if (has_value) {
+      cl.overrides.emplace_back(field->flag, value);
+    } else if (is_bool) {
+      cl.overrides.emplace_back(field->flag, "true");
+    } else if (!pending.empty()) {
+      cl.overrides.emplace_back(field->flag, std::move(pending.back()));
+      pending.pop_back();
+    } else {
+      error = Cat("--", name, " needs a value");
+      return false;
+    }
+  }
+  return true;
+}
+
+CommandLine& TheCommandLine() {
+  static auto* cl = new CommandLine();
+  return *cl;
+}
+
+// Defaults, then the file, then the command line's flags; every problem in `errors`.
+bool LoadConfig(const std::string& file, bridge::config::Config& effective,
+                std::vector<std::string>& errors) {
+  bridge::config::Config c;
+  if (!file.empty()) {
+    if (absl::Status s = bridge::config::MergeJsonFile(file, c); !s.ok()) {
+      const std::string message(s.message());
+      for (std::string_view line : bridge::core::SplitNonEmpty(message, '\n')) {
+        errors.emplace_back(line);
+      }
+      return false;
+    }
+  }
+  for (const auto& [flag, value] : TheCommandLine().overrides) {
+    if (absl::Status s = bridge::config::ApplyFlag(flag, value, c); !s.ok()) {
+      errors.emplace_back(s.message());
+    }
+  }
+  if (!errors.empty()) return false;
+  effective = bridge::config::Effective(c);
+  errors = bridge::config::Validate(effective);
+  return errors.empty();
+}
+
+void PrintErrors(std::string_view what, const std::vector<std::string>& errors) {
+  std::fprintf(stderr, "%.*s:\n", static_cast<int>(what.size()), what.data());
+  for (const std::string& e : errors) std::fprintf(stderr, "  %s\n", e.c_str());
+}
+
+std::vector<std::string> Positional() {
+  std::vector<std::string> out;
+  const CommandLine& cl = TheCommandLine();
+  for (size_t i = 1; i < cl.rest.size(); ++i) {
+    if (cl.rest[i].empty() || cl.rest[i][0] != '-') out.push_back(cl.rest[i]);
+  }
+  return out;
 }
 
 std::vector<std::string> SplitList(const std::string& s) {
@@ -393,35 +398,27 @@ std::vector<std::string> SplitList(const std::string& s) {
   return out;
 }
 
-bool ReadSecret(const std::string& path, std::string& out) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return false;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  out = ss.str();
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return true;
-}
-
-bridge::auth::VerifierConfig VerifierConfigFromFlags(std::string& error) {
-  bridge::auth::VerifierConfig v;
-  const std::string secret_file = absl::GetFlag(FLAGS_auth_hs256_secret_file);
-  if (!secret_file.empty() && !ReadSecret(secret_file, v.hs256_secret)) {
-    error = "cannot read --auth_hs256_secret_file " + secret_file;
-  }
-  v.public_key_pem_files = SplitList(absl::GetFlag(FLAGS_auth_public_keys));
-  v.jwks_file = absl::GetFlag(FLAGS_auth_jwks);
-  v.issuer = absl::GetFlag(FLAGS_auth_issuer);
-  v.audience = absl::GetFlag(FLAGS_auth_audience);
-  v.leeway = std::chrono::seconds(absl::ToInt64Seconds(absl::GetFlag(FLAGS_auth_leeway)));
-  return v;
-}
-
 int MintCommand() {
-  std::string error;
-  bridge::auth::VerifierConfig v = VerifierConfigFromFlags(error);
-  if (!error.empty() || v.hs256_secret.empty()) {
-    std::fprintf(stderr, "token: needs --auth_hs256_secret_file=FILE (%s)\n", error.c_str());
+  bridge::config::Config c;
+  std::vector<std::string> errors;
+  // Only the auth fields matter here: a partial configuration is fine, so no Validate.
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    if (absl::Status s = bridge::config::MergeJsonFile(absl::GetFlag(FLAGS_config), c); !s.ok()) {
+      std::fprintf(stderr, "token: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  for (const auto& [flag, value] : TheCommandLine().overrides) {
+    if (absl::Status s = bridge::config::ApplyFlag(flag, value, c); !s.ok()) {
+      std::fprintf(stderr, "token: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  c = bridge::config::Effective(c);
+  auto v = bridge::app::VerifierConfigFrom(c);
+  if (!v.ok() || v->hs256_secret.empty()) {
+    std::fprintf(stderr, "token: needs --auth_hs256_secret_file=FILE (%s)\n",
+                 v.ok() ? "not set" : std::string(v.status().message()).c_str());
     return 2;
   }
   bridge::auth::MintOptions m;
@@ -429,9 +426,9 @@ int MintCommand() {
   m.channels = SplitList(absl::GetFlag(FLAGS_channels));
   m.publish = SplitList(absl::GetFlag(FLAGS_publish));
   m.ttl = std::chrono::seconds(absl::ToInt64Seconds(absl::GetFlag(FLAGS_ttl)));
-  m.hs256_secret = v.hs256_secret;
-  m.issuer = v.issuer;
-  m.audience = v.audience;
+  m.hs256_secret = v->hs256_secret;
+  m.issuer = v->issuer;
+  m.audience = v->audience;
   auto token = bridge::auth::MintToken(m, std::chrono::system_clock::now());
   if (!token.ok()) {
     std::fprintf(stderr, "token: %s\n", std::string(token.status().message()).c_str());
@@ -441,49 +438,56 @@ int MintCommand() {
   return 0;
 }
 
-// Fills the auth parts of `c` from the flags; false (and logged) on a bad configuration.
-bool ConfigureAuth(bridge::app::ServerConfig& c) {
-  const std::string mode = absl::GetFlag(FLAGS_auth);
-  c.auth.auth_timeout = Ms(absl::GetFlag(FLAGS_auth_timeout));
-  c.ws.origins.allowed = SplitList(absl::GetFlag(FLAGS_allowed_origins));
-  if (mode == "none") {
-    spdlog::warn(
-        "--auth=none: anyone who can reach this bridge may read every channel and "
-        "publish anything. Use --auth=token outside local development.");
-    return true;
+// `gathering-bridge check-config FILE`: the effective configuration, or every problem.
+int CheckConfigCommand() {
+  std::vector<std::string> args = Positional();
+  std::string file = absl::GetFlag(FLAGS_config);
+  if (args.size() > 2) {
+    std::fprintf(stderr, "check-config: one FILE at most (see check-config --help)\n");
+    return 2;
   }
-  if (mode != "token") {
-    spdlog::error("--auth must be none or token, not '{}'", mode);
-    return false;
+  if (args.size() == 2) file = args[1];
+  bridge::config::Config effective;
+  std::vector<std::string> errors;
+  if (!LoadConfig(file, effective, errors)) {
+    PrintErrors(Cat("check-config: ", file.empty() ? "the flags" : file, " cannot be started"),
+                errors);
+    return 2;
   }
-  std::string error;
-  bridge::auth::VerifierConfig v = VerifierConfigFromFlags(error);
-  if (!error.empty()) {
-    spdlog::error("{}", error);
-    return false;
+  if (auto s = bridge::app::ServerConfigFrom(effective); !s.ok()) {
+    PrintErrors(Cat("check-config: ", file.empty() ? "the flags" : file, " cannot be started"),
+                {std::string(s.status().message())});
+    return 2;
   }
-  auto verifier = bridge::auth::TokenVerifier::Create(v);
-  if (!verifier.ok()) {
-    spdlog::error("auth: {}", std::string(verifier.status().message()));
-    return false;
-  }
-  std::shared_ptr<const bridge::auth::TokenVerifier> shared(std::move(*verifier));
-  c.auth.verifier = shared;
-  c.rpc.auth.verifier = shared;
-  c.ws.origins.auth_enabled = true;
-  const std::string keys_file = absl::GetFlag(FLAGS_api_keys_file);
-  if (!keys_file.empty()) {
-    auto keys = bridge::auth::ApiKeys::LoadFile(keys_file);
-    if (!keys.ok()) {
-      spdlog::error("--api_keys_file: {}", std::string(keys.status().message()));
-      return false;
+  std::printf("%s\n", bridge::config::ToJson(effective).c_str());
+  std::fprintf(stderr, "check-config: %s is valid\n",
+               file.empty() ? "(defaults and flags)" : file.c_str());
+  return 0;
+}
+
+int ReferenceCommand() {
+  std::fputs(bridge::config::ReferenceMarkdown().c_str(), stdout);
+  return 0;
+}
+
+// `gathering-bridge flagfile`: every configuration flag by section, commented out with its
+// default.
+int FlagfileCommand() {
+  std::string out =
+      "# gathering-bridge flag file (--flagfile=FILE): one --flag=value per line; lines starting\n"
+      "# with # are comments. Every configuration flag is listed below with its default,\n"
+      "# commented out: uncomment a line to change it. Flags given after --flagfile on the\n"
+      "# command line win. Check a file with: gathering-bridge check-config --flagfile=FILE\n";
+  for (const bridge::config::Section& s : bridge::config::Sections()) {
+    out += Cat("\n# ==== ", s.field->name(), ": ", s.title.substr(0, s.title.find(". ") + 1), "\n");
+    for (const bridge::config::Field* f : s.fields) {
+      out += "#\n";
+      AppendWrapped(out, f->help, "# ");
+      out += Cat("# --", f->flag, "=", f->default_text, "\n");
     }
-    spdlog::info("auth: {} API keys for gRPC backends", keys->size());
-    c.rpc.auth.api_keys = std::make_shared<const bridge::auth::ApiKeys>(std::move(*keys));
   }
-  spdlog::info("auth: tokens required ({} public keys{})", shared->public_key_count(),
-               v.hs256_secret.empty() ? "" : ", HS256");
-  return true;
+  std::fputs(out.c_str(), stdout);
+  return 0;
 }
 
 bool WriteReadyFile(const std::string& path, uint16_t ws, uint16_t grpc) {
@@ -497,32 +501,6 @@ bool WriteReadyFile(const std::string& path, uint16_t ws, uint16_t grpc) {
   return std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
-// `gathering-bridge flagfile`: every server flag by area, commented out with its default.
-int FlagfileCommand() {
-  std::string out =
-      "# gathering-bridge flag file (--flagfile=FILE): one --flag=value per line; lines starting\n"
-      "# with # are comments. Every server flag is listed below with its default, commented out:\n"
-      "# uncomment a line to change it. Flags given after --flagfile on the command line win.\n"
-      "# Check a file with: gathering-bridge --flagfile=FILE --only_check_args\n";
-  auto add = [&out](std::string_view name) {
-    const absl::CommandLineFlag* f = FindFlag(name);
-    if (f == nullptr) return;
-    out += "#\n";
-    AppendWrapped(out, f->Help(), "# ");
-    out += bridge::core::Cat("# --", name, "=", f->DefaultValue(), "\n");
-  };
-  for (const FlagArea& a : ServerFlagAreas()) {
-    out += bridge::core::Cat("\n# ==== ", a.title, "\n");
-    for (std::string_view f : a.flags) add(f);
-  }
-  std::vector<std::string> other = UnfiledFlags();
-  if (!other.empty()) out += "\n# ==== Other\n";
-  for (const std::string& f : other) add(f);
-  std::fputs(out.c_str(), stdout);
-  return 0;
-}
-
-// One line, no newlines, at most 120 bytes: for the healthcheck's reason.
 std::string OneLine(std::string_view s) {
   std::string out;
   for (char ch : s.substr(0, 120)) out += (ch == '\n' || ch == '\r') ? ' ' : ch;
@@ -627,12 +605,60 @@ void LogAddresses(const std::string& host, uint16_t ws_port, uint16_t grpc_port,
       http, web, ws_tls ? "wss" : "ws", shown, grpc_port, grpc_tls ? " (TLS)" : "", note);
 }
 
+// SIGHUP: the file and the command line again; what may change applies, the rest is logged.
+void Reload(bridge::app::BridgeServer& server, const std::string& file,
+            bridge::config::Config& running) {
+  bridge::config::Config next;
+  std::vector<std::string> errors;
+  if (!LoadConfig(file, next, errors)) {
+    for (const std::string& e : errors) spdlog::error("SIGHUP: {}", e);
+    spdlog::error("SIGHUP: {} refused: the running configuration is kept",
+                  file.empty() ? "the configuration" : file);
+    return;
+  }
+  bridge::config::Config merged = running;
+  size_t applied = 0;
+  for (const bridge::config::Field* f : bridge::config::Changed(running, next)) {
+    const std::string before = bridge::config::ValueText(running, *f);
+    const std::string after = bridge::config::ValueText(next, *f);
+    if (!f->reloadable) {
+      spdlog::warn("SIGHUP: {} changed ('{}' -> '{}') but needs a restart; running with '{}'",
+                   f->path, before, after, before);
+      continue;
+    }
+    (void)bridge::config::ApplyFlag(f->flag, after, merged);
+    spdlog::info("SIGHUP: {} is now '{}' (was '{}')", f->path, after, before);
+    ++applied;
+  }
+  auto server_config = bridge::app::ServerConfigFrom(merged);
+  if (!server_config.ok()) {
+    spdlog::error("SIGHUP: {}; the running configuration is kept",
+                  std::string(server_config.status().message()));
+    return;
+  }
+  absl::Status s = server.Reload(*server_config);
+  if (!s.ok()) spdlog::warn("SIGHUP: TLS certificate not reloaded: {}", std::string(s.message()));
+  spdlog::set_level(spdlog::level::from_str(merged.logging().level()));
+  running = std::move(merged);
+  spdlog::info(
+      "SIGHUP: reloaded ({} changed field{} applied; certificates and key files read "
+      "again)",
+      applied, applied == 1 ? "" : "s");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   ConfigureUsage();
-  const bool help = TakeHelpFlag(argc, argv);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  CommandLine& cl = TheCommandLine();
+  std::string error;
+  if (!ReadCommandLine(argc, argv, cl, error)) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 2;
+  }
+  std::vector<char*> rest;
+  for (std::string& a : cl.rest) rest.push_back(a.data());
+  std::vector<char*> args = absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
   // Debian's Abseil checks every mutex acquisition for lock-order cycles (gRPC's locks go
   // through it): a profile of unary Publish showed it among the top costs. It is a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -646,7 +672,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (help) {
+  if (cl.help) {
     std::fputs(command != nullptr ? SubcommandHelp(*command).c_str() : ServerHelp().c_str(),
                stdout);
     return 0;
@@ -656,59 +682,34 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("bridge");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  auto level = spdlog::level::from_str(absl::GetFlag(FLAGS_log_level));
-  spdlog::set_level(level);
 
-  bridge::app::ServerConfig c;
-  c.host = absl::GetFlag(FLAGS_host);
-  c.ws_port = absl::GetFlag(FLAGS_ws_port);
-  c.grpc_port = absl::GetFlag(FLAGS_grpc_port);
-  c.io_threads = absl::GetFlag(FLAGS_io_threads);
-  auto ns = bridge::core::NamespaceRegistry::Parse(absl::GetFlag(FLAGS_namespaces));
-  if (!ns.ok()) {
-    spdlog::error("--namespaces: {}", std::string(ns.status().message()));
+  const std::string file = absl::GetFlag(FLAGS_config);
+  bridge::config::Config running;
+  std::vector<std::string> errors;
+  if (!LoadConfig(file, running, errors)) {
+    for (const std::string& e : errors) spdlog::error("configuration: {}", e);
+    spdlog::error("not started: {} (gathering-bridge check-config shows the same)",
+                  errors.size() == 1 ? "one problem" : Cat(errors.size(), " problems"));
     return 2;
   }
-  c.namespaces = std::move(*ns);
-  c.ws.heartbeat_interval = Ms(absl::GetFlag(FLAGS_heartbeat_interval));
-  c.ws.idle_timeout = Ms(absl::GetFlag(FLAGS_idle_timeout));
-  c.ws.handshake_timeout = Ms(absl::GetFlag(FLAGS_handshake_timeout));
-  c.ws.close_timeout = Ms(absl::GetFlag(FLAGS_close_timeout));
-  c.ws.max_frame_bytes = absl::GetFlag(FLAGS_max_frame_bytes);
-  c.ws.max_queue_bytes = absl::GetFlag(FLAGS_max_queue_bytes);
-  c.ws.max_total_queue_bytes = absl::GetFlag(FLAGS_max_total_queue_bytes);
-  c.ws.max_connections = absl::GetFlag(FLAGS_max_connections);
-  c.ws.max_channels_per_connection = absl::GetFlag(FLAGS_max_channels_per_connection);
-  c.max_channels = absl::GetFlag(FLAGS_max_channels);
-  c.channel_idle_timeout = Ms(absl::GetFlag(FLAGS_channel_idle_timeout));
-  c.ws.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
-  c.grpc_max_message_bytes = absl::GetFlag(FLAGS_grpc_max_message_bytes);
-  c.rpc.subscribe_queue_messages = absl::GetFlag(FLAGS_subscribe_queue_messages);
-  c.shutdown_timeout = Ms(absl::GetFlag(FLAGS_shutdown_timeout));
-  c.ws.max_connections_per_ip = absl::GetFlag(FLAGS_max_connections_per_ip);
-  c.ws.per_ip_exempt_loopback = absl::GetFlag(FLAGS_per_ip_exempt_loopback);
-  c.ws.client_message_rate = absl::GetFlag(FLAGS_client_message_rate);
-  c.ws.client_message_burst = absl::GetFlag(FLAGS_client_message_burst);
-  c.ws.subscribe_rate = absl::GetFlag(FLAGS_subscribe_rate);
-  c.ws.subscribe_burst = absl::GetFlag(FLAGS_subscribe_burst);
-  c.rpc.publish_rate_per_key = absl::GetFlag(FLAGS_publish_rate_per_key);
-  c.rpc.publish_burst_per_key = absl::GetFlag(FLAGS_publish_burst_per_key);
-  c.rpc.publish_bucket_keys = absl::GetFlag(FLAGS_publish_bucket_keys);
-  c.rpc.max_subscribe_streams_per_identity = absl::GetFlag(FLAGS_max_backend_streams_per_identity);
-  c.rpc.max_subscribe_streams = absl::GetFlag(FLAGS_max_backend_streams);
-  c.ws_tls_cert_file = absl::GetFlag(FLAGS_ws_tls_cert_file);
-  c.ws_tls_key_file = absl::GetFlag(FLAGS_ws_tls_key_file);
-  c.grpc_tls_cert_file = absl::GetFlag(FLAGS_grpc_tls_cert_file);
-  c.grpc_tls_key_file = absl::GetFlag(FLAGS_grpc_tls_key_file);
-  c.grpc_client_ca_file = absl::GetFlag(FLAGS_grpc_client_ca_file);
-  c.broker = absl::GetFlag(FLAGS_broker);
-  c.broker_tls_ca_file = absl::GetFlag(FLAGS_broker_tls_ca_file);
-  c.node_id = absl::GetFlag(FLAGS_node_id);
-  c.presence_lease = Ms(absl::GetFlag(FLAGS_presence_lease));
-  if (!ConfigureAuth(c)) return 2;
-  if (c.ws.heartbeat_interval.count() <= 0 || c.ws.idle_timeout.count() <= 0) {
-    spdlog::error("--heartbeat_interval and --idle_timeout must be positive");
+  spdlog::set_level(spdlog::level::from_str(running.logging().level()));
+  if (!file.empty()) spdlog::info("configuration: {}", file);
+  if (running.auth().mode() == "none") {
+    spdlog::warn(
+        "auth.mode none: anyone who can reach this bridge may read every channel and publish "
+        "anything. Use --auth=token outside local development.");
+  }
+  auto c = bridge::app::ServerConfigFrom(running);
+  if (!c.ok()) {
+    spdlog::error("{}", std::string(c.status().message()));
     return 2;
+  }
+  if (c->auth.verifier != nullptr) {
+    spdlog::info("auth: tokens required ({} public keys{}){}", c->auth.verifier->public_key_count(),
+                 running.auth().hs256_secret_file().empty() ? "" : ", HS256",
+                 c->rpc.auth.api_keys != nullptr
+                     ? Cat(", ", c->rpc.auth.api_keys->size(), " API keys for gRPC backends")
+                     : std::string());
   }
 
   // Block the signals in every thread; the main thread waits for them below.
@@ -716,22 +717,20 @@ int main(int argc, char** argv) {
   boost::asio::signal_set signals(signals_ioc, SIGINT, SIGTERM, SIGHUP);
   std::signal(SIGPIPE, SIG_IGN);
 
-  auto server = bridge::app::BridgeServer::Start(std::move(c));
+  auto server = bridge::app::BridgeServer::Start(*c);
   if (!server.ok()) {
     spdlog::error("{}", std::string(server.status().message()));
     return 1;
   }
-  LogAddresses(absl::GetFlag(FLAGS_host), (*server)->ws_port(), (*server)->grpc_port(),
-               !absl::GetFlag(FLAGS_ws_tls_cert_file).empty(),
-               !absl::GetFlag(FLAGS_grpc_tls_cert_file).empty());
-  const std::string ready = absl::GetFlag(FLAGS_ready_file);
+  LogAddresses(running.listeners().host(), (*server)->ws_port(), (*server)->grpc_port(),
+               !running.tls().ws_cert_file().empty(), !running.tls().grpc_cert_file().empty());
+  const std::string ready = running.listeners().ready_file();
   if (!ready.empty() && !WriteReadyFile(ready, (*server)->ws_port(), (*server)->grpc_port())) {
-    spdlog::error("cannot write --ready_file {}", ready);
+    spdlog::error("cannot write listeners.ready_file {}", ready);
     return 1;
   }
 
-  // SIGHUP reloads the WebSocket TLS certificate (renewals without a restart); SIGINT/SIGTERM
-  // drain and exit.
+  // SIGHUP reloads (Reload above); SIGINT/SIGTERM drain and exit.
   int signal_number = 0;
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -740,12 +739,7 @@ int main(int argc, char** argv) {
         signal_number = sig;
         return;
       }
-      absl::Status s = (*server)->ReloadTls();
-      if (s.ok()) {
-        spdlog::info("SIGHUP: TLS certificate reloaded");
-      } else {
-        spdlog::warn("SIGHUP: TLS certificate not reloaded: {}", std::string(s.message()));
-      }
+      Reload(**server, file, running);
       wait_signal();
     });
   };

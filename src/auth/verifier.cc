@@ -104,7 +104,18 @@ bool AudienceMatches(const Json& payload, const std::string& audience) {
 TokenVerifier::TokenVerifier(std::unique_ptr<Keys> keys) : keys_(std::move(keys)) {}
 TokenVerifier::~TokenVerifier() = default;
 
-std::size_t TokenVerifier::public_key_count() const { return keys_->public_keys.size(); }
+std::shared_ptr<const TokenVerifier::Keys> TokenVerifier::keys() const {
+  std::lock_guard lock(mu_);
+  return keys_;
+}
+
+void TokenVerifier::Replace(const TokenVerifier& other) const {
+  std::shared_ptr<const Keys> keys = other.keys();
+  std::lock_guard lock(mu_);
+  keys_ = std::move(keys);
+}
+
+std::size_t TokenVerifier::public_key_count() const { return keys()->public_keys.size(); }
 
 absl::StatusOr<std::unique_ptr<TokenVerifier>> TokenVerifier::Create(const VerifierConfig& config) {
   auto keys = std::make_unique<Keys>();
@@ -157,6 +168,7 @@ absl::StatusOr<std::unique_ptr<TokenVerifier>> TokenVerifier::Create(const Verif
 absl::StatusOr<Principal> TokenVerifier::Verify(std::string_view token,
                                                 std::chrono::system_clock::time_point now) const {
   if (token.size() > kMaxTokenBytes) return Unauthenticated("token too large");
+  const std::shared_ptr<const Keys> key_set = keys();  // this call's keys, whatever a reload does
   const std::size_t dot1 = token.find('.');
   const std::size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos ||
@@ -190,15 +202,15 @@ absl::StatusOr<Principal> TokenVerifier::Verify(std::string_view token,
   if (*alg == Algorithm::kHs256) {
     // One secret, so a kid has nothing to select; the secret is the only HMAC key ever used,
     // never a public key's text (no HS/RS confusion).
-    if (keys_->hs256_secret.empty()) return Unauthenticated("algorithm not allowed");
-    if (!internal::VerifyHs256(keys_->hs256_secret, signing_input, *signature)) {
+    if (key_set->hs256_secret.empty()) return Unauthenticated("algorithm not allowed");
+    if (!internal::VerifyHs256(key_set->hs256_secret, signing_input, *signature)) {
       return Unauthenticated("bad signature");
     }
   } else {
     bool any_for_alg = false;
     bool kid_found = false;
     bool verified = false;
-    for (const internal::PublicKey& key : keys_->public_keys) {
+    for (const internal::PublicKey& key : key_set->public_keys) {
       if (kid && key.kid != *kid) continue;
       kid_found = true;
       if (key.alg != *alg) continue;
@@ -221,20 +233,20 @@ absl::StatusOr<Principal> TokenVerifier::Verify(std::string_view token,
   auto exp = NumericDate(*payload, "exp");
   if (!exp.ok()) return exp.status();
   if (!exp->has_value()) return Unauthenticated("missing expiry");
-  if (now_seconds >= **exp + keys_->leeway_seconds) return Unauthenticated("token expired");
+  if (now_seconds >= **exp + key_set->leeway_seconds) return Unauthenticated("token expired");
   auto nbf = NumericDate(*payload, "nbf");
   if (!nbf.ok()) return nbf.status();
-  if (nbf->has_value() && now_seconds + keys_->leeway_seconds < **nbf) {
+  if (nbf->has_value() && now_seconds + key_set->leeway_seconds < **nbf) {
     return Unauthenticated("token not yet valid");
   }
-  if (!keys_->issuer.empty()) {
+  if (!key_set->issuer.empty()) {
     auto iss = payload->find("iss");
     if (iss == payload->end() || !iss->is_string() ||
-        iss->get_ref<const std::string&>() != keys_->issuer) {
+        iss->get_ref<const std::string&>() != key_set->issuer) {
       return Unauthenticated("wrong issuer");
     }
   }
-  if (!keys_->audience.empty() && !AudienceMatches(*payload, keys_->audience)) {
+  if (!key_set->audience.empty() && !AudienceMatches(*payload, key_set->audience)) {
     return Unauthenticated("wrong audience");
   }
 
@@ -261,12 +273,12 @@ absl::StatusOr<Principal> TokenVerifier::Verify(std::string_view token,
             std::chrono::duration<double>(**exp)));
   }
   if (*principal.expires_at == std::chrono::system_clock::time_point::max() ||
-      **exp + keys_->leeway_seconds >= kMaxRepresentableSeconds) {
+      **exp + key_set->leeway_seconds >= kMaxRepresentableSeconds) {
     principal.deadline = principal.expires_at;
   } else {
     principal.deadline = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::chrono::duration<double>(**exp + keys_->leeway_seconds)));
+            std::chrono::duration<double>(**exp + key_set->leeway_seconds)));
   }
   return principal;
 }

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,11 +64,18 @@ class TokenVerifier {
   // Number of RS256/ES256 keys loaded (for startup logs). Thread-safe.
   std::size_t public_key_count() const;
 
+  // Takes `other`'s keys and claims checks (a reload at SIGHUP): verifications that started
+  // before finish with the old ones. Thread-safe; const because holders of a const verifier
+  // (every session, the gRPC service) must see the new keys without being told.
+  void Replace(const TokenVerifier& other) const;
+
  private:
   struct Keys;
   explicit TokenVerifier(std::unique_ptr<Keys> keys);
+  std::shared_ptr<const Keys> keys() const;
 
-  std::unique_ptr<const Keys> keys_;
+  mutable std::mutex mu_;
+  mutable std::shared_ptr<const Keys> keys_;  // mu_
 };
 
 }  // namespace bridge::auth

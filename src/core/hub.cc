@@ -18,10 +18,13 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
       sinks_by_ns_(namespaces_.all().size()),
       broker_(cluster.broker),
       presence_(cluster.presence),
-      node_id_(cluster.node_id) {
+      node_id_(cluster.node_id),
+      max_pending_frames_(cluster.max_pending_frames),
+      link_linger_(cluster.link_linger) {
   for (auto& e : shard_executors) {
     auto shard = std::make_unique<Shard>();
     shard->executor = std::move(e);
+    shard->max_pending_frames = cluster.max_pending_frames;
     shards_.push_back(std::move(shard));
   }
   if (broker_ != nullptr) {
@@ -200,7 +203,7 @@ void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t ge
     if (e.pending) {
       // Waiting for the broker: kept for the merge (its own messages included: the merge does
       // not know who sent what, and a recovering client gets them from history anyway).
-      if (e.pending->frames.size() < kMaxPendingFrames) {
+      if (e.pending->frames.size() < max_pending_frames) {
         e.pending->frames.push_back(frame);
       } else {
         if (e.pending->dropped_from == 0) e.pending->dropped_from = frame->offset;

@@ -139,6 +139,10 @@ struct ClusterOptions {
   Broker* broker = nullptr;             // outlives the hub; nullptr: embedded
   PresenceManager* presence = nullptr;  // required with a broker
   std::string node_id;                  // unique among the nodes; no ':' or '/'
+  // Frames a subscription waiting for the broker's answer buffers (past it: a gap).
+  size_t max_pending_frames = 8192;
+  // How long a channel's broker link outlives its last local subscriber.
+  std::chrono::milliseconds link_linger{2000};
 };
 
 // Counters of the broker mode (rendered in /metrics). Any thread.
@@ -172,7 +176,7 @@ class Hub {
   static constexpr size_t kMinSweepBudget = 4096;
 
   // How long a channel keeps its broker subscription after its last local subscriber left.
-  static constexpr std::chrono::milliseconds kBrokerLinger{2000};
+  static constexpr std::chrono::milliseconds kBrokerLinger{2000};  // ClusterOptions' default
   // Frames a subscription waiting for its recovery read buffers; past it a `gap` tells the loss.
   static constexpr size_t kMaxPendingFrames = 8192;
 
@@ -280,7 +284,7 @@ class Hub {
       std::optional<RecoveryRequest> recovery;
       SubscribeCallback done;
       std::vector<FramePtr> frames;  // arrived while waiting, in order
-      uint64_t dropped_from = 0;     // past kMaxPendingFrames: the first and last dropped
+      uint64_t dropped_from = 0;     // past max_pending_frames_: the first and last dropped
       uint64_t dropped_to = 0;
     };
     std::unique_ptr<Pending> pending;
@@ -295,6 +299,7 @@ class Hub {
   struct Shard {
     Executor executor;
     std::unordered_map<std::string, ShardChannel> channels;
+    size_t max_pending_frames = 8192;  // ClusterOptions'
     void Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t generation);
     // Broker mode: a control frame (gap, subscribed) for the channel's live subscriptions;
     // `reset` also forgets their offsets (the channel's epoch changed).
@@ -441,6 +446,8 @@ class Hub {
   Broker* const broker_;
   PresenceManager* const presence_;
   const std::string node_id_;
+  const size_t max_pending_frames_;
+  const std::chrono::milliseconds link_linger_;
   ClusterStats cluster_stats_;
   std::atomic<uint64_t> next_token_{1};
   std::atomic<bool> broker_down_{false};  // a kDown was seen: repair every channel at kUp

@@ -460,7 +460,7 @@ void Hub::UnsubscribeClustered(size_t shard, const std::string& channel, Subscri
       if (shard < state.shard_subscribers.size() && state.shard_subscribers[shard] > 0) {
         --state.shard_subscribers[shard];
       }
-      // The broker link stays for kBrokerLinger (SweepClustered): a quick resubscribe, a
+      // The broker link stays for link_linger_ (SweepClustered): a quick resubscribe, a
       // reconnecting page, keeps it.
       if (state.connections == 0) state.last_active = std::chrono::steady_clock::now();
     }
@@ -494,13 +494,13 @@ void Hub::OnBrokerMessage(BrokerMessage m) {
         return;
       case ChannelState::Link::kSubscribing:
       case ChannelState::Link::kOpening:
-        if (state.held.size() < kMaxPendingFrames) state.held.push_back(std::move(m));
+        if (state.held.size() < max_pending_frames_) state.held.push_back(std::move(m));
         return;
       case ChannelState::Link::kLive:
         break;
     }
     if (state.repairing) {
-      if (state.held.size() < kMaxPendingFrames) state.held.push_back(std::move(m));
+      if (state.held.size() < max_pending_frames_) state.held.push_back(std::move(m));
       return;
     }
     std::string channel = m.channel;
@@ -736,7 +736,7 @@ size_t Hub::SweepClustered(std::chrono::steady_clock::time_point now) {
     auto& channels = stripes_[i].channels;
     for (auto it = channels.begin(); it != channels.end();) {
       ChannelState& st = it->second;
-      if (st.connections == 0 && now - st.last_active >= kBrokerLinger) {
+      if (st.connections == 0 && now - st.last_active >= link_linger_) {
         if (st.link != ChannelState::Link::kNone) {
           unlink.push_back(it->first);
           cluster_stats_.linked_channels.fetch_sub(1, std::memory_order_relaxed);

@@ -57,6 +57,21 @@ absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec
   return r;
 }
 
+absl::StatusOr<NamespaceRegistry> NamespaceRegistry::FromList(std::vector<NamespaceConfig> list) {
+  if (list.empty()) return Defaults();
+  NamespaceRegistry r;
+  for (NamespaceConfig& ns : list) {
+    bool valid_name = !ns.name.empty() && ns.name.find('/') == std::string::npos &&
+                      ns.name.find('*') == std::string::npos;
+    if (!valid_name) return absl::InvalidArgumentError(Cat("bad namespace '", ns.name, "'"));
+    if (r.Find(ns.name) != nullptr) {
+      return absl::InvalidArgumentError(Cat("namespace '", ns.name, "' given twice"));
+    }
+    r.namespaces_.push_back(std::move(ns));
+  }
+  return r;
+}
+
 int NamespaceRegistry::IndexOf(std::string_view ns) const {
   for (size_t i = 0; i < namespaces_.size(); ++i) {
     if (namespaces_[i].name == ns) return static_cast<int>(i);

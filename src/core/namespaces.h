@@ -52,6 +52,9 @@ class NamespaceRegistry {
   // agents" (history_bytes: NamespaceConfig::history_max_bytes, 1 MiB when not given).
   // An empty spec gives the defaults.
   static absl::StatusOr<NamespaceRegistry> Parse(std::string_view spec);
+  // The given namespaces (the configuration file's); empty gives the defaults. Refuses a
+  // malformed or repeated name.
+  static absl::StatusOr<NamespaceRegistry> FromList(std::vector<NamespaceConfig> list);
 
   // The namespace's config, or nullptr when the namespace is not configured.
   const NamespaceConfig* Find(std::string_view ns) const;

@@ -76,12 +76,10 @@ class FailedWriteReactor : public grpc::ServerWriteReactor<pb::ClientMessage> {
 };
 
 // Events of one stream are published in the order they arrive; with a broker their publishes
-// are pipelined (at most kInFlight at a time: reading pauses past it) and the stream finishes
-// once every one has been answered.
+// are pipelined (at most RpcOptions::publish_stream_in_flight at a time: reading pauses past it)
+// and the stream finishes once every one has been answered.
 class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> {
  public:
-  static constexpr size_t kInFlight = 64;
-
   PublishStreamReactor(EventService* service, pb::PublishStreamResponse* response,
                        std::optional<auth::Principal> principal)
       : service_(service), response_(response), principal_(std::move(principal)) {
@@ -108,7 +106,7 @@ class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> 
     service_->PublishOne(raw->request, principal_ ? &*principal_ : nullptr, &raw->response,
                          [this, raw, index](grpc::Status s) { OnPublished(raw, index, s); });
     std::unique_lock lock(mu_);
-    if (in_flight_ < kInFlight) {
+    if (in_flight_ < service_->options().publish_stream_in_flight) {
       lock.unlock();
       Read();
     } else {
@@ -318,6 +316,7 @@ bool PublishBuckets::Take(const std::string& key) {
 EventService::EventService(core::Hub& hub, RpcOptions options)
     : hub_(hub),
       options_(options),
+      api_keys_(options_.auth.api_keys),
       buckets_(options.publish_rate_per_key, options.publish_burst_per_key,
                options.publish_bucket_keys) {}
 
@@ -362,6 +361,11 @@ void EventService::ReleaseStream(const std::string& identity) {
 
 EventService::~EventService() = default;
 
+void EventService::ReplaceApiKeys(std::shared_ptr<const auth::ApiKeys> keys) {
+  std::lock_guard lock(api_keys_mu_);
+  api_keys_ = std::move(keys);
+}
+
 void EventService::BeginShutdown() {
   shutting_down_.store(true);
   std::vector<std::shared_ptr<core::ClientMessageSink>> open;
@@ -399,8 +403,13 @@ absl::StatusOr<std::optional<auth::Principal>> EventService::Authenticate(
     }
     return std::optional<auth::Principal>(std::move(*p));
   }
-  if (options_.auth.api_keys != nullptr) {
-    if (auto p = options_.auth.api_keys->Lookup(token)) return std::optional<auth::Principal>(*p);
+  std::shared_ptr<const auth::ApiKeys> api_keys;
+  {
+    std::lock_guard lock(api_keys_mu_);
+    api_keys = api_keys_;
+  }
+  if (api_keys != nullptr) {
+    if (auto p = api_keys->Lookup(token)) return std::optional<auth::Principal>(*p);
   }
   hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
   return absl::UnauthenticatedError("unknown API key or token");

@@ -50,6 +50,8 @@ struct RpcOptions {
   // RESOURCE_EXHAUSTED. 0 allows none.
   size_t max_subscribe_streams_per_identity = 64;
   size_t max_subscribe_streams = 1024;
+  // Publishes one PublishStream keeps in flight; reading pauses past it. At least 1.
+  size_t publish_stream_in_flight = 64;
   RpcAuth auth;
 };
 
@@ -117,6 +119,11 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   absl::StatusOr<std::optional<auth::Principal>> Authenticate(
       const grpc::CallbackServerContext* ctx);
 
+  const RpcOptions& options() const { return options_; }
+  // A reload of the API key file (SIGHUP): calls that authenticate after it use `keys`. Any
+  // thread.
+  void ReplaceApiKeys(std::shared_ptr<const auth::ApiKeys> keys);
+
  private:
   class SubscribeReactor;
   friend class SubscribeReactor;
@@ -132,6 +139,8 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
 
   core::Hub& hub_;
   const RpcOptions options_;
+  std::mutex api_keys_mu_;
+  std::shared_ptr<const auth::ApiKeys> api_keys_;  // api_keys_mu_; options_.auth's at first
   std::atomic<bool> shutting_down_{false};
   std::mutex streams_mu_;
   std::vector<std::weak_ptr<core::ClientMessageSink>> streams_;

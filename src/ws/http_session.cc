@@ -285,7 +285,7 @@ void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
   }
   std::string origin(req[http::field::origin]);
   std::string host(req[http::field::host]);
-  if (!core::OriginAllowed(state_.options.origins, origin, host)) {
+  if (!core::OriginAllowed(*state_.origins(), origin, host)) {
     state_.metrics.origin_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return Reply(MakeResponse(403, "text/plain", "origin not allowed\n", req));
   }

@@ -68,7 +68,8 @@ struct ServerState {
         options(std::move(options)),
         auth(std::move(auth)),
         shards(std::move(shards)),
-        registries(this->shards.size()) {}
+        registries(this->shards.size()),
+        origins_(std::make_shared<const core::OriginPolicy>(this->options.origins)) {}
 
   core::Hub& hub;
   core::Metrics& metrics;
@@ -87,6 +88,16 @@ struct ServerState {
     std::lock_guard lock(tls_mu_);
     tls_ = std::move(context);
   }
+  // Who may upgrade; replaced (any thread) at a reload: an upgrade checks the one it read.
+  std::shared_ptr<const core::OriginPolicy> origins() const {
+    std::lock_guard lock(tls_mu_);
+    return origins_;
+  }
+  void set_origins(core::OriginPolicy policy) {
+    auto p = std::make_shared<const core::OriginPolicy>(std::move(policy));
+    std::lock_guard lock(tls_mu_);
+    origins_ = std::move(p);
+  }
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_connection_id{1};
 
@@ -97,6 +108,7 @@ struct ServerState {
  private:
   mutable std::mutex tls_mu_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::shared_ptr<const core::OriginPolicy> origins_;  // tls_mu_
 
  public:
   // Takes a slot for `ip`; false when the address is at its limit.

@@ -1,4 +1,5 @@
-"""Shared helpers of the packaging tests: run the binary, read its flags and flag files."""
+"""Shared helpers of the packaging tests: run the binary, read its flags and configuration."""
+import json
 import re
 import subprocess
 
@@ -36,17 +37,19 @@ def flagfile_entries(text):
     return entries
 
 
-def effective_flags(args, read_flagfile):
-    """{name: value} as Abseil applies args in order; --flagfile=F is read in place."""
-    values = {}
-    for a in args:
-        m = re.fullmatch(r"--([A-Za-z0-9_]+)(?:=(.*))?", a)
-        if not m:
-            continue
-        if m.group(1) == "flagfile":
-            nested = [f"--{n}={v}" for n, (v, c) in flagfile_entries(read_flagfile(m.group(2))).items()
-                      if not c]
-            values.update(effective_flags(nested, read_flagfile))
-        else:
-            values[m.group(1)] = m.group(2) if m.group(2) is not None else "true"
-    return values
+def config_flags(binary):
+    """The configuration's flags (config.proto's fields), from the `flagfile` subcommand."""
+    out = run(binary, "flagfile").stdout
+    return set(flagfile_entries(out))
+
+
+def known_flags(binary):
+    """Every flag the binary takes: Abseil's (--helpfull) and the configuration's."""
+    return helpfull_flags(binary) | config_flags(binary)
+
+
+def effective_config(binary, args):
+    """The effective configuration `args` give (check-config), as a dict; fails on problems."""
+    r = run(binary, "check-config", *args)
+    assert r.returncode == 0, f"check-config {args}: {r.stderr}"
+    return json.loads(r.stdout)

@@ -1,5 +1,5 @@
 """The first minutes with the binary: --help, subcommand help, --version, the start-up log,
-the healthcheck subcommand and the packaged flag file (issue #12).
+the healthcheck subcommand and the packaged configuration file (issue #12).
 Usage: test_cli.py BINARY SOURCE_DIR VERSION BUILD_TYPE"""
 import json
 import os
@@ -12,10 +12,10 @@ import tempfile
 import time
 import unittest
 
-from common import flagfile_entries, helpfull_own_flags, run
+from common import config_flags, effective_config, flagfile_entries, helpfull_own_flags, run
 
 BINARY, SOURCE, VERSION, BUILD_TYPE = sys.argv[1:5]
-FLAGFILE = os.path.join(SOURCE, "packaging", "gathering-bridge.flags")
+CONFIG = os.path.join(SOURCE, "packaging", "config.json")
 SUBCOMMAND_ONLY = {"sub", "channels", "publish", "ttl", "url", "timeout"}
 
 
@@ -62,16 +62,19 @@ class Cli(unittest.TestCase):
         r = run(BINARY, "--help")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("No flags matched", r.stdout + r.stderr)
-        for area in ("Listeners:", "TLS", "Limits", "Auth", "Many bridges", "Logging:"):
-            self.assertIn(area, r.stdout)
-        self.assertNotIn("\nOther:\n", r.stdout,
-                         "a flag of src/app/main.cc is in no area of --help: add it to "
-                         "ServerFlagAreas() in src/app/main.cc")
-        for name in sorted(helpfull_own_flags(BINARY) - SUBCOMMAND_ONLY):
+        # One area per section of config.proto, each flag with its field's path.
+        for area in ("listeners:", "tls:", "limits:", "auth:", "broker:", "logging:",
+                     "namespaces:"):
+            self.assertIn(f"\n{area} ", r.stdout)
+        self.assertIn("(limits.max_frame_bytes)", r.stdout)
+        flags = (helpfull_own_flags(BINARY) | config_flags(BINARY)) - SUBCOMMAND_ONLY
+        self.assertGreater(len(flags), 50)
+        for name in sorted(flags):
             self.assertIn(f"\n  --{name}=", r.stdout, f"--help does not list --{name}")
         for name in SUBCOMMAND_ONLY:
             self.assertNotIn(f"\n  --{name}=", r.stdout, f"--help lists token's --{name}")
-        for hint in ("--flagfile", "--fromenv", "--helpfull", "token --help", "healthcheck --help"):
+        for hint in ("--config=FILE", "--flagfile", "--fromenv", "token --help",
+                     "healthcheck --help", "check-config --help", "[SIGHUP]"):
             self.assertIn(hint, r.stdout)
         # -h is the same.
         self.assertEqual(run(BINARY, "-h").stdout, r.stdout)
@@ -80,7 +83,7 @@ class Cli(unittest.TestCase):
         token = run(BINARY, "token", "--help")
         self.assertEqual(token.returncode, 0, token.stderr)
         self.assertTrue(token.stdout.startswith("gathering-bridge token "), token.stdout)
-        for name in ("sub", "channels", "publish", "ttl", "auth_hs256_secret_file"):
+        for name in ("sub", "channels", "publish", "ttl", "config"):
             self.assertIn(f"--{name}=", token.stdout)
         self.assertNotIn("--ws_port", token.stdout)
         health = run(BINARY, "--help", "healthcheck")
@@ -146,24 +149,62 @@ class Cli(unittest.TestCase):
         finally:
             shutil.rmtree(d, ignore_errors=True)
 
-    def test_packaged_flagfile_matches_the_binary(self):
+    def test_packaged_config_is_valid_and_flag_files_still_work(self):
+        config = effective_config(BINARY, [CONFIG])
+        self.assertEqual(config["listeners"]["ws_port"], 8080)
+        self.assertEqual(config["auth"]["mode"], "none")
+        # `flagfile` prints every configuration flag, commented out with its default, and a flag
+        # file is read in place, like Abseil's.
         generated = run(BINARY, "flagfile")
         self.assertEqual(generated.returncode, 0, generated.stderr)
-        want = flagfile_entries(generated.stdout)
-        with open(FLAGFILE) as f:
-            have = flagfile_entries(f.read())
-        regen = (f"regenerate it: {os.path.relpath(BINARY, SOURCE)} flagfile > "
-                 "packaging/gathering-bridge.flags")
-        self.assertEqual(set(want) - set(have), set(),
-                         f"server flags missing from packaging/gathering-bridge.flags; {regen}")
-        self.assertEqual(set(have) - set(want), set(),
-                         f"packaging/gathering-bridge.flags names flags the binary lacks; {regen}")
-        for name, (value, commented) in have.items():
-            if commented:
-                self.assertEqual(value, want[name][0],
-                                 f"commented default of --{name} differs from the binary's; {regen}")
-        r = run(BINARY, f"--flagfile={FLAGFILE}", "--only_check_args")
+        entries = flagfile_entries(generated.stdout)
+        self.assertEqual(set(entries), config_flags(BINARY))
+        self.assertEqual(entries["idle_timeout"], ("75s", True))
+        d = tempfile.mkdtemp(prefix="packaging-flags-")
+        try:
+            path = os.path.join(d, "f.flags")
+            with open(path, "w") as f:
+                f.write(generated.stdout + "--ws_port=9001\n--noper_ip_exempt_loopback\n")
+            c = effective_config(BINARY, [CONFIG, f"--flagfile={path}", "--grpc_port=9002"])
+            self.assertEqual(c["listeners"]["ws_port"], 9001)
+            self.assertEqual(c["listeners"]["grpc_port"], 9002)
+            self.assertFalse(c["limits"]["per_ip_exempt_loopback"])
+            env = dict(os.environ, FLAGS_ws_port="9003")
+            r = subprocess.run([BINARY, "check-config", "--fromenv=ws_port"], env=env,
+                               capture_output=True, text=True, timeout=20)
+            self.assertEqual(json.loads(r.stdout)["listeners"]["ws_port"], 9003, r.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_check_config_refuses_with_paths_and_the_server_does_not_start(self):
+        d = tempfile.mkdtemp(prefix="packaging-config-")
+        try:
+            bad = os.path.join(d, "bad.json")
+            with open(bad, "w") as f:
+                json.dump({"listeners": {"wsport": 1}, "namespaces": [{"name": "a"}, {"name": "a"}]}, f)
+            r = run(BINARY, "check-config", bad)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("listeners.wsport: unknown field", r.stderr)
+            with open(bad, "w") as f:
+                json.dump({"namespaces": [{"name": "a"}, {"name": "a"}],
+                           "limits": {"idle_timeout": "75s"}}, f)
+            r = run(BINARY, "check-config", bad, "--max_frame_bytes=3")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("namespaces[1].name: 'a' is already namespaces[0]", r.stderr)
+            self.assertIn("limits.max_frame_bytes (--max_frame_bytes): must be at least 125", r.stderr)
+            # The server refuses the same file at start-up, with the same lines, and exit 2.
+            r = run(BINARY, f"--config={bad}", "--ws_port=0", "--grpc_port=0")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("namespaces[1].name", r.stderr)
+            self.assertNotIn("page http", r.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_config_reference_is_markdown_of_every_field(self):
+        r = run(BINARY, "config-reference")
         self.assertEqual(r.returncode, 0, r.stderr)
+        for name in config_flags(BINARY) - {"namespaces"}:
+            self.assertIn(f"`--{name}`", r.stdout)
 
 
 if __name__ == "__main__":

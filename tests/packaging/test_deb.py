@@ -14,7 +14,7 @@ import unittest
 
 BINARY, SOURCE, BUILD, CPACK, VERSION = sys.argv[1:6]
 UNIT = "lib/systemd/system/gathering-bridge.service"
-FLAGS = "etc/gathering-bridge/gathering-bridge.flags"
+CONFIG = "etc/gathering-bridge/config.json"
 
 
 def sh(*argv, **kw):
@@ -71,9 +71,9 @@ class Deb(unittest.TestCase):
         self.assertTrue(r.stdout.startswith(f"gathering-bridge {VERSION}\n"), r.stdout)
         self.assertIsNone(re.search(r"\.debug_info", sh("readelf", "-S", binary).stdout or ""),
                           "the packaged binary is stripped")
-        with open(os.path.join(SOURCE, "packaging", "gathering-bridge.flags")) as f:
-            self.assertEqual(self.read(FLAGS), f.read())
-        r = sh(binary, f"--flagfile={os.path.join(self.root, FLAGS)}", "--only_check_args")
+        with open(os.path.join(SOURCE, "packaging", "config.json")) as f:
+            self.assertEqual(self.read(CONFIG), f.read())
+        r = sh(binary, "check-config", os.path.join(self.root, CONFIG))
         self.assertEqual(r.returncode, 0, r.stderr)
         docs = os.path.join(self.root, "usr/share/doc/gathering-bridge")
         for doc in ("README.md", "operations.md", "security.md", "protocol.md"):
@@ -84,9 +84,9 @@ class Deb(unittest.TestCase):
             self.assertIn(top, ("usr", "etc", "lib"))
         self.assertFalse(os.path.exists(os.path.join(self.root, "usr/local")))
 
-    def test_flag_file_is_a_conffile(self):
+    def test_config_file_is_a_conffile(self):
         with open(os.path.join(self.control, "conffiles")) as f:
-            self.assertEqual(f.read().split(), [f"/{FLAGS}"])
+            self.assertEqual(f.read().split(), [f"/{CONFIG}"])
 
     def test_maintainer_scripts(self):
         for name in ("postinst", "prerm", "postrm"):
@@ -102,7 +102,7 @@ class Deb(unittest.TestCase):
     def test_unit(self):
         unit = self.read(UNIT)
         for line in ("User=gathering-bridge", "Group=gathering-bridge",
-                     "ExecStart=/usr/bin/gathering-bridge --flagfile=/" + FLAGS,
+                     "ExecStart=/usr/bin/gathering-bridge --config=/" + CONFIG,
                      "ExecReload=/bin/kill -HUP $MAINPID", "LimitNOFILE=1048576",
                      "NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=",
                      "WantedBy=multi-user.target"):

@@ -1,6 +1,6 @@
 """docker/Dockerfile, docker/compose.yaml and .dockerignore checked against the binary: every flag
-they pass exists (--helpfull), the ports they publish are the ones the flags make the bridge
-listen on, the flag file they mount exists and parses, the health check is the binary's own
+they pass exists, the ports they publish are the ones the configuration makes the bridge listen
+on (by `check-config`), the configuration file they mount exists and is valid, the health check is the binary's own
 and the image runs as the package's user. No container engine is needed.
 Usage: test_docker.py BINARY SOURCE_DIR"""
 import json
@@ -15,14 +15,13 @@ try:
 except ImportError:
     sys.exit("test_docker.py needs python3-yaml (scripts/setup.sh --with-tests installs it)")
 
-from common import effective_flags, helpfull_flags, run
+from common import effective_config, known_flags, run
 
 BINARY, SOURCE = sys.argv[1:3]
 DOCKER = os.path.join(SOURCE, "docker")
 INSTALLED_BINARY = "/usr/bin/gathering-bridge"  # where the Debian package puts it
-PACKAGE_FLAGFILE = "/etc/gathering-bridge/gathering-bridge.flags"
-REPO_FLAGFILE = os.path.join(SOURCE, "packaging", "gathering-bridge.flags")
-DEFAULT_PORTS = {"ws_port": "8080", "grpc_port": "50051"}
+PACKAGE_CONFIG = "/etc/gathering-bridge/config.json"
+REPO_CONFIG = os.path.join(SOURCE, "packaging", "config.json")
 
 
 def dockerfile_stages(path):
@@ -60,20 +59,10 @@ def flags_of(argv):
     return [re.match(r"--([A-Za-z0-9_]+)", a).group(1) for a in argv if a.startswith("--")]
 
 
-def read_flagfile_in_image(mounts):
-    def read(path):
-        local = mounts.get(path)
-        if local is None:
-            raise AssertionError(f"--flagfile={path}: no such file in the image or its mounts")
-        with open(local) as f:
-            return f.read()
-    return read
-
-
 class Docker(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.known = helpfull_flags(BINARY)
+        cls.known = known_flags(BINARY)
         stages = dockerfile_stages(os.path.join(DOCKER, "Dockerfile"))
         cls.build_stage, cls.runtime = stages[0], stages[-1]
         with open(os.path.join(DOCKER, "compose.yaml")) as f:
@@ -114,18 +103,26 @@ class Docker(unittest.TestCase):
         entrypoint, cmd = self.image_command()
         self.assertEqual(entrypoint[0], INSTALLED_BINARY)
         self.assert_flags_exist(entrypoint[1:] + cmd, "the Dockerfile")
-        local = [a.replace(PACKAGE_FLAGFILE, REPO_FLAGFILE) for a in entrypoint[1:] + cmd]
-        r = run(BINARY, *local, "--only_check_args")
-        self.assertEqual(r.returncode, 0, f"{local}: {r.stderr}")
+        self.effective(entrypoint[1:] + cmd)  # check-config accepts them
 
     def effective(self, argv):
-        mounts = {PACKAGE_FLAGFILE: REPO_FLAGFILE}
+        """{host, ws_port, grpc_port} the image's command line gives, by the binary's own
+        check-config, with the files of the image (the package's, or compose's mounts) mapped
+        to their sources here."""
+        mounts = {PACKAGE_CONFIG: REPO_CONFIG}
         for v in self.service.get("volumes", []):
             source, target = v.split(":")[:2]
             mounts[target] = os.path.normpath(os.path.join(DOCKER, source))
-        values = dict(DEFAULT_PORTS)
-        values.update(effective_flags(argv, read_flagfile_in_image(mounts)))
-        return values
+        local = []
+        for a in argv:
+            m = re.fullmatch(r"--config=(.*)", a)
+            if m:
+                self.assertIn(m.group(1), mounts, f"--config={m.group(1)}: not in the image")
+                a = f"--config={mounts[m.group(1)]}"
+            local.append(a)
+        listeners = effective_config(BINARY, local)["listeners"]
+        return {"host": listeners["host"], "ws_port": str(listeners["ws_port"]),
+                "grpc_port": str(listeners["grpc_port"])}
 
     def test_exposed_ports_are_the_listening_ports(self):
         entrypoint, cmd = self.image_command()
@@ -160,14 +157,14 @@ class Docker(unittest.TestCase):
         command = s["command"] if isinstance(s["command"], list) else shlex.split(s["command"])
         self.assert_flags_exist(command, "compose command")
         values = self.effective(entrypoint[1:] + command)
-        # The flag file named on the command line is the one mounted, and it exists here.
-        flagfiles = [a.split("=", 1)[1] for a in command if a.startswith("--flagfile=")]
-        self.assertEqual(len(flagfiles), 1, "compose passes one --flagfile")
+        # The configuration file named on the command line is the one mounted, and it is valid.
+        configs = [a.split("=", 1)[1] for a in command if a.startswith("--config=")]
+        self.assertEqual(len(configs), 1, "compose passes one --config")
         mounted = {v.split(":")[1]: v.split(":")[0] for v in s["volumes"]}
-        self.assertIn(flagfiles[0], mounted, "the --flagfile path is a mounted volume")
-        source = os.path.normpath(os.path.join(DOCKER, mounted[flagfiles[0]]))
-        self.assertTrue(os.path.isfile(source), f"{source} (mounted flag file) is missing")
-        r = run(BINARY, f"--flagfile={source}", "--only_check_args")
+        self.assertIn(configs[0], mounted, "the --config path is a mounted volume")
+        source = os.path.normpath(os.path.join(DOCKER, mounted[configs[0]]))
+        self.assertTrue(os.path.isfile(source), f"{source} (mounted configuration) is missing")
+        r = run(BINARY, "check-config", source)
         self.assertEqual(r.returncode, 0, r.stderr)
         # Published container ports are the listening ones.
         published = {p.rsplit(":", 1)[1] for p in s["ports"]}
