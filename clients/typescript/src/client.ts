@@ -33,11 +33,13 @@ export type WebSocketConstructor = new (url: string) => any;
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
 /**
- * Close codes after which reconnecting cannot help (docs/protocol.md "Close codes"): protocol
- * errors (1002, 1003, 1007, 1008, 1010), 4001 unauthenticated (but see `getToken`), 4003
- * forbidden, and the post-upgrade refusals 4004 (unknown channel) and 4400 (bad request). Every
- * other code (1001 going away, 1006 abnormal, 1009 too big, 1011–1014, 4008 slow consumer or
- * rate limited, 4429 too many connections, ...) is retried with backoff.
+ * Close codes after which reconnecting cannot help (docs/protocol.md "Close codes", checked
+ * against the bridge's list by protocol_test): protocol errors (1002, 1003, 1007, 1008, 1010),
+ * 4001 unauthenticated (but see `getToken`), 4003 forbidden, and the refusals the bridge sends
+ * right after the upgrade, 4004 (unknown namespace) and 4400 (bad channel, since, epoch or
+ * client). Every other code (1001 going away, 1006 abnormal, 1009 too big, 1011–1014, 4008 slow
+ * consumer or rate limited, 4429 too many connections from this address, 4503 shutting down or
+ * full, ...) is retried with backoff. The bridge's reason reaches `onClose` and the error.
  */
 export const TERMINAL_CLOSE_CODES: readonly number[] = [1002, 1003, 1007, 1008, 1010, 4001, 4003, 4004, 4400];
 
@@ -940,7 +942,8 @@ export class BridgeClient {
     const expired = code === 4001 && tokenWasAccepted && this.options.getToken !== undefined;
     const stopCodes = b ? b.stopOnCodes : TERMINAL_CLOSE_CODES;
     if (!expired && stopCodes.includes(code)) {
-      const ch = code === 4003 ? pathChannel : undefined;
+      // A refusal of the path's channel names it (the subscription's error too).
+      const ch = code === 4003 || code === 4004 || code === 4400 ? pathChannel : undefined;
       return this.fail(new BridgeError(`close_${code}`, `bridge-client: closed with ${code}${reason ? ` (${reason})` : ""}`, ch, undefined, code), info);
     }
     if (!b || this.attempts >= b.maxAttempts) {
