@@ -16,6 +16,7 @@ import {
   type KnownEventType,
   type SubscribedFrame,
 } from "./events.js";
+import { maybeShared, type SharedOptions } from "./shared.js";
 
 /** The part of the WebSocket API the client uses (browser WebSocket and `ws` both have it). */
 export interface WebSocketLike {
@@ -129,6 +130,13 @@ export interface BridgeClientOptions {
   clientId?: string;
   /** Always use `/ws` + subscribe frames, even for a single channel. */
   multiplex?: boolean;
+  /**
+   * Share one WebSocket between the tabs of this origin (src/shared.ts): one tab, elected with a
+   * Web Lock, holds the connection and routes every tab's channels, requests and answers over a
+   * BroadcastChannel; when it closes, another takes over and every tab resumes with since/epoch.
+   * Implies `multiplex`. Without Web Locks or BroadcastChannel (Node), the client connects itself.
+   */
+  shared?: boolean | SharedOptions;
   /** WebSocket implementation; default `globalThis.WebSocket`. In Node < 22 pass `ws`'s. */
   WebSocket?: WebSocketConstructor;
   /** Backoff settings, or `false` to never reconnect. */
@@ -448,7 +456,7 @@ export class BridgeClient {
     }
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WS) throw new Error("bridge-client: no WebSocket implementation; pass options.WebSocket (e.g. `ws`)");
-    this.WS = WS;
+    this.WS = maybeShared(WS, this.base.toString(), options.shared);
     this.backoff = options.reconnect === false ? false : { ...DEFAULTS, ...(options.reconnect ?? {}) };
     this.random = options.random ?? Math.random;
   }
@@ -830,7 +838,7 @@ export class BridgeClient {
   private openWith(token: string | undefined): void {
     const names = [...this.channels.keys()];
     const tokenInFrame = token !== undefined && this.options.tokenTransport === "frame";
-    const usePath = !this.options.multiplex && !tokenInFrame && names.length === 1;
+    const usePath = !this.options.multiplex && !this.options.shared && !tokenInFrame && names.length === 1;
     const url = new URL(this.base.toString());
     url.pathname = usePath ? `/ws/${names[0]}` : "/ws";
     if (token !== undefined && !tokenInFrame) url.searchParams.set("token", token);
