@@ -116,4 +116,42 @@ describe("one socket for many tabs", () => {
     // The last page gone, the connection goes too.
     await until("no connection left", async () => (await metric("bridge_connections_current")) === 0);
   });
+  it("routes by channel and counts references: a channel one tab leaves stays for the others", async () => {
+    const common = `circles/shared-common-${Date.now()}`;
+    const own = `circles/shared-own-${Date.now()}`;
+    const pages = [await openPage(common), await openPage(common), await openPage(common)];
+    const pub = new BridgePublisher(bridge!.grpcTarget);
+    try {
+      // Page 0 alone takes a second channel, then pages 0 and 1 both have it and page 0 leaves.
+      await pages[0].evaluate(async (ch) => {
+        const w = window as any;
+        w.own = [];
+        w.client.on("agent_message", (_m: any, e: any) => e.channel === ch && w.own.push(e.offset));
+        await w.client.subscribe(ch).ready;
+      }, own);
+      await pub.publish(own, "agent_message", { agentId: 1, content: "only page 0" });
+      await pub.publish(common, "agent_message", { agentId: 1, content: "everyone" });
+      await until("the common event everywhere", async () => (await Promise.all(pages.map(offsets))).every((o) => o.includes(1)));
+      await until("page 0's own event", async () => (await pages[0].evaluate(() => (window as any).own.length)) === 1);
+      // Pages 1 and 2 got only the common channel's event (offsets counts agent_message of both).
+      for (const p of pages.slice(1)) expect(await offsets(p)).toEqual([1]);
+      expect(await offsets(pages[0])).toEqual([1, 1]);
+
+      await pages[1].evaluate(async (ch) => {
+        const w = window as any;
+        w.own = [];
+        w.client.on("agent_message", (_m: any, e: any) => e.channel === ch && w.own.push(e.offset));
+        await w.client.subscribe(ch).ready;
+      }, own);
+      await pages[0].evaluate(async (ch) => (window as any).client.unsubscribe(ch), own);
+      await pub.publish(own, "agent_message", { agentId: 1, content: "page 1 still has it" });
+      await until("page 1's event on the channel page 0 left", async () => (await pages[1].evaluate(() => (window as any).own.length)) === 1);
+      expect(await pages[1].evaluate(() => (window as any).own)).toEqual([2]);
+      expect(await pages[0].evaluate(() => (window as any).own)).toEqual([1]);
+      expect(await metric("bridge_connections_current")).toBe(1);
+    } finally {
+      pub.close();
+      for (const p of pages) await p.close();
+    }
+  });
 });
