@@ -10,14 +10,20 @@ namespace bridge::core {
 namespace {
 
 constexpr std::array kCloseCodes = {
-    CloseCodeInfo{CloseCode::kNormal, "normal close"},
-    CloseCodeInfo{CloseCode::kGoingAway, "server going away (shutdown, idle timeout)"},
-    CloseCodeInfo{CloseCode::kProtocolError, "protocol error"},
-    CloseCodeInfo{CloseCode::kInvalidData, "invalid UTF-8 in a text message or close reason"},
-    CloseCodeInfo{CloseCode::kTooBig, "message too big"},
-    CloseCodeInfo{CloseCode::kUnauthenticated, "unauthenticated"},
-    CloseCodeInfo{CloseCode::kForbidden, "forbidden"},
-    CloseCodeInfo{CloseCode::kSlowConsumer, "slow consumer or rate limited"},
+    CloseCodeInfo{CloseCode::kNormal, "normal close", true},
+    CloseCodeInfo{CloseCode::kGoingAway, "server going away (shutdown, idle timeout)", true},
+    CloseCodeInfo{CloseCode::kProtocolError, "protocol error", false},
+    CloseCodeInfo{CloseCode::kInvalidData, "invalid UTF-8 in a text message or close reason",
+                  false},
+    CloseCodeInfo{CloseCode::kTooBig, "message too big", true},
+    // Retryable only after an accepted token expired and a new one can be had (clients' getToken).
+    CloseCodeInfo{CloseCode::kUnauthenticated, "unauthenticated", false},
+    CloseCodeInfo{CloseCode::kForbidden, "forbidden", false},
+    CloseCodeInfo{CloseCode::kSlowConsumer, "slow consumer or rate limited", true},
+    CloseCodeInfo{CloseCode::kNotFound, "unknown namespace", false},
+    CloseCodeInfo{CloseCode::kBadRequest, "bad request", false},
+    CloseCodeInfo{CloseCode::kTooManyFromIp, "too many connections from this address", true},
+    CloseCodeInfo{CloseCode::kUnavailable, "shutting down or too many connections", true},
 };
 
 constexpr std::array kErrorCodes = {

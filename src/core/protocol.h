@@ -29,14 +29,24 @@ enum class CloseCode : uint16_t {
   kUnauthenticated = 4001,  // missing, bad or expired token
   kForbidden = 4003,        // a channel outside the token's grants
   kSlowConsumer = 4008,     // write queue over its bound, or rate limits exceeded
+  // Refusals of a /ws upgrade, sent right after the 101 (browsers cannot read an HTTP status).
+  kNotFound = 4004,       // the namespace is not configured
+  kBadRequest = 4400,     // a bad channel name, since, epoch or client identity
+  kTooManyFromIp = 4429,  // too many connections from this address (retry later)
+  kUnavailable = 4503,    // shutting down, or too many connections in all (retry later)
 };
 
 struct CloseCodeInfo {
   CloseCode code;
   std::string_view meaning;
+  // Whether a client should reconnect (with backoff) after it; false: retrying cannot help.
+  bool retryable;
 };
 std::span<const CloseCodeInfo> CloseCodes();
 inline uint16_t CloseValue(CloseCode c) { return static_cast<uint16_t>(c); }
+
+// The longest close reason: a close frame's payload is at most 125 bytes, 2 of them the code.
+inline constexpr size_t kMaxCloseReasonBytes = 123;
 
 // Which codes a peer may send is the decoder's rule: core::IsValidPeerCloseCode
 // (core/websocket_codec.h).

@@ -24,6 +24,13 @@ namespace {
 
 // Longest ?client= identity, as long as a token subject may be.
 constexpr size_t kMaxIdentityBytes = auth::kMaxSubjectBytes;
+// Longest ?epoch=: the bridge's epochs are 12 hex digits (core/epoch.h); room for other nodes'.
+constexpr size_t kMaxEpochBytes = 64;
+
+// "/ws", "/ws/...", "/ws?...": the WebSocket endpoints.
+bool IsWsTarget(std::string_view raw) {
+  return raw == "/ws" || raw.starts_with("/ws/") || raw.starts_with("/ws?");
+}
 
 Transport MakeTransport(tcp::socket&& socket, ServerState& state) {
   if (auto tls = state.tls()) return Transport(std::move(socket), std::move(tls));
@@ -50,6 +57,7 @@ void HttpSession::Run() {
     state_.metrics.connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
     state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return RefuseAtAccept(
+        core::CloseCode::kUnavailable, "too many connections",
         "HTTP/1.1 503 Service Unavailable\r\nServer: gathering-bridge\r\n"
         "Content-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\n"
         "too many connections\n");
@@ -62,6 +70,7 @@ void HttpSession::Run() {
     state_.metrics.per_ip_rejected_total.fetch_add(1, std::memory_order_relaxed);
     state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return RefuseAtAccept(
+        core::CloseCode::kTooManyFromIp, "too many connections from this address",
         "HTTP/1.1 429 Too Many Requests\r\nServer: gathering-bridge\r\n"
         "Content-Type: text/plain\r\nContent-Length: 39\r\nConnection: close\r\n\r\n"
         "too many connections from this address\n");
@@ -71,7 +80,7 @@ void HttpSession::Run() {
     counted_ip_ = std::move(ip);
   }
   if (!transport_.is_tls()) return DoRead();
-  ArmDeadline();
+  ArmDeadline(state_.options.handshake_timeout);
   transport_.lowest().async_wait(
       tcp::socket::wait_read,
       beast::bind_front_handler(&HttpSession::OnFirstBytes, shared_from_this()));
@@ -112,16 +121,81 @@ void HttpSession::OnFirstBytes(beast::error_code ec) {
                            });
 }
 
-void HttpSession::RefuseAtAccept(std::string_view reply) {
+void HttpSession::RefuseAtAccept(core::CloseCode code, std::string_view reason,
+                                 std::string_view reply) {
   state_.metrics.http_errors_total.fetch_add(1, std::memory_order_relaxed);
   if (transport_.is_tls()) return transport_.Cut();
-  ArmDeadline();
-  boost::asio::async_write(transport_.lowest(), boost::asio::buffer(reply),
-                           [self = shared_from_this()](beast::error_code e, size_t) {
-                             if (e) return;
+  // The one deadline bounds the whole refusal (request, answer, close handshake), as it bounded
+  // the plain-text answer and its drain before refusals were readable by browsers.
+  ArmDeadline(state_.options.handshake_timeout);
+  sniffer_.emplace(state_.options.max_header_bytes);
+  SniffForUpgrade(code, reason, reply);
+}
+
+void HttpSession::SniffForUpgrade(core::CloseCode code, std::string_view reason,
+                                  std::string_view reply) {
+  transport_.lowest().async_read_some(
+      boost::asio::buffer(discard_),
+      [self = shared_from_this(), code, reason, reply](beast::error_code ec, size_t n) {
+        if (ec) return;  // gone, or the deadline
+        size_t used = 0;
+        auto result = self->sniffer_->Feed(std::string_view(self->discard_.data(), n), used);
+        if (result == core::UpgradeSniffer::Result::kNeedMore) {
+          return self->SniffForUpgrade(code, reason, reply);
+        }
+        if (result == core::UpgradeSniffer::Result::kUpgrade) {
+          std::string accept = self->sniffer_->accept();
+          self->sniffer_.reset();
+          return self->RefuseAfterUpgrade(accept, code, reason, /*rearm=*/false,
+                                          std::string_view(self->discard_.data() + used, n - used));
+        }
+        self->sniffer_.reset();
+        boost::asio::async_write(self->transport_.lowest(), boost::asio::buffer(reply),
+                                 [self](beast::error_code e, size_t) {
+                                   if (e) return;
+                                   self->transport_.ShutdownSend();
+                                   self->DrainAfterPlainReply();
+                                 });
+      });
+}
+
+void HttpSession::RefuseAfterUpgrade(std::string_view accept, core::CloseCode code,
+                                     std::string_view reason, bool rearm,
+                                     std::string_view pipelined) {
+  state_.metrics.http_errors_total.fetch_add(1, std::memory_order_relaxed);
+  if (rearm) ArmDeadline(state_.options.close_timeout);
+  // Frames the client sent without waiting for the 101 may already hold its close.
+  const bool peer_closed =
+      close_waiter_.Feed(reinterpret_cast<const uint8_t*>(pipelined.data()), pipelined.size());
+  // No subprotocol and no extension: the refusal is the only frame the connection carries.
+  refusal_ = core::Cat(
+      "HTTP/1.1 101 Switching Protocols\r\nServer: gathering-bridge\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Accept: ",
+      accept, "\r\n\r\n");
+  refusal_ += core::BuildWsCloseFrame(core::CloseValue(code),
+                                      core::TruncateUtf8(reason, core::kMaxCloseReasonBytes));
+  boost::asio::async_write(transport_, boost::asio::buffer(refusal_),
+                           [self = shared_from_this(), peer_closed](beast::error_code ec, size_t) {
+                             self->refusal_ = std::string();
+                             if (ec) return;
+                             if (!peer_closed) return self->AwaitPeerClose();
                              self->transport_.ShutdownSend();
                              self->DrainAfterPlainReply();
                            });
+}
+
+void HttpSession::AwaitPeerClose() {
+  // RFC 6455 section 7.1.1: the server closes the TCP connection once the close handshake is
+  // done; a client that never answers is cut at the deadline.
+  transport_.async_read_some(
+      boost::asio::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+        if (ec) return;
+        if (!self->close_waiter_.Feed(reinterpret_cast<const uint8_t*>(self->discard_.data()), n)) {
+          return self->AwaitPeerClose();
+        }
+        self->transport_.ShutdownSend();
+        self->DrainAfterPlainReply();
+      });
 }
 
 void HttpSession::DrainAfterPlainReply() {
@@ -143,8 +217,8 @@ void HttpSession::OnHandshake(beast::error_code ec) {
   DoRead();
 }
 
-void HttpSession::ArmDeadline() {
-  deadline_.expires_after(state_.options.handshake_timeout);
+void HttpSession::ArmDeadline(std::chrono::milliseconds timeout) {
+  deadline_.expires_after(timeout);
   deadline_.async_wait([weak = weak_from_this()](beast::error_code ec) {
     if (ec) return;
     if (auto self = weak.lock()) self->transport_.Cut();  // the pending operation fails
@@ -155,7 +229,7 @@ void HttpSession::DoRead() {
   parser_.emplace();
   parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
   parser_->body_limit(4096);
-  ArmDeadline();
+  ArmDeadline(state_.options.handshake_timeout);
   http::async_read(transport_, buffer_, *parser_,
                    beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
 }
@@ -196,23 +270,29 @@ HttpSession::Response HttpSession::MakeResponse(unsigned status, std::string con
 
 void HttpSession::Route(Request req) {
   state_.metrics.http_requests_total.fetch_add(1, std::memory_order_relaxed);
-  auto target =
-      core::ParseRequestTarget(std::string_view(req.target().data(), req.target().size()));
-  if (!target) return Reply(MakeResponse(400, "text/plain", "malformed request target\n", req));
+  const std::string_view raw(req.target().data(), req.target().size());
+  auto target = core::ParseRequestTarget(raw);
+  if (!target) {
+    // A WebSocket upgrade of a /ws target that does not parse still learns why, after its 101.
+    if (IsWsTarget(raw) && websocket::is_upgrade(req)) return Upgrade(std::move(req), nullptr);
+    return Reply(MakeResponse(400, "text/plain", "malformed request target\n", req));
+  }
 
   if (auto channel = core::ChannelFromWsPath(target->path)) {
-    // A namespace that is not configured is a path that does not exist.
-    if (!channel->empty() && state_.hub.namespaces().Find(core::NamespaceOf(*channel)) == nullptr) {
-      return Reply(
-          MakeResponse(404, "text/plain",
-                       core::Cat("unknown namespace '", core::NamespaceOf(*channel), "'\n"), req));
-    }
     if (!websocket::is_upgrade(req)) {
+      // Plain HTTP keeps its statuses. A namespace that is not configured is a path that does
+      // not exist.
+      if (!channel->empty() &&
+          state_.hub.namespaces().Find(core::NamespaceOf(*channel)) == nullptr) {
+        return Reply(MakeResponse(
+            404, "text/plain", core::Cat("unknown namespace '", core::NamespaceOf(*channel), "'\n"),
+            req));
+      }
       auto res = MakeResponse(426, "text/plain", "this path takes a WebSocket upgrade\n", req);
       res.set(http::field::upgrade, "websocket");
       return Reply(std::move(res));
     }
-    return Upgrade(std::move(req), *target);
+    return Upgrade(std::move(req), &*target);
   }
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     auto res = MakeResponse(405, "text/plain", "method not allowed\n", req);
@@ -252,9 +332,9 @@ void HttpSession::Route(Request req) {
   Reply(MakeResponse(404, "text/plain", "not found\n", req));
 }
 
-void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
+void HttpSession::Upgrade(Request req, const core::RequestTarget* target) {
   // The RFC 6455 handshake checks (GET, HTTP/1.1, Connection and Upgrade were checked by
-  // is_upgrade).
+  // is_upgrade). Without a valid key and version there is no WebSocket to refuse: HTTP statuses.
   auto key = req[http::field::sec_websocket_key];
   auto accept = core::WebSocketAccept(std::string_view(key.data(), key.size()));
   if (!accept) {
@@ -265,46 +345,67 @@ void HttpSession::Upgrade(Request req, const core::RequestTarget& target) {
     res.set(http::field::sec_websocket_version, "13");
     return Reply(std::move(res));
   }
-  WsSession::InitialSubscription initial;
-  initial.channel = *core::ChannelFromWsPath(target.path);
-  if (!initial.channel.empty()) {
-    if (absl::Status s = core::ValidateChannel(initial.channel); !s.ok()) {
-      return Reply(MakeResponse(400, "text/plain", core::Cat(s.message(), "\n"), req));
-    }
-  }
-  initial.ack = target.Param("ack").value_or("") == "1";
-  if (auto since = target.Param("since")) {
-    uint64_t n = 0;
-    if (!core::ParseUint(*since, n)) {
-      return Reply(MakeResponse(400, "text/plain", "since must be a non-negative integer\n", req));
-    }
-    initial.recovery = core::RecoveryRequest{n, target.Param("epoch").value_or("")};
-  }
-  if (state_.draining.load()) {
-    return Reply(MakeResponse(503, "text/plain", "server shutting down\n", req));
-  }
+  // A page of another site gets no WebSocket at all, not even one that closes at once
+  // (cross-site WebSocket hijacking): 403 before any upgrade. The bridge's own page and allowed
+  // origins never see it.
   std::string origin(req[http::field::origin]);
   std::string host(req[http::field::host]);
   if (!core::OriginAllowed(*state_.origins(), origin, host)) {
     state_.metrics.origin_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return Reply(MakeResponse(403, "text/plain", "origin not allowed\n", req));
   }
+  // From here on the request is a valid upgrade from an allowed origin: a refusal is a close
+  // code after the 101, which a browser can read.
+  auto refuse = [&](core::CloseCode code, std::string_view reason) {
+    const auto pipelined = buffer_.data();
+    RefuseAfterUpgrade(
+        *accept, code, reason, /*rearm=*/true,
+        std::string_view(static_cast<const char*>(pipelined.data()), pipelined.size()));
+  };
+  if (target == nullptr) return refuse(core::CloseCode::kBadRequest, "malformed request target");
+  WsSession::InitialSubscription initial;
+  initial.channel = *core::ChannelFromWsPath(target->path);
+  if (!initial.channel.empty()) {
+    if (absl::Status s = core::ValidateChannel(initial.channel); !s.ok()) {
+      return refuse(core::CloseCode::kBadRequest,
+                    std::string_view(s.message().data(), s.message().size()));
+    }
+    if (state_.hub.namespaces().Find(core::NamespaceOf(initial.channel)) == nullptr) {
+      return refuse(core::CloseCode::kNotFound,
+                    core::Cat("unknown namespace '", core::NamespaceOf(initial.channel), "'"));
+    }
+  }
+  initial.ack = target->Param("ack").value_or("") == "1";
+  if (auto since = target->Param("since")) {
+    uint64_t n = 0;
+    if (!core::ParseUint(*since, n)) {
+      return refuse(core::CloseCode::kBadRequest, "since must be a non-negative integer");
+    }
+    std::string epoch = target->Param("epoch").value_or("");
+    if (epoch.size() > kMaxEpochBytes || !core::IsValidUtf8(epoch)) {
+      return refuse(core::CloseCode::kBadRequest,
+                    core::Cat("epoch must be valid UTF-8 of at most ", kMaxEpochBytes, " bytes"));
+    }
+    initial.recovery = core::RecoveryRequest{n, std::move(epoch)};
+  }
+  if (state_.draining.load()) {
+    return refuse(core::CloseCode::kUnavailable, "server shutting down");
+  }
   std::string identity;
   std::string token;
   if (state_.auth.enabled()) {
-    token = target.Param("token").value_or("");
+    token = target->Param("token").value_or("");
   } else {
     // The identity reaches other clients' frames (agent_joined) and backends' protos.
-    identity = target.Param("client").value_or("");
+    identity = target->Param("client").value_or("");
     if (!core::IsValidUtf8(identity)) {
       state_.metrics.identity_rejected_total.fetch_add(1, std::memory_order_relaxed);
-      return Reply(MakeResponse(400, "text/plain", "client must be valid UTF-8\n", req));
+      return refuse(core::CloseCode::kBadRequest, "client must be valid UTF-8");
     }
     if (identity.size() > kMaxIdentityBytes) {
       state_.metrics.identity_rejected_total.fetch_add(1, std::memory_order_relaxed);
-      return Reply(MakeResponse(400, "text/plain",
-                                core::Cat("client is longer than ", kMaxIdentityBytes, " bytes\n"),
-                                req));
+      return refuse(core::CloseCode::kBadRequest,
+                    core::Cat("client is longer than ", kMaxIdentityBytes, " bytes"));
     }
   }
   upgrade_ = PendingUpgrade{std::move(initial), std::move(identity), std::move(token),

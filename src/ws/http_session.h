@@ -3,9 +3,17 @@
 // header size and one deadline (WsOptions::handshake_timeout) for each request and its answer.
 // An accepted upgrade is answered here (101) and the transport handed to a WsSession.
 //
+// A refused WebSocket upgrade is answered, when the request is a valid upgrade, with a 101 and at
+// once a close frame whose code and reason say why (core::CloseCode 4004, 4400, 4429, 4503):
+// browsers see only 1006 for an HTTP status. The connection then waits for the client's close
+// frame (bounded by --close_timeout; at accept, by the handshake deadline already running) and
+// ends; it never becomes a WsSession. Plain HTTP requests, malformed upgrades and a refused
+// Origin (403: a cross-site page must not get a WebSocket at all) keep their HTTP statuses;
+// docs/protocol.md "Errors before and right after the upgrade" has the table.
+//
 // Every connection counts against --max_connections (with the open WebSockets) and the per-address
 // limit from accept on, so idle keep-alive connections cannot exhaust the server; an upgrade
-// hands its slot to the WsSession.
+// hands its slot to the WsSession, a refused one keeps it until it ends.
 //
 // Owns itself; runs on its shard's io thread.
 #ifndef BRIDGE_WS_HTTP_SESSION_H_
@@ -18,6 +26,8 @@
 #include <memory>
 #include <optional>
 
+#include "core/protocol.h"
+#include "core/upgrade_refusal.h"
 #include "core/uri.h"
 #include "ws/server_state.h"
 #include "ws/transport.h"
@@ -38,20 +48,31 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
 
-  // A plain-text answer, then the connection ends (TLS connections are just closed: no
-  // handshake is spent on a refusal).
-  void RefuseAtAccept(std::string_view reply);
+  // Refuses a connection over a limit before reading anything from it. Plain TCP: the request
+  // head is sniffed through discard_ (core::UpgradeSniffer: no parser, no buffer growth) and a
+  // WebSocket upgrade gets a 101 and close `code`, anything else the plain-text `reply`; both
+  // under the one deadline armed here. TLS connections are just closed: no handshake is spent
+  // on a refusal.
+  void RefuseAtAccept(core::CloseCode code, std::string_view reason, std::string_view reply);
+  void SniffForUpgrade(core::CloseCode code, std::string_view reason, std::string_view reply);
+  // Answers a valid upgrade request with its 101 and a close frame (`code`, `reason` cut to 123
+  // bytes between characters), then waits for the client's close frame. `rearm`: bound the wait
+  // by --close_timeout (after a request was read; at accept the running deadline bounds it).
+  // `pipelined`: bytes the client sent after its request head (frames it did not wait to send).
+  void RefuseAfterUpgrade(std::string_view accept, core::CloseCode code, std::string_view reason,
+                          bool rearm, std::string_view pipelined);
+  void AwaitPeerClose();
   // TLS: the first byte decides between the handshake and a plain-text 400.
   void OnFirstBytes(boost::beast::error_code ec);
   void DrainAfterPlainReply();
   void OnHandshake(boost::beast::error_code ec);
-  // Bounds what follows (a read, the answer to it) by the handshake timeout.
-  void ArmDeadline();
+  // Bounds what follows (a read and the answer to it, or a refusal's close handshake).
+  void ArmDeadline(std::chrono::milliseconds timeout);
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void Route(Request req);
-  // `target` is req's parsed target (Route parsed it already).
-  void Upgrade(Request req, const core::RequestTarget& target);
+  // `target` is req's parsed target (Route parsed it already); null when it did not parse.
+  void Upgrade(Request req, const core::RequestTarget* target);
   void Reply(Response res);
   Response MakeResponse(unsigned status, std::string content_type, std::string body,
                         const Request& req) const;
@@ -66,6 +87,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<Response> pending_;
   std::array<char, 256> discard_;  // input read and dropped after a plain-text refusal
+  std::string refusal_;            // the 101 and close frame of a refused upgrade, being written
+  std::optional<core::UpgradeSniffer> sniffer_;  // at accept: is the refused request an upgrade?
+  core::CloseWaiter close_waiter_;
   // What the WebSocket session gets once its 101 is written.
   struct PendingUpgrade {
     WsSession::InitialSubscription initial;

@@ -226,7 +226,7 @@ TEST_F(AuthTest, HostileClientsAreAnsweredWhileAGoodClientMissesNothing) {
   big->Send(std::string(10000, ' '));
   EXPECT_EQ(big->AwaitClose(), 1009);
 
-  // A bad Origin: 403 before any upgrade.
+  // A bad Origin: 403 before any upgrade (a cross-site page gets no WebSocket at all).
   EXPECT_EQ(HttpStatusWithOrigin(server_->ws_port(), "/ws/circles/room", "https://evil.example"),
             403);
   // Too many from one address: `good` holds one slot; two more fit, the fourth is refused. The
@@ -238,7 +238,10 @@ TEST_F(AuthTest, HostileClientsAreAnsweredWhileAGoodClientMissesNothing) {
   auto s1 = Connect("/ws/circles/a?token=" + Token("x", {"circles/*"}));
   auto s2 = Connect("/ws/circles/a?token=" + Token("x", {"circles/*"}));
   ASSERT_TRUE(WaitFor([&] { return server_->metrics().connections_current.load() >= 3; }));
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/a", true), 429);
+  Refusal per_ip = RefuseUpgrade(server_->ws_port(), "/ws/circles/a");
+  EXPECT_EQ(per_ip.close_code, 4429);
+  EXPECT_EQ(per_ip.reason, "too many connections from this address");
+  EXPECT_EQ(HttpStatus(server_->ws_port(), "/healthz"), 429);
 
   for (int i = 0; i < 50; ++i)
     ASSERT_TRUE(PublishWith("backend-key-0123456789", "circles/room").ok());

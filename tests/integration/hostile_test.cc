@@ -206,7 +206,12 @@ TEST(HostileTest, IdleHttpConnectionsCountAgainstTheConnectionLimit) {
   ASSERT_TRUE(WaitFor([&] { return server->metrics().http_connections_current.load() == 2; }))
       << "idle HTTP connections are not counted";
   EXPECT_EQ(HttpStatus(server->ws_port(), "/healthz"), 503);
-  EXPECT_EQ(HttpStatus(server->ws_port(), "/ws/circles/room", true), 503);
+  // A WebSocket upgrade is read (the head, through a fixed 256-byte buffer) and refused after
+  // its 101, so that browsers see why; plain HTTP keeps the 503.
+  Refusal full = RefuseUpgrade(server->ws_port(), "/ws/circles/room");
+  EXPECT_EQ(full.http_status, 101);
+  EXPECT_EQ(full.close_code, 4503);
+  EXPECT_EQ(full.reason, "too many connections");
   EXPECT_GE(server->metrics().http_connections_rejected_total.load(), 2u);
   idle.clear();  // closing them frees the slots
   ASSERT_TRUE(WaitFor([&] { return server->metrics().http_connections_current.load() == 0; }));
@@ -223,11 +228,13 @@ TEST(HostileTest, AnIdentityThatIsNotUtf8IsRefusedBeforeAnyoneSeesIt) {
   ASSERT_EQ(healthy->RecvJson().at("type"), "subscribed");
   ASSERT_EQ(healthy->RecvEvent().at("type"), "agent_joined");  // its own
   for (const char* bad : {"%C0%AF", "%ED%A0%80", "%F4%90%80%80", "ok%E2%82"}) {
-    EXPECT_EQ(HttpStatus(server->ws_port(), core::Cat("/ws/circles/room?client=", bad), true), 400)
+    EXPECT_EQ(RefusalCode(server->ws_port(), core::Cat("/ws/circles/room?client=", bad)), 4400)
         << bad;
   }
-  EXPECT_EQ(HttpStatus(server->ws_port(), "/ws/circles/room?client=" + std::string(129, 'a'), true),
-            400);
+  Refusal long_id =
+      RefuseUpgrade(server->ws_port(), "/ws/circles/room?client=" + std::string(129, 'a'));
+  EXPECT_EQ(long_id.close_code, 4400);
+  EXPECT_EQ(long_id.reason, "client is longer than 128 bytes");
   EXPECT_EQ(server->metrics().identity_rejected_total.load(), 5u);
   // A valid multi-byte identity is fine, and the first thing the healthy client sees is it.
   auto ok = WsClient::Connect(server->ws_port(), "/ws/circles/room?client=%C3%A9l%C3%A8ve");

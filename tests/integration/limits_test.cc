@@ -70,7 +70,7 @@ TEST(LimitsTest, StalledReaderIsClosedAndDoesNotDelayOthers) {
   EXPECT_LE(server->metrics().queued_bytes_current.load(), 2 * 1024 * 1024);
 }
 
-TEST(LimitsTest, ConnectionCapAnswers503) {
+TEST(LimitsTest, ConnectionCapAnswers4503AfterTheUpgradeAnd503ToPlainHttp) {
   app::ServerConfig cfg;
   cfg.ws.max_connections = 2;
   auto server = StartBridge(cfg);
@@ -80,8 +80,9 @@ TEST(LimitsTest, ConnectionCapAnswers503) {
   ASSERT_TRUE(a && b);
   a->RecvJson();
   b->RecvJson();
-  EXPECT_EQ(HttpStatus(server->ws_port(), "/ws/circles/a", true), 503);
-  EXPECT_EQ(server->metrics().connections_rejected_total.load(), 1u);
+  EXPECT_EQ(RefusalCode(server->ws_port(), "/ws/circles/a"), 4503);
+  EXPECT_EQ(HttpStatus(server->ws_port(), "/healthz"), 503);
+  EXPECT_EQ(server->metrics().connections_rejected_total.load(), 2u);
   a.reset();
   EXPECT_TRUE(WaitFor([&] { return server->metrics().connections_current.load() == 1; }));
   EXPECT_NE(WsClient::Connect(server->ws_port(), "/ws/circles/a"), nullptr);

@@ -7,7 +7,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
 #include <functional>
+#include <vector>
 
+#include "core/utf8.h"
 #include "google/protobuf/util/json_util.h"
 #include "test_support.h"
 
@@ -190,15 +192,89 @@ TEST_F(PublishTest, HttpRoutes) {
   EXPECT_NE(body.find("<html"), std::string::npos);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/nope"), 404);
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/dev-team"), 426);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/a%20b", true), 400);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/", true), 400);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles", true), 400);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/unknown/x", true), 404);  // no such namespace
+  // Plain HTTP to a WebSocket path keeps its statuses; upgrades are refused after their 101
+  // (RefusalsOfAValidUpgradeAreCloseCodesWithTheirReason).
   EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/unknown/x"), 404);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/x?client=%C0%AF", true), 400);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/" + std::string(300, 'a'), true), 400);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/x?since=abc", true), 400);
-  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/%zz", true), 400);
+  EXPECT_EQ(HttpStatus(server_->ws_port(), "/ws/circles/%zz"), 400);
+}
+
+TEST_F(PublishTest, RefusalsOfAValidUpgradeAreCloseCodesWithTheirReason) {
+  const uint16_t port = server_->ws_port();
+  struct Case {
+    std::string target;
+    int code;
+    std::string reason;  // a part of it
+  };
+  const std::vector<Case> cases = {
+      {"/ws/unknown/x", 4004, "unknown namespace 'unknown'"},
+      {"/ws/circles/a%20b", 4400, "channel may only contain"},
+      {"/ws/circles/", 4400, ""},
+      {"/ws/circles", 4400, ""},
+      {"/ws/circles/" + std::string(300, 'a'), 4400, ""},
+      {"/ws/circles/x?client=%C0%AF", 4400, "client must be valid UTF-8"},
+      {"/ws/circles/x?since=abc", 4400, "since must be a non-negative integer"},
+      {"/ws/circles/x?since=1&epoch=" + std::string(65, 'e'), 4400, "epoch must be"},
+      {"/ws/circles/x?since=1&epoch=%FF", 4400, "epoch must be"},
+      {"/ws/circles/%zz", 4400, "malformed request target"},
+  };
+  for (const auto& c : cases) {
+    Refusal r = RefuseUpgrade(port, c.target);
+    EXPECT_EQ(r.http_status, 101) << c.target;
+    EXPECT_EQ(r.close_code, c.code) << c.target;
+    EXPECT_NE(r.reason.find(c.reason), std::string::npos) << c.target << ": " << r.reason;
+    EXPECT_FALSE(r.reason.empty()) << c.target;
+    // The bridge ends the connection as soon as the client answered its close, well before
+    // --close_timeout (5 s) would cut it.
+    EXPECT_LT(r.handshake_took, 3s) << c.target;
+  }
+  // A reason built from a long client string is cut to 123 bytes, between characters.
+  std::string long_ns = "/ws/" + std::string(150, 'n') + "/x";
+  Refusal r = RefuseUpgrade(port, long_ns);
+  EXPECT_EQ(r.close_code, 4004);
+  EXPECT_LE(r.reason.size(), 123u);
+  EXPECT_TRUE(core::IsValidUtf8(r.reason));
+  // Nothing is left open: every refused connection is gone, and a good upgrade still works.
+  EXPECT_TRUE(WaitFor([&] {
+    return server_->metrics().http_connections_current.load() == 0 &&
+           server_->metrics().connections_current.load() == 0;
+  })) << "refused connections linger";
+  EXPECT_NE(WsClient::Connect(port, "/ws/circles/fine"), nullptr);
+}
+
+TEST_F(PublishTest, ARefusedUpgradeThatNeverAnswersTheCloseIsCutAtTheCloseTimeout) {
+  // A raw client that sends its upgrade and then nothing: it gets the 101 and the close frame,
+  // and the bridge lets go of the connection after --close_timeout, not before.
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket s(ioc);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->ws_port()});
+  std::string req =
+      "GET /ws/unknown/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  boost::asio::write(s, boost::asio::buffer(req));
+  std::string got;
+  char buf[512];
+  boost::system::error_code ec;
+  const auto start = std::chrono::steady_clock::now();
+  std::function<void()> read = [&] {
+    s.async_read_some(boost::asio::buffer(buf), [&](boost::system::error_code e, size_t n) {
+      got.append(buf, n);
+      ec = e;
+      if (!e) read();
+    });
+  };
+  read();
+  ioc.run_for(15s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(got.rfind("HTTP/1.1 101", 0), 0u) << got;
+  size_t frame = got.find("\r\n\r\n") + 4;
+  ASSERT_GT(got.size(), frame + 4);
+  EXPECT_EQ(static_cast<uint8_t>(got[frame]), 0x88);  // FIN + close
+  EXPECT_EQ((static_cast<uint8_t>(got[frame + 2]) << 8) | static_cast<uint8_t>(got[frame + 3]),
+            4004);
+  EXPECT_TRUE(ec) << "the connection was never ended";
+  EXPECT_GE(took, 4s) << "cut before --close_timeout";
+  EXPECT_LT(took, 12s);
 }
 
 // Writes `bytes` on a fresh connection and reads until `until` appears, the server closes or

@@ -92,6 +92,41 @@ int HttpStatus(uint16_t port, const std::string& target, bool upgrade, std::stri
   return static_cast<int>(res.result_int());
 }
 
+Refusal RefuseUpgrade(uint16_t port, const std::string& target, const std::string& origin) {
+  Refusal out;
+  boost::asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws(ioc);
+  beast::error_code ec;
+  beast::get_lowest_layer(ws).connect(
+      tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), ec);
+  if (ec) return out;
+  if (!origin.empty()) {
+    ws.set_option(websocket::stream_base::decorator(
+        [origin](websocket::request_type& req) { req.set(http::field::origin, origin); }));
+  }
+  beast::get_lowest_layer(ws).expires_after(5s);
+  websocket::response_type res;
+  ws.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
+  out.http_status = static_cast<int>(res.result_int());
+  if (ec) return out;
+  // Beast's read answers the close and completes once the server has ended the connection.
+  const auto upgraded = std::chrono::steady_clock::now();
+  beast::get_lowest_layer(ws).expires_after(10s);
+  beast::flat_buffer buf;
+  bool done = false;
+  ws.async_read(buf, [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  ioc.run_for(10s);
+  if (!done || ec != websocket::error::closed) return out;
+  out.handshake_took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - upgraded);
+  out.close_code = ws.reason().code;
+  out.reason = std::string(ws.reason().reason.c_str());
+  return out;
+}
+
 WsClient::WsClient() : ws_(ioc_) {}
 
 WsClient::~WsClient() {

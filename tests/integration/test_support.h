@@ -42,6 +42,24 @@ inline int HttpStatusWithOrigin(uint16_t port, const std::string& target,
   return HttpStatus(port, target, true, nullptr, origin);
 }
 
+// How the bridge refused a WebSocket upgrade of `target`: `http_status` when it did not upgrade
+// (0: no answer), else 101 and the close frame it sent right after (`close_code` 0: none within
+// 5 s, or the connection stayed open). `handshake_took`: from the 101 until the bridge ended
+// the TCP connection after Beast answered its close (the close handshake, which a server that
+// waits for --close_timeout would stretch to 5 s).
+struct Refusal {
+  int http_status = 0;
+  int close_code = 0;
+  std::string reason;
+  std::chrono::milliseconds handshake_took{0};
+};
+Refusal RefuseUpgrade(uint16_t port, const std::string& target, const std::string& origin = "");
+// The close code after the 101, or the HTTP status when there was no upgrade.
+inline int RefusalCode(uint16_t port, const std::string& target, const std::string& origin = "") {
+  Refusal r = RefuseUpgrade(port, target, origin);
+  return r.http_status == 101 ? r.close_code : r.http_status;
+}
+
 // Reads one WebSocket message from `ws` into `buf`, running `ioc` for at most `timeout`:
 // nullopt when it timed out (the socket is then closed), else the read's result.
 template <class WebSocket>

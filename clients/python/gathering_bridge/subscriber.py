@@ -21,14 +21,19 @@ from .events import CONTROL_TYPES, Event, Gap, decode_event, parse_timestamp
 
 log = logging.getLogger("gathering_bridge")
 
-#: Close codes after which reconnecting cannot help (docs/protocol.md): protocol errors, 4001
-#: unauthenticated (but see ``get_token``), 4003 forbidden, and the post-upgrade refusals 4004
-#: (unknown channel) and 4400 (bad request). Every other code is retried with backoff.
+#: Close codes after which reconnecting cannot help (docs/protocol.md "Close codes", checked
+#: against the bridge's list by protocol_test): protocol errors, 4001 unauthenticated (but see
+#: ``get_token``), 4003 forbidden, and the refusals sent right after the upgrade 4004 (unknown
+#: namespace) and 4400 (bad channel, since, epoch or client). Every other code (1001, 1006, 4008,
+#: 4429 too many connections from this address, 4503 shutting down or full, ...) is retried
+#: with backoff. The bridge's reason is kept (``BridgeClosed.reason``).
 TERMINAL_CLOSE_CODES = (1002, 1003, 1007, 1008, 1010, 4001, 4003, 4004, 4400)
 STOP_CODES = TERMINAL_CLOSE_CODES
 
-#: Why the bridge refuses an upgrade with each HTTP status (docs/protocol.md "Errors before the
-#: upgrade"); the response body is not kept by ``websockets``, so the client names the cause.
+#: Why the bridge refuses an upgrade with each HTTP status (docs/protocol.md "Errors before and
+#: right after the upgrade"): the few refusals that stay statuses (403 Origin, malformed
+#: upgrades, over TLS a connection limit) and older bridges. The response body is not kept by
+#: ``websockets``, so the client names the cause.
 HTTP_REFUSALS = {
     400: "bad request: a channel name or ?client= identity the bridge does not accept",
     403: "forbidden: this Origin may not connect",
@@ -599,7 +604,12 @@ class BridgeSubscriber:
                 self._fatal(f"TLS certificate verification failed for {urlsplit(url).netloc}: "
                             f"{exc.verify_message or exc}", 1015)
                 return
-            except (OSError, asyncio.TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+            except ConnectionClosed as exc:
+                # Closed while the client was still sending its first frames (a refusal right
+                # after the upgrade): the bridge's code and reason, not a bare 1006.
+                log.debug("bridge connection closed: %r", exc)
+                code, reason = _close_info(self._ws) if self._ws is not None else (1006, "")
+            except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
                 log.debug("bridge connection failed: %r", exc)
                 code = 1006
             finally:

@@ -105,12 +105,22 @@ async def test_refused_refresh_is_terminal_and_reported_once(auth, auth_bridge, 
 
 
 async def test_terminal_closes_stop_and_say_why(auth, auth_bridge, channel):
-    # HTTP 404 before the upgrade (unknown namespace): the reason named, no retry.
+    # 4004 right after the upgrade (unknown namespace): the bridge's reason, no retry.
     sub = BridgeSubscriber(f"{auth_bridge.ws_url}/ws/nowhere/x", token=auth.token("cy"), min_delay=0.01)
     with pytest.raises(BridgeClosed) as err:
         await sub.start(timeout=5)
     await sub.close()
-    assert err.value.code == 404 and "namespace" in str(err.value) and sub.reconnects == 0
+    assert err.value.code == 4004 and err.value.reason == "unknown namespace 'nowhere'"
+    assert "unknown namespace 'nowhere'" in str(err.value)
+    assert sub.reconnects == 0 and sub.close_codes == [4004]
+    # 4400: a position to resume from whose epoch the bridge refuses (over 64 bytes).
+    sub = BridgeSubscriber(f"{auth_bridge.ws_url}/ws/{channel}", token=auth.token("cy"), min_delay=0.01,
+                           resume_from={channel: ("e" * 65, 3)})
+    with pytest.raises(BridgeClosed) as err:
+        await sub.start(timeout=5)
+    await sub.close()
+    assert err.value.code == 4400 and err.value.reason == "epoch must be valid UTF-8 of at most 64 bytes"
+    assert sub.reconnects == 0 and sub.close_codes == [4400]
     # 4003: the path's channel outside the token's grants.
     sub = BridgeSubscriber(f"{auth_bridge.ws_url}/ws/{channel}", token=auth.token("cy", channels="workspace/*"),
                            min_delay=0.01)
@@ -119,6 +129,25 @@ async def test_terminal_closes_stop_and_say_why(auth, auth_bridge, channel):
     await sub.close()
     assert err.value.code == 4003 and "does not grant" in str(err.value)
     assert sub.close_codes == [4003] and sub.subscription(channel).state == "unsubscribed"
+
+
+async def test_a_full_bridge_is_retried_with_backoff_and_the_reason_kept(start_bridge, channel):
+    # --max_connections=1 held by one subscriber: every other upgrade is refused with 4503 after
+    # its 101. Retryable: the client backs off (no storm) and gives up after max_attempts with the
+    # bridge's reason.
+    full = start_bridge(args=["--max_connections=1"])
+    holder = BridgeSubscriber(f"{full.ws_url}/ws/{channel}")
+    await holder.start(timeout=5)
+    try:
+        sub = BridgeSubscriber(f"{full.ws_url}/ws/{channel}", min_delay=0.05, max_delay=0.1,
+                               max_attempts=3, rng=lambda: 1.0)
+        with pytest.raises(BridgeClosed) as err:
+            await sub.start(timeout=10)
+        await sub.close()
+        assert err.value.code == 4503 and err.value.reason == "too many connections"
+        assert sub.close_codes == [4503] * 4 and sub.reconnects == 3
+    finally:
+        await holder.close()
 
 
 async def test_retryable_closes_back_off_without_a_storm():

@@ -16,6 +16,7 @@ import {
   type KnownEventType,
   type SubscribedFrame,
 } from "./events.js";
+import { maybeShared, type SharedOptions } from "./shared.js";
 
 /** The part of the WebSocket API the client uses (browser WebSocket and `ws` both have it). */
 export interface WebSocketLike {
@@ -33,11 +34,13 @@ export type WebSocketConstructor = new (url: string) => any;
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
 /**
- * Close codes after which reconnecting cannot help (docs/protocol.md "Close codes"): protocol
- * errors (1002, 1003, 1007, 1008, 1010), 4001 unauthenticated (but see `getToken`), 4003
- * forbidden, and the post-upgrade refusals 4004 (unknown channel) and 4400 (bad request). Every
- * other code (1001 going away, 1006 abnormal, 1009 too big, 1011–1014, 4008 slow consumer or
- * rate limited, 4429 too many connections, ...) is retried with backoff.
+ * Close codes after which reconnecting cannot help (docs/protocol.md "Close codes", checked
+ * against the bridge's list by protocol_test): protocol errors (1002, 1003, 1007, 1008, 1010),
+ * 4001 unauthenticated (but see `getToken`), 4003 forbidden, and the refusals the bridge sends
+ * right after the upgrade, 4004 (unknown namespace) and 4400 (bad channel, since, epoch or
+ * client). Every other code (1001 going away, 1006 abnormal, 1009 too big, 1011–1014, 4008 slow
+ * consumer or rate limited, 4429 too many connections from this address, 4503 shutting down or
+ * full, ...) is retried with backoff. The bridge's reason reaches `onClose` and the error.
  */
 export const TERMINAL_CLOSE_CODES: readonly number[] = [1002, 1003, 1007, 1008, 1010, 4001, 4003, 4004, 4400];
 
@@ -127,6 +130,13 @@ export interface BridgeClientOptions {
   clientId?: string;
   /** Always use `/ws` + subscribe frames, even for a single channel. */
   multiplex?: boolean;
+  /**
+   * Share one WebSocket between the tabs of this origin (src/shared.ts): one tab, elected with a
+   * Web Lock, holds the connection and routes every tab's channels, requests and answers over a
+   * BroadcastChannel; when it closes, another takes over and every tab resumes with since/epoch.
+   * Implies `multiplex`. Without Web Locks or BroadcastChannel (Node), the client connects itself.
+   */
+  shared?: boolean | SharedOptions;
   /** WebSocket implementation; default `globalThis.WebSocket`. In Node < 22 pass `ws`'s. */
   WebSocket?: WebSocketConstructor;
   /** Backoff settings, or `false` to never reconnect. */
@@ -446,7 +456,7 @@ export class BridgeClient {
     }
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WS) throw new Error("bridge-client: no WebSocket implementation; pass options.WebSocket (e.g. `ws`)");
-    this.WS = WS;
+    this.WS = maybeShared(WS, this.base.toString(), options.shared);
     this.backoff = options.reconnect === false ? false : { ...DEFAULTS, ...(options.reconnect ?? {}) };
     this.random = options.random ?? Math.random;
   }
@@ -828,7 +838,7 @@ export class BridgeClient {
   private openWith(token: string | undefined): void {
     const names = [...this.channels.keys()];
     const tokenInFrame = token !== undefined && this.options.tokenTransport === "frame";
-    const usePath = !this.options.multiplex && !tokenInFrame && names.length === 1;
+    const usePath = !this.options.multiplex && !this.options.shared && !tokenInFrame && names.length === 1;
     const url = new URL(this.base.toString());
     url.pathname = usePath ? `/ws/${names[0]}` : "/ws";
     if (token !== undefined && !tokenInFrame) url.searchParams.set("token", token);
@@ -940,7 +950,8 @@ export class BridgeClient {
     const expired = code === 4001 && tokenWasAccepted && this.options.getToken !== undefined;
     const stopCodes = b ? b.stopOnCodes : TERMINAL_CLOSE_CODES;
     if (!expired && stopCodes.includes(code)) {
-      const ch = code === 4003 ? pathChannel : undefined;
+      // A refusal of the path's channel names it (the subscription's error too).
+      const ch = code === 4003 || code === 4004 || code === 4400 ? pathChannel : undefined;
       return this.fail(new BridgeError(`close_${code}`, `bridge-client: closed with ${code}${reason ? ` (${reason})` : ""}`, ch, undefined, code), info);
     }
     if (!b || this.attempts >= b.maxAttempts) {

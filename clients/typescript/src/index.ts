@@ -15,6 +15,8 @@ export type {
   WebSocketConstructor,
   WebSocketLike,
 } from "./client.js";
+export { canShare, sharedKey, sharedStatus } from "./shared.js";
+export type { SharedOptions, SharedStatus } from "./shared.js";
 export { decodeEvent, eventSchemas, isKnownEventType, stringifyFrame } from "./events.js";
 export type {
   BridgeEvent,

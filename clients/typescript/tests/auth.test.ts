@@ -163,15 +163,40 @@ describe("terminal and retryable closes", () => {
     expect(urls).toHaveLength(1);
   });
 
-  it("an HTTP 404 refusal of the upgrade (unknown namespace) stops at once", async () => {
+  it("4004 right after the upgrade (unknown namespace) stops at once with the bridge's reason", async () => {
     const { WS, urls } = countingWS();
     const closes: CloseInfo[] = [];
+    const errors: BridgeError[] = [];
     const c = client({ url: `${bridge.wsUrl}/ws/nowhere/x`, WebSocket: WS, token: auth.token("eve") });
     c.onClose((i) => closes.push(i));
-    await expect(c.connect()).rejects.toMatchObject({ code: "http_404" });
+    c.onError((e) => errors.push(e));
+    const sub = c.subscription("nowhere/x")!;
+    await expect(c.connect()).rejects.toMatchObject({ code: "close_4004", closeCode: 4004, channel: "nowhere/x" });
+    await expect(sub.ready).rejects.toMatchObject({ code: "close_4004" });
     await new Promise((r) => setTimeout(r, 300));
     expect(urls).toHaveLength(1);
-    expect(closes).toMatchObject([{ httpStatus: 404, willReconnect: false }]);
+    expect(closes).toEqual([{ code: 4004, reason: "unknown namespace 'nowhere'", willReconnect: false }]);
+    expect(errors).toHaveLength(1);
+    expect(errors[0].message).toContain("unknown namespace 'nowhere'");
+    expect(c.state).toBe("closed");
+  });
+
+  it("4400 (a bad epoch) is terminal too, the reason surfaced once", async () => {
+    const { WS, urls } = countingWS();
+    const errors: BridgeError[] = [];
+    const closes: CloseInfo[] = [];
+    const channel = unique("circles");
+    const c = client({ url: bridge.wsUrl, WebSocket: WS, token: auth.token("eve") });
+    c.onError((e) => errors.push(e));
+    c.onClose((i) => closes.push(i));
+    // One channel goes on the path, with its position as ?since=&epoch=: an epoch over 64 bytes.
+    const sub = c.subscribe(channel, { since: 3, epoch: "e".repeat(65) });
+    await expect(c.connect()).rejects.toMatchObject({ code: "close_4400", closeCode: 4400, channel });
+    await expect(sub.ready).rejects.toMatchObject({ code: "close_4400" });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(urls).toHaveLength(1);
+    expect(errors).toHaveLength(1);
+    expect(closes).toEqual([{ code: 4400, reason: "epoch must be valid UTF-8 of at most 64 bytes", willReconnect: false }]);
   });
 
   it("retries a refused connection with bounded backoff: attempts counted, no storm", async () => {
@@ -189,7 +214,35 @@ describe("terminal and retryable closes", () => {
     expect(delays.slice(0, 4)).toEqual([100, 200, 400, 400]);
   });
 
-  it("HTTP 429 (too many connections from one address) is retried until a slot frees", async () => {
+  it("4503 (the bridge is full) is retried with backoff, attempts counted, the reason kept", async () => {
+    const full = await startBridge({ args: ["--max_connections=1"] });
+    try {
+      const channel = unique("circles");
+      const holder = new BridgeClient({ url: `${full.wsUrl}/ws/${channel}`, WebSocket, reconnect: false });
+      await holder.connect();
+      const { WS, urls } = countingWS();
+      const closes: CloseInfo[] = [];
+      const delays: number[] = [];
+      const c = client({ url: `${full.wsUrl}/ws/${channel}`, WebSocket: WS, reconnect: { minDelayMs: 40, maxDelayMs: 80, maxAttempts: 3 }, random: () => 1 });
+      c.onClose((i) => closes.push(i));
+      c.onState((s) => s.delayMs !== undefined && delays.push(s.delayMs));
+      await expect(c.connect()).rejects.toMatchObject({ code: "close_4503", closeCode: 4503 });
+      expect(urls).toHaveLength(4); // the first attempt and maxAttempts retries: no storm
+      expect(delays).toEqual([40, 80, 80]);
+      expect(closes.map((i) => [i.code, i.reason, i.willReconnect])).toEqual([
+        [4503, "too many connections", true],
+        [4503, "too many connections", true],
+        [4503, "too many connections", true],
+        [4503, "too many connections", false],
+      ]);
+      expect(c.error?.message).toMatch(/4503 \(too many connections\); gave up after 3 attempts/);
+      holder.close();
+    } finally {
+      await full.stop();
+    }
+  });
+
+  it("4429 (too many connections from one address) is retried until a slot frees", async () => {
     const limited = await startBridge({ args: ["--max_connections_per_ip=1", "--per_ip_exempt_loopback=false"] });
     try {
       const channel = unique("circles");
@@ -197,9 +250,9 @@ describe("terminal and retryable closes", () => {
       await first.connect();
       const { WS, urls } = countingWS();
       const second = client({ url: `${limited.wsUrl}/ws/${channel}`, WebSocket: WS, reconnect: { minDelayMs: 50, maxDelayMs: 100 } });
-      const refused = nextOf<CloseInfo>("a 429", (fn) => second.onClose(fn));
+      const refused = nextOf<CloseInfo>("a 4429", (fn) => second.onClose(fn));
       const connected = second.connect();
-      expect(await refused).toMatchObject({ httpStatus: 429, willReconnect: true });
+      expect(await refused).toEqual({ code: 4429, reason: "too many connections from this address", willReconnect: true });
       first.close();
       await connected;
       expect(urls.length).toBeGreaterThanOrEqual(2);

@@ -188,6 +188,76 @@ TEST(ProtocolTest, PythonClientKnowsEveryControlType) {
   EXPECT_EQ(Matches(list, "\"", kLower, "\""), ClientsControlTypes());
 }
 
+// Which of the bridge's close codes a client must not retry: exactly the ones core/protocol.h
+// marks not retryable. The clients' lists may hold more (RFC codes the bridge never sends).
+std::set<std::string> TerminalBridgeCodes(const std::set<std::string>& client_list) {
+  std::set<std::string> out;
+  for (const auto& c : CloseCodes()) {
+    if (client_list.count(std::to_string(CloseValue(c.code))))
+      out.insert(std::to_string(CloseValue(c.code)));
+  }
+  return out;
+}
+
+std::set<std::string> ExpectedTerminal() {
+  std::set<std::string> out;
+  for (const auto& c : CloseCodes()) {
+    if (!c.retryable) out.insert(std::to_string(CloseValue(c.code)));
+  }
+  return out;
+}
+
+TEST(ProtocolTest, RefusalCodesAreFourThousandsAndTerminalOnlyWhenRetryingCannotHelp) {
+  std::set<uint16_t> seen;
+  for (const auto& c : CloseCodes()) {
+    EXPECT_TRUE(seen.insert(CloseValue(c.code)).second) << CloseValue(c.code);
+    EXPECT_TRUE(IsValidPeerCloseCode(CloseValue(c.code))) << CloseValue(c.code);
+  }
+  for (CloseCode c : {CloseCode::kNotFound, CloseCode::kBadRequest, CloseCode::kForbidden,
+                      CloseCode::kUnauthenticated}) {
+    EXPECT_EQ(ExpectedTerminal().count(std::to_string(CloseValue(c))), 1u) << CloseValue(c);
+  }
+  for (CloseCode c : {CloseCode::kTooManyFromIp, CloseCode::kUnavailable, CloseCode::kGoingAway,
+                      CloseCode::kSlowConsumer}) {
+    EXPECT_EQ(ExpectedTerminal().count(std::to_string(CloseValue(c))), 0u) << CloseValue(c);
+  }
+}
+
+TEST(ProtocolTest, DocumentedClientBehaviourPerCloseCodeIsTheBridgesList) {
+  std::string table = Section(ReadSource("docs/protocol.md"), "## Close codes");
+  std::set<std::string> stop;
+  for (const auto& c : CloseCodes()) {
+    std::string code = std::to_string(CloseValue(c.code));
+    size_t row = table.find("\n| " + code + " |");
+    ASSERT_NE(row, std::string::npos) << code;
+    std::string line = table.substr(row + 1, table.find('\n', row + 1) - row - 1);
+    std::string last = line.substr(line.rfind(" | ", line.size() - 3) + 3);
+    if (last.rfind("stop", 0) == 0)
+      stop.insert(code);
+    else
+      EXPECT_EQ(last.rfind("retry", 0), 0u) << line;
+  }
+  EXPECT_EQ(stop, ExpectedTerminal());
+}
+
+TEST(ProtocolTest, TypeScriptClientStopsOnTheTerminalCodes) {
+  std::string src = ReadSource("clients/typescript/src/client.ts");
+  std::string list = Block(src, "TERMINAL_CLOSE_CODES: readonly number[] = [", "]");
+  ASSERT_FALSE(list.empty())
+      << "TERMINAL_CLOSE_CODES not found in clients/typescript/src/client.ts";
+  std::string padded = " " + list + ",";
+  EXPECT_EQ(TerminalBridgeCodes(Matches(padded, " ", "0123456789", ",")), ExpectedTerminal());
+}
+
+TEST(ProtocolTest, PythonClientStopsOnTheTerminalCodes) {
+  std::string src = ReadSource("clients/python/gathering_bridge/subscriber.py");
+  std::string list = Block(src, "TERMINAL_CLOSE_CODES = (", ")");
+  ASSERT_FALSE(list.empty())
+      << "TERMINAL_CLOSE_CODES not found in clients/python/gathering_bridge/subscriber.py";
+  std::string padded = " " + list + ",";
+  EXPECT_EQ(TerminalBridgeCodes(Matches(padded, " ", "0123456789", ",")), ExpectedTerminal());
+}
+
 TEST(Utf8Test, ValidatesAndTruncatesBetweenCharacters) {
   EXPECT_TRUE(IsValidUtf8("plain"));
   EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));

@@ -165,4 +165,54 @@ describe("demo page", () => {
       auth.cleanup();
     }
   });
+  it("a full bridge: the page shows the refusal's reason (4503) and connects once a slot frees", async () => {
+    // Two connections in all. The page's own HTTP connection is let go after the 0.5 s
+    // handshake deadline; then two sockets from here fill the bridge.
+    const b = await startBridge({ args: ["--max_connections=2", "--handshake_timeout=0.5s"] });
+    const holders: WebSocket[] = [];
+    try {
+      const page = await ctx!.newPage();
+      const consoleErrors: string[] = [];
+      page.on("pageerror", (e) => consoleErrors.push(String(e)));
+      await page.goto(`http://127.0.0.1:${b.wsPort}/`);
+      // A holder is in when its subscription is confirmed; a 4503 (the page's connection not let
+      // go yet) is retried, bounded.
+      const hold = async (): Promise<WebSocket> => {
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const sock = new WebSocket(`${b.wsUrl}/ws/circles/holder?ack=1`);
+          const ok = await new Promise<boolean>((res) => {
+            sock.once("message", () => res(true));
+            sock.once("close", () => res(false));
+            sock.once("error", () => res(false));
+          });
+          if (ok) return sock;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        throw new Error("could not fill the bridge's connection slots");
+      };
+      holders.push(await hold(), await hold());
+
+      await page.fill("#channel", `circles/full-${Date.now()}`);
+      await page.click("#connect");
+      await page.waitForFunction(() => /Refused: too many connections \(4503\), retrying/.test(document.querySelector("#refusal")!.textContent!), undefined, { timeout: 10_000 });
+      // (#state flips between open — the 101 — and reconnecting while it retries.)
+      expect(await page.textContent("#events")).toMatch(/refused by the bridge \(4503 too many connections\)/);
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, "page-refused.png"), fullPage: true });
+
+      // A slot frees: the page's next attempt gets in and the refusal goes away.
+      holders.shift()!.close();
+      await page.waitForSelector('#channels li[data-state="subscribed"]', { timeout: 20_000 });
+      expect(await page.textContent("#refusal")).toBe("");
+      // Backoff, not a storm: a handful of attempts in the seconds it took.
+      const reconnects = Number(await page.textContent("#reconnects"));
+      expect(reconnects).toBeGreaterThanOrEqual(1);
+      expect(reconnects).toBeLessThanOrEqual(10);
+      expect(consoleErrors).toEqual([]);
+      await page.close();
+    } finally {
+      for (const h of holders) h.close();
+      await b.stop();
+    }
+  });
 });
