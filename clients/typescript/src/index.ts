@@ -16,6 +16,18 @@ export type {
   WebSocketLike,
 } from "./client.js";
 export { decodeEvent, eventSchemas, isKnownEventType, stringifyFrame } from "./events.js";
+export { channelCarries, channelTypes, isChannelEvent, namespaceOf } from "./channels.js";
+export type {
+  AgentEvent,
+  ChannelCustomTypes,
+  ChannelEvent,
+  ChannelPayloadTypes,
+  CircleEvent,
+  NamespaceEvent,
+  NamespaceOf,
+  TypedNamespace,
+  WorkspaceEvent,
+} from "./channels.js";
 export type {
   BridgeEvent,
   CustomBridgeEvent,
