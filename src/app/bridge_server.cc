@@ -26,6 +26,7 @@
 #include "broker/redis_url.h"
 #include "core/hub.h"
 #include "core/strings.h"
+#include "core/typed_channels.h"
 #include "ws/listener.h"
 #include "ws/shutdown.h"
 
@@ -280,6 +281,10 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   impl->config = std::move(config);
   const ServerConfig& c = impl->config;
   size_t n = c.io_threads != 0 ? c.io_threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::string> typed_warnings;
+  auto typed = core::TypedChannels::Load(c.namespaces, &typed_warnings);
+  if (!typed.ok()) return typed.status();
+  for (const auto& w : typed_warnings) spdlog::warn("typed channels: {}", w);
 
   std::vector<core::Hub::Executor> executors;
   std::vector<asio::io_context*> shards;
@@ -318,7 +323,7 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   if (!listener.ok()) return listener.status();
   impl->listener = *listener;
 
-  impl->service = std::make_unique<rpc::EventService>(*impl->hub, c.rpc);
+  impl->service = std::make_unique<rpc::EventService>(*impl->hub, c.rpc, std::move(*typed));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -89,6 +89,9 @@ std::string Metrics::RenderPrometheus() const {
   Add(o, "rate_limited_closes_total", "counter",
       "Connections closed 4008 because a burst of rate-limit refusals went on.",
       rate_limited_closes_total);
+  Add(o, "publish_type_rejected_total", "counter",
+      "Publishes refused for a type their channel's namespace does not carry (typed channels).",
+      publish_type_rejected_total);
   return o;
 }
 

@@ -54,6 +54,9 @@ struct Metrics {
   Counter identity_rejected_total{0};
   Counter rate_limited_closes_total{0};  // connections closed 4008 for a burst of refusals //
                                          // upgrades refused 400 for a bad ?client= identity
+  // Publishes refused because their channel's namespace does not carry their type (typed
+  // channels); also counted in publish_rejected_total.
+  Counter publish_type_rejected_total{0};
 
   std::string RenderPrometheus() const;
 };

@@ -313,10 +313,11 @@ bool PublishBuckets::Take(const std::string& key) {
   return lru_.front().bucket.Take();
 }
 
-EventService::EventService(core::Hub& hub, RpcOptions options)
+EventService::EventService(core::Hub& hub, RpcOptions options, core::TypedChannels typed)
     : hub_(hub),
       options_(options),
       api_keys_(options_.auth.api_keys),
+      typed_(std::move(typed)),
       buckets_(options.publish_rate_per_key, options.publish_burst_per_key,
                options.publish_bucket_keys) {}
 
@@ -442,6 +443,13 @@ grpc::Status EventService::CheckPublish(const pb::PublishRequest& request,
       hub_.metrics().rate_limited_total.fetch_add(1, std::memory_order_relaxed);
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "publish rate limit exceeded");
     }
+  }
+  // With the payload checks (the hub's), after the grants: whether the caller may publish here
+  // at all comes first.
+  if (absl::Status s = typed_.Check(request.event()); !s.ok()) {
+    hub_.metrics().publish_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    hub_.metrics().publish_type_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    return ToGrpc(s);
   }
   return grpc::Status::OK;
 }

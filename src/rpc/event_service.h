@@ -25,6 +25,7 @@
 #include "auth/verifier.h"
 #include "core/hub.h"
 #include "core/token_bucket.h"
+#include "core/typed_channels.h"
 #include "gathering/bridge/v1/events.grpc.pb.h"
 
 namespace bridge::rpc {
@@ -78,7 +79,8 @@ class PublishBuckets {
 
 class EventService final : public gathering::bridge::v1::EventService::CallbackService {
  public:
-  EventService(core::Hub& hub, RpcOptions options);
+  // `typed`: the typed channels publishes are checked against (none: every type passes).
+  EventService(core::Hub& hub, RpcOptions options, core::TypedChannels typed = {});
   ~EventService() override;
 
   // Any thread. Refuses new calls with UNAVAILABLE and finishes open Subscribe streams (OK).
@@ -141,6 +143,7 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   const RpcOptions options_;
   std::mutex api_keys_mu_;
   std::shared_ptr<const auth::ApiKeys> api_keys_;  // api_keys_mu_; options_.auth's at first
+  const core::TypedChannels typed_;
   std::atomic<bool> shutting_down_{false};
   std::mutex streams_mu_;
   std::vector<std::weak_ptr<core::ClientMessageSink>> streams_;

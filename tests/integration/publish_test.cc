@@ -70,7 +70,14 @@ TEST_F(PublishTest, PlainPathSubscriberFirstFrameIsTheEvent) {
 }
 
 TEST_F(PublishTest, EveryPayloadTypeArrivesWithItsType) {
-  auto c = Subscribe("workspace/42");
+  // Every type in one channel: a namespace events.proto leaves untyped (typed_channels_test.cc
+  // covers the typed ones).
+  app::ServerConfig config;
+  config.namespaces = *core::NamespaceRegistry::Parse("circles:broadcast:presence,rooms");
+  server_ = StartBridge(std::move(config));
+  ASSERT_NE(server_, nullptr);
+  stub_ = MakeStub(server_->grpc_port());
+  auto c = Subscribe("rooms/42");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"agent_message", R"({"agent_message":{"agent_id":1,"content":"c"}})"},
       {"agent_joined", R"({"agent_joined":{"agent_id":1,"agent_name":"Ada"}})"},
@@ -86,7 +93,7 @@ TEST_F(PublishTest, EveryPayloadTypeArrivesWithItsType) {
   for (const auto& [type, json] : cases) {
     pb::PublishRequest req;
     ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, req.mutable_event()).ok());
-    req.mutable_event()->set_channel("workspace/42");
+    req.mutable_event()->set_channel("rooms/42");
     pb::PublishResponse resp;
     grpc::ClientContext ctx;
     ASSERT_TRUE(stub_->Publish(&ctx, req, &resp).ok()) << type;

@@ -4,6 +4,7 @@ Stubs are generated from proto/ on first import (clients/python/generate.sh) int
 gathering_bridge/gen/, or read from $GATHERING_BRIDGE_GEN_DIR.
 """
 from ._gen import pb, pb_grpc
+from .channels import CHANNEL_TYPES, carries, ensure_carries, is_channel_event, namespace_of
 from .events import EVENT_TYPES, Event, Gap, decode_event
 from .publisher import AsyncBridgePublisher, BridgePublisher, History, build_event
 from .subscriber import TERMINAL_CLOSE_CODES, BridgeClosed, BridgeError, BridgeSubscriber, Subscription
@@ -14,6 +15,7 @@ __all__ = [
     "BridgeError",
     "BridgePublisher",
     "BridgeSubscriber",
+    "CHANNEL_TYPES",
     "EVENT_TYPES",
     "Event",
     "Gap",
@@ -21,6 +23,10 @@ __all__ = [
     "Subscription",
     "TERMINAL_CLOSE_CODES",
     "build_event",
+    "carries",
+    "ensure_carries",
+    "is_channel_event",
+    "namespace_of",
     "decode_event",
     "pb",
     "pb_grpc",

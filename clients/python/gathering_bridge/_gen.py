@@ -12,9 +12,10 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 GEN_DIR = Path(os.environ.get("GATHERING_BRIDGE_GEN_DIR") or _HERE / "gen")
-_MODULE = GEN_DIR / "gathering" / "bridge" / "v1" / "events_pb2.py"
+_MODULES = [GEN_DIR / "gathering" / "bridge" / "v1" / f"{m}_pb2.py" for m in ("events", "options")]
 
-if not _MODULE.exists():
+# options_pb2 too: stubs generated before options.proto existed are regenerated.
+if not all(m.exists() for m in _MODULES):
     script = _HERE.parent / "generate.sh"
     try:
         subprocess.run([str(script), str(GEN_DIR)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -30,5 +31,6 @@ if str(GEN_DIR) not in sys.path:
 
 from gathering.bridge.v1 import events_pb2 as pb  # noqa: E402
 from gathering.bridge.v1 import events_pb2_grpc as pb_grpc  # noqa: E402
+from gathering.bridge.v1 import options_pb2 as pb_options  # noqa: E402
 
-__all__ = ["pb", "pb_grpc", "GEN_DIR"]
+__all__ = ["pb", "pb_grpc", "pb_options", "GEN_DIR"]

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatusCode
 
+from .channels import carries
 from .events import CONTROL_TYPES, Event, Gap, decode_event, parse_timestamp
 
 log = logging.getLogger("gathering_bridge")
@@ -100,6 +101,7 @@ class Subscription:
         self.on_recovered: Optional[Callable[[Dict[str, Any]], None]] = None
         self.on_gap: Optional[Callable[[Gap], None]] = None
         self._ready: Optional[asyncio.Future] = None
+        self._dropped: set = set()  # types dropped for not being the channel's, each logged once
 
     def _future(self) -> asyncio.Future:
         if self._ready is None:
@@ -708,6 +710,13 @@ class BridgeSubscriber:
             event = decode_event(frame)
         except Exception as exc:  # malformed data for a known type
             log.warning("cannot decode %s frame: %s", type_, exc)
+            return
+        if st is not None and not carries(channel, event.type, event.custom):
+            # Only a bridge built from another events.proto sends these: keep the typed
+            # channels' promise (gathering_bridge.channels) rather than hand them on.
+            if type_ not in st._dropped:
+                st._dropped.add(type_)
+                log.warning("dropped a %s event on %s, a type its namespace does not carry", type_, channel)
             return
         await self._queue.put(event)
 

@@ -202,7 +202,7 @@ async def _cli(*args: str, timeout: float = 20):
 
 
 async def test_cli_with_auth_control_frames_and_types(auth, auth_bridge, channel):
-    channel = channel.replace("circles/", "workspace/")  # no presence events
+    channel = channel.replace("circles/", "agents/")  # no presence events; custom types allowed
     # A mistyped --type is refused, with the likely one named; custom types need --custom.
     p = await _cli("publish", "--target", auth_bridge.grpc_target, "--channel", channel, "--type", "agent_mesage",
                    "--api-key", auth.api_key)

@@ -1,11 +1,13 @@
 // Regenerates src/gen from ../../proto into a temporary directory and fails when it differs from
-// the committed src/gen, so the proto contract and this client never drift apart.
+// the committed src/gen, so the proto contract and this client never drift apart: the messages
+// (protoc-gen-es) and the typed channels (scripts/generate-channels.mjs).
 // Usage: npm run check-generated   (exit 0: in sync, 1: drift, 2: protoc/plugin missing)
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { generateChannels } from "./generate-channels.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const committed = join(root, "src", "gen");
@@ -31,9 +33,11 @@ try {
       "-I", join(root, "..", "..", "proto"),
       `--plugin=protoc-gen-es=${plugin}`,
       `--es_out=${tmp}`,
-      "--es_opt=target=ts,json_types=true",
+      "--es_opt=target=ts,json_types=true,import_extension=js",
       "gathering/bridge/v1/events.proto",
+      "gathering/bridge/v1/options.proto",
     ], { stdio: ["ignore", "inherit", "inherit"] });
+    generateChannels(tmp);
   } catch (e) {
     console.error(`check-generated: protoc failed (${e.message}); is protobuf-compiler installed and npm ci done?`);
     process.exit(2);

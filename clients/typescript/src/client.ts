@@ -17,6 +17,7 @@ import {
   type SubscribedFrame,
 } from "./events.js";
 import { maybeShared, type SharedOptions } from "./shared.js";
+import { channelCarries, type ChannelEvent } from "./channels.js";
 
 /** The part of the WebSocket API the client uses (browser WebSocket and `ws` both have it). */
 export interface WebSocketLike {
@@ -187,6 +188,9 @@ export interface PublishAck {
   confirmedBy: "ack" | "barrier";
 }
 
+/** `T` where a subscription delivering `E` takes custom type `T`: never for known types, or when `E` has no custom events. */
+type CustomTypeOf<E extends BridgeEvent, T extends string> = [Extract<E, { custom: true }>] extends [never] ? never : T extends KnownEventType ? never : T;
+
 type Listener<A extends unknown[]> = (...args: A) => void;
 
 class Listeners<A extends unknown[]> {
@@ -210,9 +214,11 @@ export type SubscriptionState = "subscribing" | "subscribed" | "unsubscribed";
 
 /**
  * One channel of a BridgeClient. `ready` settles on the bridge's first answer: the `subscribed`
- * frame, or the error refusing it (then `state` is `unsubscribed` and `error` says why).
+ * frame, or the error refusing it (then `state` is `unsubscribed` and `error` says why). `E` is
+ * the events it delivers: narrowed by the channel's namespace when that is typed (see
+ * channels.ts; `client.subscribe("circles/x")` gives circle events only).
  */
-export class Subscription {
+export class Subscription<E extends BridgeEvent = BridgeEvent> {
   private _state: SubscriptionState = "subscribing";
   private _error: BridgeError | undefined;
   /** Resolves with the bridge's first `subscribed` frame; rejects with the refusal (a BridgeError). */
@@ -234,6 +240,8 @@ export class Subscription {
    */
   expectGap = false;
   private readonly handlers = new Map<string, Set<(data: any, event: BridgeEvent) => void>>();
+  /** Types dropped for not being the channel's (typed channels), each logged once. */
+  private readonly dropped = new Set<string>();
   /** @internal */ readonly eventL = new Listeners<[BridgeEvent]>();
   /** @internal */ readonly stateL = new Listeners<[SubscriptionState]>();
   /** @internal */ readonly subscribedL = new Listeners<[SubscribedFrame]>();
@@ -262,9 +270,12 @@ export class Subscription {
     return this.epoch === undefined ? undefined : { epoch: this.epoch, offset: this.offset };
   }
 
-  /** Events of one type on this channel (known types typed, custom ones raw JSON). */
-  on<K extends KnownEventType>(type: K, handler: (data: EventPayloads[K], event: BridgeEvent & { type: K }) => void): () => void;
-  on(type: string, handler: (data: JsonValue, event: CustomBridgeEvent) => void): () => void;
+  /**
+   * Events of one type on this channel (known types typed, custom ones raw JSON). On a typed
+   * channel only the types it carries are accepted, and custom ones only where it allows them.
+   */
+  on<K extends KnownEventType & Extract<E, { custom: false }>["type"]>(type: K, handler: (data: EventPayloads[K], event: Extract<E, { type: K }>) => void): () => void;
+  on<T extends string>(type: CustomTypeOf<E, T>, handler: (data: JsonValue, event: CustomBridgeEvent) => void): () => void;
   on(type: string, handler: (data: any, event: any) => void): () => void {
     let set = this.handlers.get(type);
     if (!set) this.handlers.set(type, (set = new Set()));
@@ -272,8 +283,8 @@ export class Subscription {
     return () => set!.delete(handler);
   }
   /** Every event of this channel. */
-  onEvent(fn: (event: BridgeEvent) => void): () => void {
-    return this.eventL.add(fn);
+  onEvent(fn: (event: E) => void): () => void {
+    return this.eventL.add(fn as (event: BridgeEvent) => void);
   }
   onState(fn: (state: SubscriptionState) => void): () => void {
     return this.stateL.add(fn);
@@ -345,6 +356,14 @@ export class Subscription {
   }
   /** @internal */
   deliver(event: BridgeEvent): void {
+    if (!channelCarries(this.channel, event.type, event.custom)) {
+      // Once per type: a bridge built from another events.proto would otherwise flood the log.
+      if (!this.dropped.has(event.type)) {
+        this.dropped.add(event.type);
+        console.warn(`bridge-client: dropped a ${event.type} event on ${this.channel}, a type its namespace does not carry (a bridge built from another events.proto?)`);
+      }
+      return;
+    }
     const set = this.handlers.get(event.type);
     if (set) {
       for (const h of [...set]) {
@@ -427,6 +446,8 @@ export class BridgeClient {
   private nextId = 0;
   private pending: Pending[] = [];
   private readonly handlers = new Map<string, Set<(data: any, event: BridgeEvent) => void>>();
+  /** Types dropped for not being the channel's (typed channels), each logged once. */
+  private readonly dropped = new Set<string>();
   private readonly anyEvent = new Listeners<[BridgeEvent]>();
   private readonly stateL = new Listeners<[StateChange]>();
   private readonly subscribedL = new Listeners<[SubscribedFrame]>();
@@ -545,8 +566,8 @@ export class BridgeClient {
   }
 
   /** The subscription of a channel of this client (undefined when it has none). */
-  subscription(channel: string): Subscription | undefined {
-    return this.channels.get(channel);
+  subscription<C extends string>(channel: C): Subscription<ChannelEvent<C>> | undefined {
+    return this.channels.get(channel) as Subscription<any> | undefined;
   }
 
   /**
@@ -554,9 +575,9 @@ export class BridgeClient {
    * Subscription; the same one when the channel is already there. `since` (+ `epoch`) replays
    * what followed; a ChannelPosition ({epoch, offset}) is accepted too.
    */
-  subscribe(channel: string, from?: SubscribeOptions | ChannelPosition): Subscription {
+  subscribe<C extends string>(channel: C, from?: SubscribeOptions | ChannelPosition): Subscription<ChannelEvent<C>> {
     const have = this.channels.get(channel);
-    if (have) return have;
+    if (have) return have as Subscription<any>;
     const sub = new Subscription(channel, this);
     this.channels.set(channel, sub);
     if (from) {
@@ -569,7 +590,7 @@ export class BridgeClient {
     }
     if (this.stopped) sub.ended(this._error ?? new BridgeError("closed", "bridge-client: closed", channel, "subscribe"));
     else if (this.ws && this.ws.readyState === OPEN && this._state === "open") this.sendSubscribe(channel);
-    return sub;
+    return sub as Subscription<any>;
   }
 
   /** Leaves a channel; resolves on the bridge's `unsubscribed` (at once when not connected). */

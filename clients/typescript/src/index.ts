@@ -18,6 +18,18 @@ export type {
 export { canShare, sharedKey, sharedStatus } from "./shared.js";
 export type { SharedOptions, SharedStatus } from "./shared.js";
 export { decodeEvent, eventSchemas, isKnownEventType, stringifyFrame } from "./events.js";
+export { channelCarries, channelTypes, isChannelEvent, namespaceOf } from "./channels.js";
+export type {
+  AgentEvent,
+  ChannelCustomTypes,
+  ChannelEvent,
+  ChannelPayloadTypes,
+  CircleEvent,
+  NamespaceEvent,
+  NamespaceOf,
+  TypedNamespace,
+  WorkspaceEvent,
+} from "./channels.js";
 export type {
   BridgeEvent,
   CustomBridgeEvent,
