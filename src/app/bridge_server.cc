@@ -392,10 +392,10 @@ void BridgeServer::Shutdown() {
   s.stopped = true;
   s.StopSweeper();
   auto deadline = std::chrono::steady_clock::now() + s.config.shutdown_timeout;
-  spdlog::info("shutting down: closing {} WebSocket connections, draining gRPC",
-               s.metrics.connections_current.load());
+  spdlog::info("shutting down: closing {} WebSocket connections (over {} ms), draining gRPC",
+               s.metrics.connections_current.load(), s.config.drain_window.count());
   s.listener->Stop();
-  ws::CloseAllSessions(*s.state);
+  ws::CloseAllSessions(*s.state, s.config.drain_window);
   s.service->BeginShutdown();
   s.grpc_server->Shutdown(std::chrono::system_clock::now() + s.config.shutdown_timeout);
   // Close handshakes are bounded by the sessions' close timeout; wait for them, bounded too.

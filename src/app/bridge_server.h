@@ -55,6 +55,8 @@ struct ServerConfig {
   size_t max_pending_frames = 8192;
   std::chrono::milliseconds broker_link_linger{2000};
   std::chrono::milliseconds shutdown_timeout{5000};
+  // Closes at shutdown spread evenly over this (0: all at once); within shutdown_timeout.
+  std::chrono::milliseconds drain_window{0};
   // How often Hub::Sweep runs (expired history, idle channels' state); on its own thread.
   std::chrono::milliseconds sweep_interval{1000};
 };

@@ -103,6 +103,7 @@ absl::StatusOr<ServerConfig> ServerConfigFrom(const config::Config& c) {
   s.rpc.publish_burst_per_key = lim.publish_burst_per_key();
   s.rpc.publish_bucket_keys = lim.publish_bucket_keys();
   s.shutdown_timeout = Ms(lim.shutdown_timeout());
+  s.drain_window = Ms(lim.drain_window());
   s.sweep_interval = Ms(lim.sweep_interval());
 
   const auto& t = c.tls();

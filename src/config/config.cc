@@ -586,6 +586,11 @@ std::vector<std::string> Validate(const Config& c) {
     if (!(rv >= 0)) fail(rate, "must not be negative");
     if (rv > 0 && !(bv >= 1)) fail(burst, Cat("must be at least 1 while ", rate, " is set"));
   }
+  if (DurationOf(lim.drain_window()) >= DurationOf(lim.shutdown_timeout()) &&
+      DurationOf(lim.drain_window()) > absl::ZeroDuration()) {
+    fail("limits.drain_window",
+         Cat("must be shorter than limits.shutdown_timeout (", lim.shutdown_timeout(), ")"));
+  }
   const absl::Duration heartbeat = DurationOf(lim.heartbeat_interval());
   const absl::Duration idle = DurationOf(lim.idle_timeout());
   if (heartbeat <= absl::ZeroDuration()) fail("limits.heartbeat_interval", "must be positive");

@@ -2,13 +2,18 @@
 #ifndef BRIDGE_WS_SHUTDOWN_H_
 #define BRIDGE_WS_SHUTDOWN_H_
 
+#include <chrono>
+
 #include "ws/server_state.h"
 
 namespace bridge::ws {
 
 // Any thread. Marks the server draining (healthz 503, upgrades refused) and closes every open
-// WebSocket with 1001 on its own shard's thread.
-void CloseAllSessions(ServerState& state);
+// WebSocket with 1001 on its own shard's thread: all at once, or spread evenly over `spread`
+// so that thousands of clients do not all reconnect (elsewhere) in the same instant. Each client
+// resumes from the offsets it holds (?since=&epoch=), so nothing is lost by waiting its turn.
+void CloseAllSessions(ServerState& state,
+                      std::chrono::milliseconds spread = std::chrono::milliseconds(0));
 
 }  // namespace bridge::ws
 

@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/json/parse.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -40,6 +42,54 @@ TEST(ShutdownTest, InProcessShutdownClosesWith1001AndFinishesStreams) {
   EXPECT_TRUE(reader->Finish().ok());
   stopper.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// limits.drain_window: the closes are spread over the window (not all in the first instant, not
+// all at its end), every client gets 1001, and Shutdown returns well before its deadline.
+TEST(ShutdownTest, DrainSpreadsTheClosesOverTheWindow) {
+  app::ServerConfig config;
+  config.io_threads = 2;
+  config.drain_window = 1000ms;
+  config.shutdown_timeout = 4000ms;
+  auto server = StartBridge(config);
+  ASSERT_NE(server, nullptr);
+  constexpr size_t kClients = 80;
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (size_t i = 0; i < kClients; ++i) {
+    clients.push_back(WsClient::Connect(server->ws_port(), "/ws/circles/drain"));
+    ASSERT_NE(clients.back(), nullptr) << i;
+  }
+  ASSERT_TRUE(WaitFor([&] { return server->metrics().connections_current.load() == kClients; }));
+
+  std::vector<std::chrono::steady_clock::duration> closed_after(kClients);
+  std::vector<int> codes(kClients);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < kClients; ++i) {
+    readers.emplace_back([&, i] {
+      codes[i] = clients[i]->AwaitClose(5s);
+      closed_after[i] = std::chrono::steady_clock::now() - start;
+    });
+  }
+  std::thread stopper([&] { server->Shutdown(); });
+  for (auto& t : readers) t.join();
+  stopper.join();
+  const auto took = std::chrono::steady_clock::now() - start;
+
+  std::array<size_t, 12> per_100ms{};
+  for (size_t i = 0; i < kClients; ++i) {
+    EXPECT_EQ(codes[i], 1001) << "client " << i;
+    per_100ms[std::min<size_t>(closed_after[i] / 100ms, per_100ms.size() - 1)]++;
+  }
+  const auto [first, last] = std::minmax_element(closed_after.begin(), closed_after.end());
+  EXPECT_LT(*first, 300ms) << "the drain starts at once";
+  EXPECT_GT(*last, 700ms) << "the closes are spread over the window, not all at once";
+  EXPECT_LT(*last, 1600ms) << "and end with it";
+  for (size_t b = 0; b < per_100ms.size(); ++b) {
+    EXPECT_LE(per_100ms[b], kClients / 4)
+        << "closes in [" << b * 100 << ", " << (b + 1) * 100 << ") ms: the spread is uneven";
+  }
+  EXPECT_LT(took, 3s) << "Shutdown returns once the last close is done, before its deadline";
 }
 
 class ProcessTest : public ::testing::Test {

@@ -93,6 +93,7 @@ TEST(ConfigSchema, DefaultsAreTheLibrarysDefaults) {
   EXPECT_EQ(p.broker_link_linger, lib.broker_link_linger);
   EXPECT_EQ(p.grpc_max_message_bytes, lib.grpc_max_message_bytes);
   EXPECT_EQ(p.shutdown_timeout, lib.shutdown_timeout);
+  EXPECT_EQ(p.drain_window, lib.drain_window);
   EXPECT_EQ(p.sweep_interval, lib.sweep_interval);
   EXPECT_EQ(p.presence_lease, lib.presence_lease);
   EXPECT_EQ(p.broker_meta_ttl, lib.broker_meta_ttl);
@@ -232,6 +233,8 @@ TEST(ConfigValidate, ContradictionsAreRefusedWithTheirPaths) {
                "limits.client_message_burst"));
   EXPECT_TRUE(HasError(ErrorsOf(R"({"limits":{"heartbeat_interval":"0s"}})"),
                        "limits.heartbeat_interval (--heartbeat_interval): must be positive"));
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"limits":{"drain_window":"5s"}})"),
+                       "limits.drain_window (--drain_window): must be shorter"));
   EXPECT_TRUE(HasError(ErrorsOf(R"({"auth":{"mode":"tokens"}})"), "auth.mode (--auth)"));
   EXPECT_TRUE(
       HasError(ErrorsOf(R"({"auth":{"mode":"token"}})"), "token needs auth.hs256_secret_file"));
