@@ -150,7 +150,7 @@ TEST_F(LogsTest, AnUnknownLogFormatIsRefused) {
   EXPECT_EQ(Exited(), 2);
   bool said = false;
   for (const auto& l : Lines())
-    said |= l.find("--log_format must be text or json") != std::string::npos;
+    said |= l.find("must be text or json") != std::string::npos;
   EXPECT_TRUE(said);
 }
 
