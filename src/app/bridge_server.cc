@@ -27,6 +27,7 @@
 #include "core/hub.h"
 #include "core/strings.h"
 #include "core/typed_channels.h"
+#include "rpc/call_metrics.h"
 #include "ws/listener.h"
 #include "ws/shutdown.h"
 
@@ -233,6 +234,23 @@ struct BridgeServer::Impl {
   std::condition_variable sweeper_cv;
   bool sweeper_stop = false;
 
+  // The gRPC health service (grpc.health.v1) follows /readyz: SERVING while the listeners are
+  // up, the broker (if any) is connected and the server is not draining. Called at start, by
+  // the health thread and at shutdown; it only writes when the state changes.
+  std::mutex health_mu;
+  std::optional<bool> serving;
+  void UpdateHealth(bool draining) {
+    const bool ready = !draining && hub->broker_health().ok();
+    std::lock_guard lock(health_mu);
+    if (serving == ready || grpc_server == nullptr) return;
+    serving = ready;
+    grpc::HealthCheckServiceInterface* health = grpc_server->GetHealthCheckService();
+    if (health == nullptr) return;
+    health->SetServingStatus("", ready);
+    health->SetServingStatus(gathering::bridge::v1::EventService::service_full_name(), ready);
+    spdlog::info("grpc health: {}", ready ? "SERVING" : "NOT_SERVING");
+  }
+
   void StartSweeper() {
     auto interval = std::max(config.sweep_interval, std::chrono::milliseconds(10));
     sweeper = std::thread([this, interval] {
@@ -243,7 +261,18 @@ struct BridgeServer::Impl {
         lock.lock();
       }
     });
+    // Broker state changes are seen within 100 ms: the sweep interval may be long.
+    health_thread = std::thread([this] {
+      std::unique_lock lock(sweeper_mu);
+      while (!sweeper_cv.wait_for(lock, std::chrono::milliseconds(100),
+                                  [this] { return sweeper_stop; })) {
+        lock.unlock();
+        UpdateHealth(state->draining.load());
+        lock.lock();
+      }
+    });
   }
+  std::thread health_thread;
   void StopSweeper() {
     {
       std::lock_guard lock(sweeper_mu);
@@ -251,6 +280,7 @@ struct BridgeServer::Impl {
     }
     sweeper_cv.notify_all();
     if (sweeper.joinable()) sweeper.join();
+    if (health_thread.joinable()) health_thread.join();
   }
 
   void JoinThreads() {
@@ -334,6 +364,9 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   builder.AddListeningPort(core::Cat(grpc_host, ":", c.grpc_port), *credentials, &selected);
   builder.RegisterService(impl->service.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(c.grpc_max_message_bytes));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(rpc::MakeCallMetricsFactory(impl->metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   impl->grpc_server = builder.BuildAndStart();
   if (impl->grpc_server == nullptr || selected == 0) {
     impl->JoinThreads();
@@ -347,6 +380,7 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     impl->threads.emplace_back([ioc] { ioc->run(); });
   }
   impl->listener->Run();
+  impl->UpdateHealth(false);
   impl->StartSweeper();
   spdlog::info("gathering-bridge listening: {}://{}:{}/ws/..., grpc{} {}:{}, {} io threads",
                impl->state->tls() ? "wss" : "ws", c.host, impl->listener->port(),
@@ -391,6 +425,8 @@ void BridgeServer::Shutdown() {
   if (s.stopped) return;
   s.stopped = true;
   s.StopSweeper();
+  // Load balancers polling grpc.health.v1 stop sending before anything closes.
+  s.UpdateHealth(true);
   auto deadline = std::chrono::steady_clock::now() + s.config.shutdown_timeout;
   spdlog::info("shutting down: closing {} WebSocket connections (over {} ms), draining gRPC",
                s.metrics.connections_current.load(), s.config.drain_window.count());

@@ -39,6 +39,7 @@
 #include "app/configure.h"
 #include "auth/mint.h"
 #include "config/config.h"
+#include "core/log.h"
 #include "core/strings.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -679,9 +680,8 @@ int main(int argc, char** argv) {
   }
   if (command != nullptr) return command->run();
 
-  auto logger = spdlog::stderr_color_mt("bridge");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // Text until the configuration says otherwise: its own errors must be readable.
+  bridge::core::log::Setup(bridge::core::log::Format::kText, spdlog::level::info);
 
   const std::string file = absl::GetFlag(FLAGS_config);
   bridge::config::Config running;
@@ -692,7 +692,9 @@ int main(int argc, char** argv) {
                   errors.size() == 1 ? "one problem" : Cat(errors.size(), " problems"));
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(running.logging().level()));
+  bridge::core::log::Setup(bridge::core::log::ParseFormat(running.logging().format())
+                               .value_or(bridge::core::log::Format::kText),
+                           spdlog::level::from_str(running.logging().level()));
   if (!file.empty()) spdlog::info("configuration: {}", file);
   if (running.auth().mode() == "none") {
     spdlog::warn(

@@ -13,6 +13,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/log.h"
 #include "spdlog/spdlog.h"
 
 namespace bridge::broker {
@@ -606,7 +607,10 @@ void RedisConnection::Fail(absl::Status why, bool timeout) {
   ++generation_;
   CloseLink();
   last_error_ = why;
-  spdlog::warn("redis {}: connection down: {}", RedactedUrl(options_.url), why.ToString());
+  // Every failed reconnect ends here: rate-limited, so a long outage is a few lines, not one
+  // per backoff step.
+  core::log::WriteLimited(spdlog::level::warn, "redis_down", "redis connection down",
+                          {{"url", RedactedUrl(options_.url)}, {"error", why.ToString()}});
   std::deque<Pending> failed = std::move(pending_);
   pending_.clear();
   ScheduleReconnect();

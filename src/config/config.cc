@@ -706,6 +706,9 @@ std::vector<std::string> Validate(const Config& c) {
   if (std::find(std::begin(kLevels), std::end(kLevels), level) == std::end(kLevels)) {
     fail("logging.level", Cat("must be trace, debug, info, warn, error or off, not '", level, "'"));
   }
+  if (c.logging().format() != "text" && c.logging().format() != "json") {
+    fail("logging.format", Cat("must be text or json, not '", c.logging().format(), "'"));
+  }
   return errors;
 }
 

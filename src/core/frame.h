@@ -23,6 +23,9 @@ struct Frame {
   uint64_t offset = 0;  // 0 for control frames
   int ns = -1;          // the channel's namespace index in the registry; -1 for control frames
   std::string text;     // the JSON text sent as one WebSocket text frame
+  // When the hub accepted the publish (steady_clock, ns since its epoch), for the
+  // publish-to-socket-write histogram; 0: not measured (control frames, history replays).
+  int64_t accepted_nanos = 0;
   bool is_control() const { return offset == 0; }
 };
 using FramePtr = std::shared_ptr<const Frame>;

@@ -12,6 +12,7 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
     : namespaces_(std::move(namespaces)),
       metrics_(metrics),
       namespace_stats_(new NamespaceStats[namespaces_.all().size() + 1]),
+      delivery_latency_(shard_executors.size(), namespaces_.all().size()),
       max_channels_(max_channels),
       idle_timeout_(idle_timeout),
       stripes_(new Stripe[kStripes]),
@@ -63,6 +64,7 @@ Hub::ChannelState* Hub::FindOrCreateLocked(Stripe& stripe, const std::string& ch
   if (channel_count_.fetch_add(1, std::memory_order_relaxed) >= max_channels_) {
     channel_count_.fetch_sub(1, std::memory_order_relaxed);
     metrics_.channels_refused_total.fetch_add(1, std::memory_order_relaxed);
+    metrics_.CountLimit(Limit::kMaxChannels);
     return nullptr;
   }
   metrics_.channels_current.fetch_add(1, std::memory_order_relaxed);
@@ -170,6 +172,8 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   frame->channel = channel;
   frame->offset = offset;
   frame->ns = namespaces_.IndexOf(NamespaceOf(channel));
+  frame->accepted_nanos =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   frame->text.reserve(head.size() + 20 + tail.size());
   frame->text.append(head);
   internal::AppendPiece(frame->text, offset);
@@ -277,7 +281,7 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
       }
     }
   }
-  metrics_.subscriptions_current.fetch_add(1, std::memory_order_relaxed);
+  CountSubscription(channel, 1);
   if (joined) PublishPresence(channel, s->identity(), true, "");
   if (lifecycle_sinks_.load(std::memory_order_relaxed) > 0 || broker_ != nullptr) {
     ForwardLifecycle(channel, *s, true, "");
@@ -327,7 +331,7 @@ bool Hub::RemoveFromShard(size_t shard, const std::string& channel, Subscriber* 
                           [s](const Entry& e) { return e.subscriber == s; });
   if (pos == entries.end()) return false;
   entries.erase(pos);
-  metrics_.subscriptions_current.fetch_sub(1, std::memory_order_relaxed);
+  CountSubscription(channel, -1);
   if (entries.empty()) channels.erase(it);
   return true;
 }
@@ -384,16 +388,29 @@ PresenceResult Hub::Presence(const std::string& channel) {
   return r;
 }
 
-std::string Hub::RenderNamespaceMetrics() const {
-  std::string out;
+void Hub::CountSubscription(const std::string& channel, int64_t delta) {
+  metrics_.subscriptions_current.fetch_add(delta, std::memory_order_relaxed);
+  int index = namespaces_.IndexOf(NamespaceOf(channel));
+  if (index >= 0) namespace_stats_[index].subscriptions.fetch_add(delta, std::memory_order_relaxed);
+}
+
+MetricFamilies Hub::CollectMetrics() const {
+  MetricFamilies out;
+  metrics_.Collect(out);
+  CollectNamespaceMetrics(out);
+  CollectClusterMetrics(out);
+  return out;
+}
+
+void Hub::CollectNamespaceMetrics(MetricFamilies& out) const {
   const auto& all = namespaces_.all();
   auto family = [&](const char* name, const char* type, const char* help, auto field) {
-    out += Cat("# HELP bridge_namespace_", name, " ", help, "\n# TYPE bridge_namespace_", name, " ",
-               type, "\n");
+    MetricFamily f{Cat("bridge_namespace_", name), type, help, {}};
     for (size_t i = 0; i < all.size(); ++i) {
-      out += Cat("bridge_namespace_", name, "{namespace=\"", all[i].name, "\"} ",
-                 field(namespace_stats_[i]), "\n");
+      f.samples.push_back(
+          {"", {{"namespace", all[i].name}}, static_cast<double>(field(namespace_stats_[i]))});
     }
+    out.push_back(std::move(f));
   };
   family("dropped_total", "counter", "Frames dropped by drop_oldest/latest_only.",
          [](const NamespaceStats& s) { return s.dropped.load(); });
@@ -403,7 +420,41 @@ std::string Hub::RenderNamespaceMetrics() const {
          [](const NamespaceStats& s) { return s.slow_closes.load(); });
   family("queued_bytes", "gauge", "Bytes of the namespace's frames waiting in write queues.",
          [](const NamespaceStats& s) { return s.queued_bytes.load(); });
-  return out;
+  family("subscriptions", "gauge", "Subscriptions of this node's connections.",
+         [](const NamespaceStats& s) { return s.subscriptions.load(); });
+  // Cumulative buckets in seconds, as Prometheus histograms are.
+  MetricFamily h{"bridge_delivery_latency_seconds",
+                 "histogram",
+                 "From the hub accepting a publish to the completion of the socket write that "
+                 "carried its frame, per namespace.",
+                 {}};
+  for (size_t i = 0; i < all.size(); ++i) {
+    const ShardedHistogram::Totals t = delivery_latency_.Sum(i);
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < ShardedHistogram::kBuckets; ++b) {
+      cumulative += t.buckets[b];
+      std::string le = "+Inf";
+      if (b < ShardedHistogram::kBoundsNanos.size()) {
+        // Bounds are whole microseconds: print them exactly ("0.00005", "2.5").
+        const int64_t us = ShardedHistogram::kBoundsNanos[b] / 1000;
+        std::string frac = Cat(1000000 + us % 1000000).substr(1);
+        while (!frac.empty() && frac.back() == '0') frac.pop_back();
+        le = frac.empty() ? Cat(us / 1000000) : Cat(us / 1000000, ".", frac);
+      }
+      h.samples.push_back(
+          {"_bucket", {{"namespace", all[i].name}, {"le", le}}, static_cast<double>(cumulative)});
+    }
+    h.samples.push_back(
+        {"_sum", {{"namespace", all[i].name}}, static_cast<double>(t.sum_nanos) / 1e9});
+    h.samples.push_back({"_count", {{"namespace", all[i].name}}, static_cast<double>(t.count)});
+  }
+  out.push_back(std::move(h));
+}
+
+std::string Hub::RenderNamespaceMetrics() const {
+  MetricFamilies f;
+  CollectNamespaceMetrics(f);
+  return RenderPrometheus(f);
 }
 
 HistoryResult Hub::History(const std::string& channel, uint64_t since, size_t limit) {

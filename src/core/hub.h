@@ -40,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "core/broker.h"
 #include "core/frame.h"
+#include "core/histogram.h"
 #include "core/metrics.h"
 #include "core/namespaces.h"
 #include "core/presence.h"
@@ -124,6 +125,7 @@ struct NamespaceStats {
   Metrics::Counter gaps{0};         // gap frames sent
   Metrics::Counter slow_closes{0};  // connections closed 4008
   Metrics::Gauge queued_bytes{0};   // bytes of this namespace's frames waiting in queues
+  Metrics::Gauge subscriptions{0};  // this node's subscriptions to the namespace's channels
 };
 
 struct RecoveryRequest {
@@ -197,6 +199,17 @@ class Hub {
   // The broker's health; embedded: always up.
   BrokerHealth broker_health() const;
   std::string RenderClusterMetrics() const;
+  // Any thread. Every family of /metrics: the Metrics struct's, the per-namespace ones (with
+  // the delivery latency histogram) and, with a broker, bridge_broker_*.
+  MetricFamilies CollectMetrics() const;
+  void CollectNamespaceMetrics(MetricFamilies& out) const;
+  void CollectClusterMetrics(MetricFamilies& out) const;
+
+  // From a publish's acceptance (Frame::accepted_nanos) to the completion of the socket write
+  // that carried its frame, per shard (the io thread observing) and namespace index. Observed
+  // by the WebSocket sessions on their shard's thread.
+  ShardedHistogram& delivery_latency() { return delivery_latency_; }
+  const ShardedHistogram& delivery_latency() const { return delivery_latency_; }
 
   // Completions of the asynchronous calls below. Embedded, they run inline, before the call
   // returns; with a broker, on the broker's thread (or inline: the memory broker). They must
@@ -379,7 +392,11 @@ class Hub {
   void OnBrokerState(BrokerState state, const absl::Status& why);
   void OnBackendMessage(std::string origin, std::string payload);
   HistoryPolicy PolicyFor(const NamespaceConfig* ns) const;
-  FramePtr MakeFrame(const std::string& channel, uint64_t offset, std::string text) const;
+  // `accepted_nanos`: see Frame (0 for history read back from the broker).
+  FramePtr MakeFrame(const std::string& channel, uint64_t offset, std::string text,
+                     int64_t accepted_nanos = 0) const;
+  // subscriptions_current and the channel's namespace gauge. Any thread.
+  void CountSubscription(const std::string& channel, int64_t delta);
   // What to do once the stripe lock is released: broker calls may call back inline.
   struct Deferred {
     std::vector<std::string> repair;  // channels to read back from their delivered offset
@@ -423,6 +440,7 @@ class Hub {
   NamespaceRegistry namespaces_;
   Metrics& metrics_;
   std::unique_ptr<NamespaceStats[]> namespace_stats_;
+  ShardedHistogram delivery_latency_;
   std::atomic<bool> stopped_{false};
   std::atomic<size_t> lifecycle_sinks_{0};
   const size_t max_channels_;

@@ -50,11 +50,13 @@ HistoryPolicy Hub::PolicyFor(const NamespaceConfig* ns) const {
   return p;
 }
 
-FramePtr Hub::MakeFrame(const std::string& channel, uint64_t offset, std::string text) const {
+FramePtr Hub::MakeFrame(const std::string& channel, uint64_t offset, std::string text,
+                        int64_t accepted_nanos) const {
   auto f = std::make_shared<Frame>();
   f->channel = channel;
   f->offset = offset;
   f->ns = namespaces_.IndexOf(NamespaceOf(channel));
+  f->accepted_nanos = accepted_nanos;
   f->text = std::move(text);
   return f;
 }
@@ -229,7 +231,7 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
   }
   if (now_result.refused) return done(std::move(now_result));
   if (is_new) {
-    metrics_.subscriptions_current.fetch_add(1, std::memory_order_relaxed);
+    CountSubscription(channel, 1);
     ForwardLifecycle(channel, *s, true, "");
   }
   if (answer_now) {
@@ -548,7 +550,12 @@ void Hub::DeliverLocked(const std::string& channel, ChannelState& state, BrokerM
     std::from_chars(m.origin.data() + slash + 1, m.origin.data() + m.origin.size(), exclude_id);
   }
   state.delivered.offset = m.offset;
-  PostFrameLocked(state, MakeFrame(channel, m.offset, std::move(m.text)), exclude_id);
+  // The node's clock starts here: the publish was accepted by whichever node's hub took it, and
+  // steady clocks of two machines cannot be compared.
+  const int64_t arrived = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count();
+  PostFrameLocked(state, MakeFrame(channel, m.offset, std::move(m.text), arrived), exclude_id);
 }
 
 void Hub::PostFrameLocked(ChannelState& state, const FramePtr& frame, uint64_t exclude_id) {
@@ -836,13 +843,17 @@ void Hub::OnBackendMessage(std::string origin, std::string payload) {
 }
 
 std::string Hub::RenderClusterMetrics() const {
-  if (broker_ == nullptr) return "";
+  MetricFamilies f;
+  CollectClusterMetrics(f);
+  return RenderPrometheus(f);
+}
+
+void Hub::CollectClusterMetrics(MetricFamilies& out) const {
+  if (broker_ == nullptr) return;
   const BrokerHealth h = broker_->Health();
   const BrokerStats& b = broker_->stats();
-  std::string out;
   auto line = [&](const char* name, const char* type, const char* help, uint64_t v) {
-    out += Cat("# HELP bridge_broker_", name, " ", help, "\n# TYPE bridge_broker_", name, " ", type,
-               "\nbridge_broker_", name, " ", v, "\n");
+    out.push_back({Cat("bridge_broker_", name), type, help, {{"", {}, static_cast<double>(v)}}});
   };
   line("up", "gauge", "1 when publishing and pub/sub both work.", h.ok() ? 1 : 0);
   line("publish_up", "gauge", "1 when the broker's store answers.", h.publish_up ? 1 : 0);
@@ -878,7 +889,6 @@ std::string Hub::RenderClusterMetrics() const {
        c.backend_malformed.load());
   line("linked_channels", "gauge", "Channels this node subscribes to in the broker.",
        static_cast<uint64_t>(std::max<int64_t>(0, c.linked_channels.load())));
-  return out;
 }
 
 }  // namespace bridge::core

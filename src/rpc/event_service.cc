@@ -189,6 +189,7 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
         if (finishing_ || reactor_ == nullptr) return;
         if (queue_.size() >= max_) {
           metrics_.backend_dropped_total.fetch_add(1, std::memory_order_relaxed);
+          metrics_.CountLimit(core::Limit::kBackendQueue);
           return;
         }
         metrics_.backend_messages_total.fetch_add(1, std::memory_order_relaxed);
@@ -345,6 +346,7 @@ grpc::Status EventService::AcquireStream(const std::string& identity) {
   }
   if (refusal != nullptr) {
     hub_.metrics().backend_streams_refused_total.fetch_add(1, std::memory_order_relaxed);
+    hub_.metrics().CountLimit(core::Limit::kBackendStreams);
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         core::Cat(refusal, " (at most ", limit, "); close one first"));
   }
@@ -385,13 +387,13 @@ absl::StatusOr<std::optional<auth::Principal>> EventService::Authenticate(
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
   if (it == md.end()) {
-    hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+    hub_.metrics().CountAuthFailure(core::AuthFailure::kMissing);
     return absl::UnauthenticatedError("missing authorization: Bearer <token> metadata");
   }
   std::string value(it->second.data(), it->second.size());
   constexpr std::string_view kBearer = "Bearer ";
   if (value.compare(0, kBearer.size(), kBearer) != 0) {
-    hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+    hub_.metrics().CountAuthFailure(core::AuthFailure::kMalformed);
     return absl::UnauthenticatedError("authorization must be 'Bearer <token>'");
   }
   std::string token = value.substr(kBearer.size());
@@ -399,7 +401,7 @@ absl::StatusOr<std::optional<auth::Principal>> EventService::Authenticate(
   if (looks_like_jwt && options_.auth.verifier != nullptr) {
     auto p = options_.auth.verifier->Verify(token, std::chrono::system_clock::now());
     if (!p.ok()) {
-      hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+      hub_.metrics().CountAuthFailure(core::ClassifyAuthFailure(std::string(p.status().message())));
       return p.status();
     }
     return std::optional<auth::Principal>(std::move(*p));
@@ -412,7 +414,7 @@ absl::StatusOr<std::optional<auth::Principal>> EventService::Authenticate(
   if (api_keys != nullptr) {
     if (auto p = api_keys->Lookup(token)) return std::optional<auth::Principal>(*p);
   }
-  hub_.metrics().auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+  hub_.metrics().CountAuthFailure(core::AuthFailure::kUnknownKey);
   return absl::UnauthenticatedError("unknown API key or token");
 }
 
@@ -432,7 +434,7 @@ grpc::Status EventService::CheckPublish(const pb::PublishRequest& request,
     return s;
   }
   if (principal != nullptr && !principal->CanPublish(request.event().channel())) {
-    hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    hub_.metrics().CountAuthFailure(core::AuthFailure::kForbidden);
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         "not allowed to publish to '" + request.event().channel() + "'");
   }
@@ -441,6 +443,7 @@ grpc::Status EventService::CheckPublish(const pb::PublishRequest& request,
     std::lock_guard lock(buckets_mu_);
     if (!buckets_.Take(principal != nullptr ? principal->subject : kAnonymous)) {
       hub_.metrics().rate_limited_total.fetch_add(1, std::memory_order_relaxed);
+      hub_.metrics().CountLimit(core::Limit::kPublishRate);
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "publish rate limit exceeded");
     }
   }
@@ -456,9 +459,14 @@ grpc::Status EventService::CheckPublish(const pb::PublishRequest& request,
 
 void EventService::PublishOne(const pb::PublishRequest& request, const auth::Principal* principal,
                               pb::PublishResponse* response, PublishDone done) {
-  if (grpc::Status s = CheckPublish(request, principal); !s.ok()) return done(std::move(s));
-  hub_.PublishAsync(request.event(), [&request, response, done = std::move(done)](
+  core::Metrics& metrics = hub_.metrics();
+  if (grpc::Status s = CheckPublish(request, principal); !s.ok()) {
+    metrics.CountPublish(s.error_code());
+    return done(std::move(s));
+  }
+  hub_.PublishAsync(request.event(), [&request, response, &metrics, done = std::move(done)](
                                          absl::StatusOr<core::PublishResult> result) mutable {
+    metrics.CountPublish(static_cast<int>(result.status().code()));
     if (!result.ok()) return done(ToGrpc(result.status()));
     response->set_offset(result->offset);
     response->set_epoch(result->epoch);
@@ -475,6 +483,7 @@ grpc::ServerUnaryReactor* EventService::Publish(grpc::CallbackServerContext* ctx
   auto* reactor = ctx->DefaultReactor();
   auto principal = Authenticate(ctx);
   if (!principal.ok()) {
+    hub_.metrics().CountPublish(grpc::StatusCode::UNAUTHENTICATED);
     reactor->Finish(Unauthenticated(principal.status()));
     return reactor;
   }
@@ -524,7 +533,7 @@ grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(
   std::vector<std::string> patterns;
   for (const auto& p : request->channels()) {
     if (*principal && !MayRead(**principal, p)) {
-      hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+      hub_.metrics().CountAuthFailure(core::AuthFailure::kForbidden);
       return new FailedWriteReactor(
           grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "not allowed to read '" + p + "'"));
     }
@@ -551,7 +560,7 @@ grpc::Status EventService::CheckRead(const grpc::CallbackServerContext* ctx,
   auto principal = Authenticate(ctx);
   if (!principal.ok()) return Unauthenticated(principal.status());
   if (*principal && !MayRead(**principal, channel)) {
-    hub_.metrics().auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    hub_.metrics().CountAuthFailure(core::AuthFailure::kForbidden);
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         "not allowed to read '" + channel + "'");
   }

@@ -55,6 +55,7 @@ void HttpSession::Run() {
                     state_.metrics.connections_current.load(std::memory_order_relaxed);
   if (static_cast<size_t>(open) > state_.options.max_connections) {
     state_.metrics.connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.CountLimit(core::Limit::kMaxConnections);
     state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return RefuseAtAccept(
         core::CloseCode::kUnavailable, "too many connections",
@@ -68,6 +69,7 @@ void HttpSession::Run() {
   std::string ip = remote.address().to_string();
   if (!state_.AcquireIp(ip, remote.address().is_loopback())) {
     state_.metrics.per_ip_rejected_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.CountLimit(core::Limit::kPerIpConnections);
     state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
     return RefuseAtAccept(
         core::CloseCode::kTooManyFromIp, "too many connections from this address",
@@ -321,10 +323,7 @@ void HttpSession::Route(Request req) {
   }
   if (target->path == "/metrics") {
     return Reply(MakeResponse(200, "text/plain; version=0.0.4",
-                              state_.metrics.RenderPrometheus() +
-                                  state_.hub.RenderNamespaceMetrics() +
-                                  state_.hub.RenderClusterMetrics(),
-                              req));
+                              core::RenderPrometheus(state_.hub.CollectMetrics()), req));
   }
   if (target->path == "/" || target->path == "/index.html") {
     return Reply(MakeResponse(200, "text/html; charset=utf-8", std::string(IndexHtml()), req));

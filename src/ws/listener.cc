@@ -5,6 +5,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include "core/log.h"
 #include "core/strings.h"
 #include "ws/http_session.h"
 
@@ -53,7 +54,8 @@ void Listener::DoAccept() {
         if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
         if (ec) {
           // EMFILE and friends: back off briefly instead of spinning on the error.
-          spdlog::warn("accept failed: {}; retrying in 100 ms", ec.message());
+          core::log::WriteLimited(spdlog::level::warn, "accept_failed",
+                                  "accept failed; retrying in 100 ms", {{"error", ec.message()}});
           self->retry_timer_.expires_after(std::chrono::milliseconds(100));
           self->retry_timer_.async_wait([self](boost::system::error_code e) {
             if (!e) self->DoAccept();

@@ -1,6 +1,7 @@
 #include "ws/write_queue.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/protocol.h"
 
@@ -171,8 +172,19 @@ bool WriteQueue::Prepare(std::vector<boost::asio::const_buffer>& buffers) {
 WriteQueue::Done WriteQueue::Written() {
   Done done;
   writing_ = false;
+  // One clock read for the whole write, and only when it carried frames.
+  int64_t now = 0;
+  if (latency_ != nullptr && writing_frames_ != 0) {
+    now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::steady_clock::now().time_since_epoch())
+              .count();
+  }
   for (size_t i = 0; i < writing_frames_ && !frames_.empty(); ++i) {
-    Account(*frames_.front(), false);
+    const core::Frame& f = *frames_.front();
+    if (now != 0 && f.accepted_nanos >= latency_not_before_ && f.accepted_nanos != 0 && f.ns >= 0) {
+      latency_->Observe(latency_shard_, static_cast<size_t>(f.ns), now - f.accepted_nanos);
+    }
+    Account(f, false);
     frames_.pop_front();
   }
   done.frames = writing_frames_;

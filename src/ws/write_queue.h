@@ -70,6 +70,16 @@ class WriteQueue {
   // The write Prepare() described completed (or failed: the session ends either way).
   Done Written();
 
+  // Observes each event frame that leaves through Written() in `latency` (cell `shard`, the
+  // frame's namespace): the time from its Frame::accepted_nanos to Written(), read once per
+  // write. Frames accepted before `not_before_nanos` (history replayed to a recovering
+  // client) are not observed. `latency` outlives the queue; nullptr: nothing observed.
+  void MeasureLatency(core::ShardedHistogram* latency, size_t shard, int64_t not_before_nanos) {
+    latency_ = latency;
+    latency_shard_ = shard;
+    latency_not_before_ = not_before_nanos;
+  }
+
   bool writing() const { return writing_; }
   bool has_pending() const {
     return !frames_.empty() || !raw_.empty() || (!close_frame_.empty() && !close_sent_);
@@ -100,6 +110,9 @@ class WriteQueue {
   bool writing_ = false;
   size_t queued_bytes_ = 0;   // events and JSON control frames in frames_
   size_t control_bytes_ = 0;  // raw control frames waiting in raw_ (with their string's size)
+  core::ShardedHistogram* latency_ = nullptr;
+  size_t latency_shard_ = 0;
+  int64_t latency_not_before_ = 0;
 };
 
 }  // namespace bridge::ws

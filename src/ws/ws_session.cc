@@ -8,6 +8,7 @@
 #include "core/channel.h"
 #include "core/client_frame.h"
 #include "core/frame.h"
+#include "core/log.h"
 #include "core/protocol.h"
 #include "core/strings.h"
 #include "core/utf8.h"
@@ -64,6 +65,13 @@ WsSession::WsSession(Transport&& transport, std::string_view buffered, ServerSta
   if (!buffered.empty()) std::memcpy(read_buffer_.data(), buffered.data(), buffered.size());
   read_size_ = buffered.size();
   state_.metrics.connections_current.fetch_add(1, std::memory_order_relaxed);
+  boost::system::error_code ec;
+  auto remote = transport_.lowest().remote_endpoint(ec);
+  if (!ec) remote_ = core::Cat(remote.address().to_string(), ":", remote.port());
+  opened_at_ = std::chrono::steady_clock::now();
+  queue_.MeasureLatency(
+      &state.hub.delivery_latency(), shard,
+      std::chrono::duration_cast<std::chrono::nanoseconds>(opened_at_.time_since_epoch()).count());
 }
 
 WsSession::~WsSession() {
@@ -71,6 +79,21 @@ WsSession::~WsSession() {
   if (open_) state_.registries[shard_].erase(this);
   if (!counted_ip_.empty()) state_.ReleaseIp(counted_ip_);
   state_.metrics.connections_current.fetch_sub(1, std::memory_order_relaxed);
+  if (!open_) return;
+  state_.metrics.CountClose(close_code_);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - opened_at_)
+                      .count();
+  core::log::Write(spdlog::level::info, "connection closed",
+                   {{"conn", connection_id_},
+                    {"remote", remote_},
+                    {"identity", identity_},
+                    {"channels", channels_.size()},
+                    {"code", close_code_},
+                    {"reason", close_reason_},
+                    {"cause", leave_reason_},
+                    {"by", close_code_ == 1006 ? "network" : (peer_closed_ ? "client" : "server")},
+                    {"duration_ms", ms}});
 }
 
 void WsSession::Start() {
@@ -78,6 +101,12 @@ void WsSession::Start() {
   last_read_ = std::chrono::steady_clock::now();
   state_.registries[shard_].insert(this);
   state_.metrics.connections_total.fetch_add(1, std::memory_order_relaxed);
+  core::log::Write(spdlog::level::info, "connection opened",
+                   {{"conn", connection_id_},
+                    {"remote", remote_},
+                    {"identity", identity_},
+                    {"channel", initial_.channel},
+                    {"tls", transport_.is_tls()}});
   if (state_.draining.load()) {
     Close(CloseValue(CloseCode::kGoingAway), "server shutting down");
     return;
@@ -92,6 +121,7 @@ void WsSession::Start() {
     auth_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
       auto self = weak.lock();
       if (ec || !self || self->authenticated_) return;
+      self->state_.metrics.CountAuthFailure(core::AuthFailure::kTimeout);
       self->Close(CloseValue(CloseCode::kUnauthenticated), "authentication timeout");
     });
   }
@@ -108,7 +138,7 @@ void WsSession::Start() {
 void WsSession::Authenticate(const std::string& token) {
   auto principal = state_.auth.verifier->Verify(token, std::chrono::system_clock::now());
   if (!principal.ok()) {
-    state_.metrics.auth_failures_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.CountAuthFailure(core::ClassifyAuthFailure(std::string(principal.status().message())));
     std::string why(principal.status().message());
     if (!authenticated_) return Close(CloseValue(CloseCode::kUnauthenticated), why);
     return SendError(ErrorCode::kUnauthenticated, why);  // a failed refresh keeps the old token
@@ -174,6 +204,7 @@ void WsSession::OnRead(beast::error_code ec, size_t bytes) {
     return;
   }
   read_size_ += bytes;
+  state_.metrics.bytes_received_total.fetch_add(bytes, std::memory_order_relaxed);
   last_read_filled_ = bytes == read_request_;
   last_read_ = std::chrono::steady_clock::now();
   if (discard_input_) {
@@ -211,6 +242,7 @@ bool WsSession::ProcessInput() {
         }
         return true;
       case core::WsDecoder::Event::kMessage:
+        state_.metrics.frames_received_total.fetch_add(1, std::memory_order_relaxed);
         if (closing_) break;
         if (!decoder_.message_is_text()) {
           SendError(ErrorCode::kBinaryNotSupported, "send JSON text frames");
@@ -230,6 +262,7 @@ bool WsSession::ProcessInput() {
         // decoder refused codes a peer may not send.
         uint16_t code = decoder_.close_code();
         if (code == 1005) code = CloseValue(CloseCode::kNormal);
+        if (!queue_.closed()) peer_closed_ = true;
         Close(code, "");
         discard_input_ = true;
         read_size_ = 0;
@@ -237,8 +270,9 @@ bool WsSession::ProcessInput() {
       }
       case core::WsDecoder::Event::kTooBig:
         state_.metrics.frame_too_big_total.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("{}: closed 1009, frame over {} bytes", connection_id_,
-                     state_.options.max_frame_bytes);
+        state_.metrics.CountLimit(core::Limit::kFrameSize);
+        spdlog::debug("{}: closed 1009, frame over {} bytes", connection_id_,
+                      state_.options.max_frame_bytes);
         return fail(CloseCode::kTooBig, "frame too big", "frame_too_big");
       case core::WsDecoder::Event::kProtocolError:
         state_.metrics.protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
@@ -261,6 +295,7 @@ void WsSession::HandleText(std::string_view text) {
   }
   if (!authenticated_ && frame->kind != core::ClientFrame::Kind::kAuth &&
       frame->kind != core::ClientFrame::Kind::kPing) {
+    state_.metrics.CountAuthFailure(core::AuthFailure::kMissing);
     return Close(CloseValue(CloseCode::kUnauthenticated), "authenticate first");
   }
   // Whatever answers this frame carries its id and channel; cleared once it is handled.
@@ -328,7 +363,7 @@ bool WsSession::MayRead(const std::string& channel) {
     return false;
   }
   if (principal_ && !principal_->CanSubscribe(channel)) {
-    state_.metrics.auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.CountAuthFailure(core::AuthFailure::kForbidden);
     SendError(ErrorCode::kForbidden, "token does not grant " + channel);
     return false;
   }
@@ -384,6 +419,8 @@ bool WsSession::Admit(RateGate& gate) {
   auto now = std::chrono::steady_clock::now();
   if (gate.bucket.Take(now)) return true;
   state_.metrics.rate_limited_total.fetch_add(1, std::memory_order_relaxed);
+  state_.metrics.CountLimit(&gate == &message_gate_ ? core::Limit::kClientMessageRate
+                                                    : core::Limit::kSubscribeRate);
   // Accepted frames between refusals do not end a burst; a second without refusals does.
   if (gate.refusals > 0 && now - gate.last_refusal > kRefusalBurstGap) gate.refusals = 0;
   gate.last_refusal = now;
@@ -394,7 +431,7 @@ bool WsSession::Admit(RateGate& gate) {
   if (gate.refusals > gate.burst) {
     leave_reason_ = "rate_limited";
     state_.metrics.rate_limited_closes_total.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("{}: rate limited ({}); closing 4008", connection_id_, gate.what);
+    spdlog::debug("{}: rate limited ({}); closing 4008", connection_id_, gate.what);
     Close(CloseValue(CloseCode::kSlowConsumer), "rate limited");
   }
   return false;
@@ -415,11 +452,12 @@ void WsSession::HandleSubscribe(const std::string& channel,
                      core::Cat("unknown namespace '", core::NamespaceOf(channel), "'"));
   }
   if (principal_ && !principal_->CanSubscribe(channel)) {
-    state_.metrics.auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.CountAuthFailure(core::AuthFailure::kForbidden);
     if (initial) return Close(CloseValue(CloseCode::kForbidden), "token does not grant " + channel);
     return SendError(ErrorCode::kForbidden, "token does not grant " + channel);
   }
   if (!Subscribed(channel) && channels_.size() >= state_.options.max_channels_per_connection) {
+    state_.metrics.CountLimit(core::Limit::kChannelsPerConnection);
     return SendError(ErrorCode::kTooManyChannels,
                      core::Cat("at most ", state_.options.max_channels_per_connection,
                                " channels per connection"));
@@ -480,7 +518,7 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
   // With auth on, the token's `publish` grants gate every client message (broadcast and
   // forwarding to backends alike); no grant means none.
   if (principal_ && !principal_->CanPublish(channel)) {
-    state_.metrics.auth_forbidden_total.fetch_add(1, std::memory_order_relaxed);
+    state_.metrics.CountAuthFailure(core::AuthFailure::kForbidden);
     return SendError(ErrorCode::kForbidden, "token does not grant publishing to " + channel);
   }
   answer_.channel = channel;  // the one the message went to (a socket's only channel)
@@ -556,9 +594,10 @@ void WsSession::SendControl(std::string frame) {
 
 void WsSession::CloseSlow(int ns) {
   state_.metrics.slow_consumer_closes_total.fetch_add(1, std::memory_order_relaxed);
+  state_.metrics.CountLimit(core::Limit::kQueueBytes);
   if (ns >= 0) state_.hub.namespace_stats(ns).slow_closes.fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("{}: slow consumer, {} bytes queued, {} control bytes; closing 4008", connection_id_,
-               queue_.queued_bytes(), queue_.control_bytes());
+  spdlog::debug("{}: slow consumer, {} bytes queued, {} control bytes; closing 4008",
+                connection_id_, queue_.queued_bytes(), queue_.control_bytes());
   leave_reason_ = "slow_consumer";
   Close(CloseValue(CloseCode::kSlowConsumer), "slow consumer");
 }
@@ -624,6 +663,8 @@ void WsSession::Close(uint16_t code, std::string reason) {
   // A close frame carries at most 123 bytes of reason, cut between characters.
   reason.resize(core::TruncateUtf8(reason, 120).size());
   closing_ = true;
+  close_code_ = code;
+  close_reason_ = reason;
   if (code == CloseValue(CloseCode::kGoingAway) && leave_reason_ == "closed") {
     leave_reason_ = "shutdown";
   }

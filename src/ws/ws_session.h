@@ -120,6 +120,13 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   bool discard_input_ = false;           // closing: input is read only to see the peer's EOF
   bool open_ = false;                    // the upgrade succeeded and the session is registered
   std::string leave_reason_ = "closed";  // told to backends and presence when we leave
+  // For the lifecycle log lines and bridge_connections_closed_total: the close code we sent
+  // (ours, or the peer's echoed; 1006 while none was), its reason, and who closed first.
+  uint16_t close_code_ = 1006;
+  std::string close_reason_;
+  bool peer_closed_ = false;
+  std::string remote_;  // "address:port" of the peer
+  std::chrono::steady_clock::time_point opened_at_;
   std::string token_;
   const std::string counted_ip_;
   bool authenticated_ = false;

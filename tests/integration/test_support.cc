@@ -129,6 +129,15 @@ Refusal RefuseUpgrade(uint16_t port, const std::string& target, const std::strin
 
 WsClient::WsClient() : ws_(ioc_) {}
 
+void WsClient::Close(uint16_t code, std::chrono::milliseconds timeout) {
+  bool done = false;
+  ws_.async_close(websocket::close_reason(code), [&](beast::error_code) { done = true; });
+  ioc_.restart();
+  ioc_.run_for(timeout);
+  closed_ = true;
+  if (!done) timed_out_ = true;
+}
+
 WsClient::~WsClient() {
   beast::error_code ec;
   beast::get_lowest_layer(ws_).socket().close(ec);

@@ -100,6 +100,9 @@ class WsClient {
   boost::json::value RecvEvent(std::chrono::milliseconds timeout = 5s);
   // Reads until the server closes; returns its close code (0 when none arrived in time).
   int AwaitClose(std::chrono::milliseconds timeout = 5s);
+  // The client's close handshake with `code`, bounded by `timeout` (the destructor just cuts the
+  // socket).
+  void Close(uint16_t code = 1000, std::chrono::milliseconds timeout = 5s);
 
   bool closed() const { return closed_; }
   bool timed_out() const { return timed_out_; }
