@@ -208,7 +208,7 @@ std::string_view GrpcCodeName(size_t code) {
 
 size_t CloseCodeCell(uint16_t code) {
   if (code >= 1000 && code <= 1015) return code - 1000;
-  if (code >= 4000 && code <= 4099) return 16 + (code - 4000);
+  if (code >= 4000 && code <= 4999) return 16 + (code - 4000);
   return kCloseCodeCells - 1;
 }
 

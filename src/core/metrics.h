@@ -93,7 +93,7 @@ std::string_view GrpcCodeName(size_t code);
 
 // WebSocket close codes counted by `code` label: 1000-1015 and 4000-4099 each have a cell,
 // anything else counts as "other".
-inline constexpr size_t kCloseCodeCells = 16 + 100 + 1;
+inline constexpr size_t kCloseCodeCells = 16 + 1000 + 1;  // 1000-1015, 4000-4999, other
 size_t CloseCodeCell(uint16_t code);
 
 struct Metrics {
