@@ -91,7 +91,7 @@ RpcMethod RpcMethodFromPath(std::string_view path);
 inline constexpr size_t kGrpcCodes = 17;
 std::string_view GrpcCodeName(size_t code);
 
-// WebSocket close codes counted by `code` label: 1000-1015 and 4000-4099 each have a cell,
+// WebSocket close codes counted by `code` label: 1000-1015 and 4000-4999 each have a cell,
 // anything else counts as "other".
 inline constexpr size_t kCloseCodeCells = 16 + 1000 + 1;  // 1000-1015, 4000-4999, other
 size_t CloseCodeCell(uint16_t code);
