@@ -117,13 +117,10 @@ class Tab {
   }
 
   post(msg: Wire): void {
-    // The router is in this tab too: BroadcastChannel never echoes to the sender object.
-    if (this.router && msg.to !== "leader" && msg.to !== "*" && msg.to === this.tabId) {
-      queueMicrotask(() => this.onWire(msg));
-      return;
-    }
-    if (this.router && msg.to === "leader") {
-      queueMicrotask(() => this.router?.onWire(msg));
+    // Between the leader's router and its own tab's sockets: in the page (a BroadcastChannel
+    // never delivers to the object that posted), asynchronously as a real channel would.
+    if (this.router && (msg.to === this.tabId || msg.to === "leader")) {
+      queueMicrotask(() => (msg.to === "leader" ? this.router?.onWire(msg) : this.onWire(msg)));
       return;
     }
     this.bc.postMessage(msg);
