@@ -67,6 +67,7 @@ WsSession::WsSession(Transport&& transport, std::string_view buffered, ServerSta
 }
 
 WsSession::~WsSession() {
+  if (open_ && !close_recorded_) state_.closes.Record(1006, "connection lost", connection_id_);
   for (const auto& ch : channels_) state_.hub.Unsubscribe(shard_, ch, this, leave_reason_);
   if (open_) state_.registries[shard_].erase(this);
   if (!counted_ip_.empty()) state_.ReleaseIp(counted_ip_);
@@ -624,6 +625,8 @@ void WsSession::Close(uint16_t code, std::string reason) {
   // A close frame carries at most 123 bytes of reason, cut between characters.
   reason.resize(core::TruncateUtf8(reason, 120).size());
   closing_ = true;
+  state_.closes.Record(code, reason, connection_id_);
+  close_recorded_ = true;
   if (code == CloseValue(CloseCode::kGoingAway) && leave_reason_ == "closed") {
     leave_reason_ = "shutdown";
   }
