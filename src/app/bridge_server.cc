@@ -225,6 +225,7 @@ struct BridgeServer::Impl {
   std::shared_ptr<ws::Listener> listener;
   std::unique_ptr<rpc::EventService> service;
   std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<admin::AdminServer> admin;  // with config.admin
   std::vector<std::thread> threads;
   uint16_t grpc_port = 0;
   bool stopped = false;
@@ -304,6 +305,7 @@ BridgeServer::~BridgeServer() {
 
 uint16_t BridgeServer::ws_port() const { return impl_->listener->port(); }
 uint16_t BridgeServer::grpc_port() const { return impl_->grpc_port; }
+uint16_t BridgeServer::admin_port() const { return impl_->admin ? impl_->admin->port() : 0; }
 core::Metrics& BridgeServer::metrics() { return impl_->metrics; }
 
 absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig config) {
@@ -352,6 +354,20 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   auto listener = ws::Listener::Create(*impl->state, asio::ip::tcp::endpoint(address, c.ws_port));
   if (!listener.ok()) return listener.status();
   impl->listener = *listener;
+
+  // The admin listener: before any io thread runs, so that a failure to bind it stops nothing.
+  if (c.admin) {
+    admin::AdminSources sources;
+    sources.metrics = &impl->metrics;
+    sources.hub = impl->hub.get();
+    sources.state = impl->state.get();
+    sources.verifier = c.auth.verifier;
+    sources.broker_mode =
+        c.broker.empty() ? "embedded" : (c.broker == "memory" ? "memory" : "redis");
+    auto admin = admin::AdminServer::Start(*c.admin, std::move(sources));
+    if (!admin.ok()) return admin.status();
+    impl->admin = std::move(*admin);
+  }
 
   impl->service = std::make_unique<rpc::EventService>(*impl->hub, c.rpc, std::move(*typed));
   grpc::EnableDefaultHealthCheckService(true);
@@ -438,6 +454,8 @@ void BridgeServer::Shutdown() {
   while (s.metrics.connections_current.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // The dashboards watched the drain; they go before the hub stops.
+  if (s.admin) s.admin->Stop();
   for (auto& ioc : s.iocs) ioc->stop();
   s.JoinThreads();
   s.hub->Stop();  // sessions destroyed with the io contexts must not post to them

@@ -10,9 +10,11 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "admin/admin_server.h"
 #include "core/hub.h"
 #include "core/metrics.h"
 #include "core/namespaces.h"
@@ -59,6 +61,9 @@ struct ServerConfig {
   std::chrono::milliseconds drain_window{0};
   // How often Hub::Sweep runs (expired history, idle channels' state); on its own thread.
   std::chrono::milliseconds sweep_interval{1000};
+  // The admin listener (metrics, health, the dashboard): nullopt, off. Its verifier is
+  // `auth.verifier`.
+  std::optional<admin::AdminOptions> admin;
 };
 
 class BridgeServer {
@@ -68,6 +73,7 @@ class BridgeServer {
 
   uint16_t ws_port() const;
   uint16_t grpc_port() const;
+  uint16_t admin_port() const;  // 0: no admin listener
   core::Metrics& metrics();
   // Reads --ws_tls_cert_file/--ws_tls_key_file again (any thread): new connections use the new
   // certificate, open ones keep theirs. On error the current certificate stays.

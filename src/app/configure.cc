@@ -128,6 +128,16 @@ absl::StatusOr<ServerConfig> ServerConfigFrom(const config::Config& c) {
   s.rpc.auth.verifier = parts->verifier;
   s.rpc.auth.api_keys = parts->api_keys;
   s.ws.origins.auth_enabled = parts->verifier != nullptr;
+
+  if (const auto& a = c.admin(); a.port() >= 0) {
+    if (a.port() > 65535) return absl::InvalidArgumentError("admin.port: -1 (off), 0 or a port");
+    admin::AdminOptions admin;
+    admin.host = a.host();
+    admin.port = static_cast<uint16_t>(a.port());
+    admin.max_header_bytes = s.ws.max_header_bytes;
+    admin.handshake_timeout = s.ws.handshake_timeout;
+    s.admin = admin;
+  }
   return s;
 }
 

@@ -51,6 +51,7 @@ ABSL_FLAG(std::string, sub, "", "token: the subject (identity).");
 ABSL_FLAG(std::string, channels, "", "token: comma-separated channel patterns to subscribe.");
 ABSL_FLAG(std::string, publish, "", "token: comma-separated channel patterns to publish.");
 ABSL_FLAG(absl::Duration, ttl, absl::Hours(1), "token: lifetime.");
+ABSL_FLAG(bool, admin, false, "token: grant the admin dashboard (the \"admin\": true claim).");
 
 // `gathering-bridge healthcheck`: GET a health URL, exit 0 on HTTP 200 (docker HEALTHCHECK).
 ABSL_FLAG(std::string, url, "http://127.0.0.1:8080/healthz",
@@ -82,7 +83,7 @@ const std::vector<Subcommand>& Subcommands() {
        "--auth_hs256_secret_file=F --sub=alice --channels='circles/*' --ttl=1h",
        "Mint a development token (HS256) and print it. Reads auth.hs256_secret_file, "
        "auth.issuer and auth.audience from --config or their flags.",
-       {"config", "sub", "channels", "publish", "ttl"},
+       {"config", "sub", "channels", "publish", "ttl", "admin"},
        MintCommand},
       {"healthcheck",
        "[--url=http://127.0.0.1:8080/healthz] [--timeout=3s]",
@@ -426,6 +427,7 @@ int MintCommand() {
   m.subject = absl::GetFlag(FLAGS_sub);
   m.channels = SplitList(absl::GetFlag(FLAGS_channels));
   m.publish = SplitList(absl::GetFlag(FLAGS_publish));
+  m.admin = absl::GetFlag(FLAGS_admin);
   m.ttl = std::chrono::seconds(absl::ToInt64Seconds(absl::GetFlag(FLAGS_ttl)));
   m.hs256_secret = v->hs256_secret;
   m.issuer = v->issuer;
@@ -491,12 +493,14 @@ int FlagfileCommand() {
   return 0;
 }
 
-bool WriteReadyFile(const std::string& path, uint16_t ws, uint16_t grpc) {
+// `admin` 0: no admin listener (no "admin_port").
+bool WriteReadyFile(const std::string& path, uint16_t ws, uint16_t grpc, uint16_t admin) {
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::trunc);
-    f << bridge::core::Cat(R"({"ws_port":)", ws, R"(,"grpc_port":)", grpc, R"(,"pid":)",
-                           static_cast<int64_t>(getpid()), "}\n");
+    f << bridge::core::Cat(R"({"ws_port":)", ws, R"(,"grpc_port":)", grpc,
+                           admin != 0 ? bridge::core::Cat(R"(,"admin_port":)", admin) : "",
+                           R"(,"pid":)", static_cast<int64_t>(getpid()), "}\n");
     if (!f) return false;
   }
   return std::rename(tmp.c_str(), path.c_str()) == 0;
@@ -588,22 +592,37 @@ int HealthcheckCommand() {
 }
 
 // "page http://127.0.0.1:8080/ · ws ws://127.0.0.1:8080/ws/<channel> · grpc ... · metrics ..."
-void LogAddresses(const std::string& host, uint16_t ws_port, uint16_t grpc_port, bool ws_tls,
-                  bool grpc_tls) {
+// How an address is shown in a URL, and a note when it binds every interface.
+std::string ShownHost(const std::string& host, std::string* note) {
   std::string shown = host;
-  std::string note;
   if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
     shown = host.find(':') == std::string::npos && !host.empty() ? "127.0.0.1" : "[::1]";
-    note = bridge::core::Cat(" (bound to all interfaces, ", host.empty() ? "any" : host, ")");
+    *note = bridge::core::Cat(" (bound to all interfaces, ", host.empty() ? "any" : host, ")");
   } else if (host.find(':') != std::string::npos && host.front() != '[') {
     shown = bridge::core::Cat("[", host, "]");
   }
+  return shown;
+}
+
+// `admin_port` 0: no admin listener.
+void LogAddresses(const std::string& host, uint16_t ws_port, uint16_t grpc_port, bool ws_tls,
+                  bool grpc_tls, const std::string& admin_host, uint16_t admin_port) {
+  std::string note;
+  const std::string shown = ShownHost(host, &note);
   const std::string web = bridge::core::Cat(shown, ":", ws_port);
   const char* http = ws_tls ? "https" : "http";
   spdlog::info(
       "page {0}://{1}/ · ws {2}://{1}/ws/<channel> · grpc {3}:{4}{5} · metrics "
       "{0}://{1}/metrics · health {0}://{1}/healthz{6}",
       http, web, ws_tls ? "wss" : "ws", shown, grpc_port, grpc_tls ? " (TLS)" : "", note);
+  if (admin_port != 0) {
+    std::string admin_note;
+    const std::string admin =
+        bridge::core::Cat(ShownHost(admin_host, &admin_note), ":", admin_port);
+    spdlog::info(
+        "admin http://{0}/admin · metrics http://{0}/metrics · health http://{0}/healthz{1}", admin,
+        admin_note);
+  }
 }
 
 // SIGHUP: the file and the command line again; what may change applies, the rest is logged.
@@ -725,9 +744,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   LogAddresses(running.listeners().host(), (*server)->ws_port(), (*server)->grpc_port(),
-               !running.tls().ws_cert_file().empty(), !running.tls().grpc_cert_file().empty());
+               !running.tls().ws_cert_file().empty(), !running.tls().grpc_cert_file().empty(),
+               running.admin().host(), (*server)->admin_port());
   const std::string ready = running.listeners().ready_file();
-  if (!ready.empty() && !WriteReadyFile(ready, (*server)->ws_port(), (*server)->grpc_port())) {
+  if (!ready.empty() && !WriteReadyFile(ready, (*server)->ws_port(), (*server)->grpc_port(),
+                                        (*server)->admin_port())) {
     spdlog::error("cannot write listeners.ready_file {}", ready);
     return 1;
   }

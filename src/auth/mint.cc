@@ -36,6 +36,7 @@ absl::StatusOr<std::string> MintToken(const MintOptions& options,
     if (!options.audience.empty()) token.add_claim("aud", options.audience);
     if (!options.channels.empty()) token.add_claim("channels", options.channels);
     if (!options.publish.empty()) token.add_claim("publish", options.publish);
+    if (options.admin) token.add_claim("admin", true);
     std::error_code ec;
     std::string out = token.signature(ec);
     if (ec) return absl::InternalError(internal::Cat("signing failed: ", ec.message()));

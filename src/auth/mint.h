@@ -15,6 +15,7 @@ struct MintOptions {
   std::string subject;                // `sub`; required
   std::vector<std::string> channels;  // `channels` (subscribe grants); empty: claim omitted
   std::vector<std::string> publish;   // `publish` grants; empty: claim omitted
+  bool admin = false;                 // `"admin": true` (the dashboard); false: claim omitted
   std::chrono::seconds ttl{3600};     // `exp` = now + ttl; must be positive
   std::string hs256_secret;           // at least kMinHs256SecretBytes (32) bytes
   std::string issuer;                 // `iss`; empty: claim omitted

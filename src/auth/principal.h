@@ -30,6 +30,9 @@ struct Principal {
   // When the session must end: `expires_at` plus the verifier's leeway (the same leeway that
   // verification allowed). Empty with `expires_at`.
   std::optional<std::chrono::system_clock::time_point> deadline;
+  // The token's `"admin": true`: may open the admin dashboard (/admin, /admin/ws). API keys
+  // never carry it.
+  bool admin = false;
 
   // True when a subscribe grant matches `channel`.
   bool CanSubscribe(std::string_view channel) const;

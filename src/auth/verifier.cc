@@ -265,6 +265,10 @@ absl::StatusOr<Principal> TokenVerifier::Verify(std::string_view token,
   auto publish = Grants(*payload, "publish");
   if (!publish.ok()) return publish.status();
   principal.publish = *std::move(publish);
+  if (auto admin = payload->find("admin"); admin != payload->end() && !admin->is_null()) {
+    if (!admin->is_boolean()) return Unauthenticated("admin claim must be true or false");
+    principal.admin = admin->get<bool>();
+  }
   if (**exp >= kMaxRepresentableSeconds) {
     principal.expires_at = std::chrono::system_clock::time_point::max();
   } else {

@@ -112,6 +112,21 @@ Hub::Stripe& Hub::StripeFor(const std::string& channel) {
   return stripes_[std::hash<std::string>{}(channel) % kStripes];
 }
 
+std::vector<ChannelCount> Hub::TakeBusiestChannels(size_t n) {
+  std::vector<ChannelCount> all;
+  for (size_t i = 0; i < kStripes; ++i) {
+    std::lock_guard lock(stripes_[i].mu);
+    stripes_[i].top.TakeInto(all);
+  }
+  const size_t keep = std::min(n, all.size());
+  std::partial_sort(
+      all.begin(), all.begin() + keep, all.end(), [](const ChannelCount& a, const ChannelCount& b) {
+        return a.messages != b.messages ? a.messages > b.messages : a.channel < b.channel;
+      });
+  all.resize(keep);
+  return all;
+}
+
 size_t Hub::TrimHistory(ChannelState& state, const NamespaceConfig* ns,
                         std::chrono::steady_clock::time_point now) {
   size_t max = ns == nullptr ? 0 : ns->history_size;
@@ -165,6 +180,7 @@ PublishResult Hub::PublishFrame(const std::string& channel, std::string_view hea
   std::lock_guard lock(stripe.mu);
   ChannelState* found = FindOrCreateLocked(stripe, channel);
   if (found == nullptr) return PublishResult{};
+  CountPublishLocked(stripe, channel);
   ChannelState& state = *found;
   uint64_t offset = ++state.offset;
   state.last_active = now;

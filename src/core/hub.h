@@ -41,6 +41,7 @@
 #include "core/broker.h"
 #include "core/frame.h"
 #include "core/histogram.h"
+#include "core/hub_top_channels.h"
 #include "core/metrics.h"
 #include "core/namespaces.h"
 #include "core/presence.h"
@@ -271,6 +272,14 @@ class Hub {
   NamespaceStats& namespace_stats(int index) { return namespace_stats_[index]; }
   std::string RenderNamespaceMetrics() const;
 
+  // Busiest channels (the admin dashboard). Any thread. Off until enabled: then every publish
+  // (a backend's, a client message, a presence event; in broker mode those made through this
+  // node) is counted once in its stripe's TopChannels, under the lock it already holds.
+  void EnableChannelCounts() { count_channels_.store(true, std::memory_order_relaxed); }
+  // The `n` channels with the most publishes since the previous call, most first; starts a new
+  // interval. Takes each stripe's lock once, briefly.
+  std::vector<ChannelCount> TakeBusiestChannels(size_t n);
+
   // Called once the io threads are joined: later publishes post nothing.
   void Stop() { stopped_.store(true); }
 
@@ -349,7 +358,12 @@ class Hub {
   struct Stripe {
     std::mutex mu;
     std::unordered_map<std::string, ChannelState> channels;
+    TopChannels top;  // with count_channels_
   };
+  // Stripe lock held.
+  void CountPublishLocked(Stripe& stripe, const std::string& channel) {
+    if (count_channels_.load(std::memory_order_relaxed)) stripe.top.Count(channel);
+  }
 
   Stripe& StripeFor(const std::string& channel);
   // The channel's state, created if needed; nullptr at the channel limit. Stripe lock held.
@@ -442,6 +456,7 @@ class Hub {
   std::unique_ptr<NamespaceStats[]> namespace_stats_;
   ShardedHistogram delivery_latency_;
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> count_channels_{false};
   std::atomic<size_t> lifecycle_sinks_{0};
   const size_t max_channels_;
   const std::chrono::milliseconds idle_timeout_;

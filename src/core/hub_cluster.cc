@@ -98,6 +98,7 @@ void Hub::PublishFrameAsync(const std::string& channel, std::string_view head,
           // comes back means the subscriber link lost it.
           Stripe& stripe = StripeFor(channel);
           std::lock_guard lock(stripe.mu);
+          CountPublishLocked(stripe, channel);
           auto it = stripe.channels.find(channel);
           if (it != stripe.channels.end() && it->second.delivered.epoch == r->epoch) {
             it->second.published = std::max(it->second.published, r->offset);
@@ -602,6 +603,7 @@ void Hub::CheckRewind(const std::string& channel, uint64_t delivered) {
         {
           Stripe& stripe = StripeFor(channel);
           std::lock_guard lock(stripe.mu);
+          CountPublishLocked(stripe, channel);
           auto it = stripe.channels.find(channel);
           if (it == stripe.channels.end()) return;
           ChannelState& state = it->second;

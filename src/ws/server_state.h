@@ -22,6 +22,7 @@
 #include "core/hub.h"
 #include "core/metrics.h"
 #include "core/origin.h"
+#include "ws/close_log.h"
 
 namespace bridge::ws {
 
@@ -99,6 +100,7 @@ struct ServerState {
     origins_ = std::move(p);
   }
   std::atomic<bool> draining{false};
+  CloseLog closes;  // the last WebSocket closes (the admin dashboard)
   std::atomic<uint64_t> next_connection_id{1};
 
   // Open WebSockets per client address (any thread, under the mutex).

@@ -75,6 +75,7 @@ WsSession::WsSession(Transport&& transport, std::string_view buffered, ServerSta
 }
 
 WsSession::~WsSession() {
+  if (open_ && !close_recorded_) state_.closes.Record(1006, "connection lost", connection_id_);
   for (const auto& ch : channels_) state_.hub.Unsubscribe(shard_, ch, this, leave_reason_);
   if (open_) state_.registries[shard_].erase(this);
   if (!counted_ip_.empty()) state_.ReleaseIp(counted_ip_);
@@ -665,6 +666,8 @@ void WsSession::Close(uint16_t code, std::string reason) {
   closing_ = true;
   close_code_ = code;
   close_reason_ = reason;
+  state_.closes.Record(code, reason, connection_id_);
+  close_recorded_ = true;
   if (code == CloseValue(CloseCode::kGoingAway) && leave_reason_ == "closed") {
     leave_reason_ = "shutdown";
   }

@@ -117,6 +117,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   WriteQueue queue_;
   std::vector<boost::asio::const_buffer> buffers_;  // the write in flight
   bool closing_ = false;
+  bool close_recorded_ = false;          // in state_.closes (the admin dashboard)
   bool discard_input_ = false;           // closing: input is read only to see the peer's EOF
   bool open_ = false;                    // the upgrade succeeded and the session is registered
   std::string leave_reason_ = "closed";  // told to backends and presence when we leave

@@ -17,6 +17,8 @@ export interface BridgeOptions {
 export interface RunningBridge {
   wsPort: number;
   grpcPort: number;
+  /** The admin listener's port (with --admin_port), else undefined. */
+  adminPort?: number;
   pid: number;
   /** ws://127.0.0.1:<wsPort> */
   wsUrl: string;
@@ -79,7 +81,7 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<RunningBrid
   const log = () => lines.join("\n");
 
   const timeoutMs = opts.readyTimeoutMs ?? 15_000;
-  let ready: { ws_port: number; grpc_port: number; pid: number };
+  let ready: { ws_port: number; grpc_port: number; admin_port?: number; pid: number };
   try {
     ready = await new Promise((res, rej) => {
       const check = () => {
@@ -141,6 +143,7 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<RunningBrid
   return {
     wsPort: ready.ws_port,
     grpcPort: ready.grpc_port,
+    adminPort: ready.admin_port,
     pid: proc.pid!,
     wsUrl: `ws://127.0.0.1:${ready.ws_port}`,
     grpcTarget: `127.0.0.1:${ready.grpc_port}`,
