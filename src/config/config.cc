@@ -9,6 +9,7 @@
 #include <boost/json/value.hpp>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -67,6 +68,8 @@ std::string DefaultText(const pb::FieldDescriptor* f) {
       return f->default_value_string();
     case pb::FieldDescriptor::CPPTYPE_UINT32:
       return std::to_string(f->default_value_uint32());
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return std::to_string(f->default_value_int32());
     case pb::FieldDescriptor::CPPTYPE_DOUBLE: {
       char buf[64];
       auto r = std::to_chars(buf, buf + sizeof(buf), f->default_value_double());
@@ -215,6 +218,9 @@ void FillDefaults(pb::Message& m) {
       case pb::FieldDescriptor::CPPTYPE_UINT32:
         r->SetUInt32(&m, f, f->default_value_uint32());
         break;
+      case pb::FieldDescriptor::CPPTYPE_INT32:
+        r->SetInt32(&m, f, f->default_value_int32());
+        break;
       case pb::FieldDescriptor::CPPTYPE_DOUBLE:
         r->SetDouble(&m, f, f->default_value_double());
         break;
@@ -266,6 +272,13 @@ void CheckJson(const boost::json::value& v, const pb::Descriptor* d, const std::
           if (!(e.is_uint64() || (e.is_int64() && e.as_int64() >= 0)) ||
               (e.is_uint64() && e.as_uint64() > 0xffffffffu)) {
             errors.push_back(Cat(where, ": must be an integer from 0 to 4294967295"));
+          }
+          break;
+        case pb::FieldDescriptor::CPPTYPE_INT32:
+          if (!e.is_int64() || e.as_int64() < INT32_MIN || e.as_int64() > INT32_MAX) {
+            if (!(e.is_uint64() && e.as_uint64() <= INT32_MAX)) {
+              errors.push_back(Cat(where, ": must be an integer"));
+            }
           }
           break;
         case pb::FieldDescriptor::CPPTYPE_DOUBLE:
@@ -412,6 +425,16 @@ absl::Status ApplyFlag(std::string_view flag, std::string_view value, Config& c)
       r->SetUInt32(m, f->field, static_cast<uint32_t>(n));
       return absl::OkStatus();
     }
+    case pb::FieldDescriptor::CPPTYPE_INT32: {
+      int64_t n = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || end != value.data() + value.size() || n < INT32_MIN ||
+          n > INT32_MAX) {
+        return bad("an integer");
+      }
+      r->SetInt32(m, f->field, static_cast<int32_t>(n));
+      return absl::OkStatus();
+    }
     case pb::FieldDescriptor::CPPTYPE_DOUBLE: {
       double d = 0;
       auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), d);
@@ -473,6 +496,8 @@ std::string ValueText(const Config& c, const Field& f) {
       return r->GetString(*m, f.field);
     case pb::FieldDescriptor::CPPTYPE_UINT32:
       return std::to_string(r->GetUInt32(*m, f.field));
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return std::to_string(r->GetInt32(*m, f.field));
     case pb::FieldDescriptor::CPPTYPE_DOUBLE: {
       char buf[64];
       auto res = std::to_chars(buf, buf + sizeof(buf), r->GetDouble(*m, f.field));
@@ -558,6 +583,11 @@ std::vector<std::string> Validate(const Config& c) {
     fail("listeners.grpc_port", Cat("is the same port as listeners.ws_port (", l.ws_port(), ")"));
   }
   if (l.io_threads() > 1024) fail("listeners.io_threads", "must be at most 1024");
+  const int64_t admin_port = c.admin().port();
+  if (admin_port < -1 || admin_port > 65535) fail("admin.port", "must be -1 (off), 0 or a port");
+  if (admin_port > 0 && (admin_port == l.ws_port() || admin_port == l.grpc_port())) {
+    fail("admin.port", "is the same port as a public listener: the admin listener binds apart");
+  }
   if (lim.max_frame_bytes() < 125) fail("limits.max_frame_bytes", "must be at least 125");
   if (lim.max_header_bytes() < 1024) fail("limits.max_header_bytes", "must be at least 1024");
   if (lim.max_queue_bytes() < lim.max_frame_bytes()) {
