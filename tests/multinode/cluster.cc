@@ -53,21 +53,14 @@ std::string RunAndCapture(const std::string& command) {
 const char* BridgeBinary() { return BRIDGE_BINARY; }
 
 std::optional<std::string> BinaryFlagDefault(const std::string& name) {
-  static const std::string help =
-      RunAndCapture(absl::StrCat("'", BridgeBinary(), "' --helpfull 2>&1"));
-  const std::string key = absl::StrCat("--", name, " (");
-  size_t at = help.find(key);
+  // `gathering-bridge flagfile` lists every configuration flag as "# --name=default".
+  static const std::string flags =
+      "\n" + RunAndCapture(absl::StrCat("'", BridgeBinary(), "' flagfile 2>&1"));
+  const std::string key = absl::StrCat("\n# --", name, "=");
+  const size_t at = flags.find(key);
   if (at == std::string::npos) return std::nullopt;
-  const size_t def = help.find("default: ", at);
-  if (def == std::string::npos) return std::string();
-  const size_t start = def + 9;
-  const size_t end = help.find(';', start);
-  std::string value =
-      help.substr(start, end == std::string::npos ? std::string::npos : end - start);
-  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-    value = value.substr(1, value.size() - 2);
-  }
-  return value;
+  const size_t start = at + key.size();
+  return flags.substr(start, flags.find('\n', start) - start);
 }
 
 BridgeProcess::BridgeProcess(std::string name, std::vector<std::string> flags,

@@ -39,8 +39,8 @@ using namespace std::chrono_literals;
 // The `gathering-bridge` binary under test (BRIDGE_BINARY).
 const char* BridgeBinary();
 
-// `--flag` of the binary as listed by `--helpfull` (read once): its default value as printed
-// ("10s", "0", ""), or nullopt when the binary has no such flag.
+// `--flag` of the binary as listed by `gathering-bridge flagfile` (read once): its default value
+// as printed ("10s", "0", ""), or nullopt when the binary has no such configuration flag.
 std::optional<std::string> BinaryFlagDefault(const std::string& name);
 
 // One `gathering-bridge` child process with fixed flags; ports change on every start.

@@ -115,9 +115,9 @@ TEST(HarnessTest, NothingOutlivesTheCluster) {
 
 TEST(HarnessTest, FlagProbeReadsTheBinarysHelp) {
   auto ws_port = BinaryFlagDefault("ws_port");
-  ASSERT_TRUE(ws_port.has_value()) << "--helpfull parsing found no --ws_port";
+  ASSERT_TRUE(ws_port.has_value()) << "`flagfile` parsing found no --ws_port";
   EXPECT_EQ(*ws_port, "8080");
-  EXPECT_EQ(BinaryFlagDefault("idle_timeout").value_or("?"), "1m15s");
+  EXPECT_EQ(BinaryFlagDefault("idle_timeout").value_or("?"), "75s");
   EXPECT_FALSE(BinaryFlagDefault("no_such_flag_at_all").has_value());
 }
 

@@ -16,7 +16,7 @@ from common import config_flags, effective_config, flagfile_entries, helpfull_ow
 
 BINARY, SOURCE, VERSION, BUILD_TYPE = sys.argv[1:5]
 CONFIG = os.path.join(SOURCE, "packaging", "config.json")
-SUBCOMMAND_ONLY = {"sub", "channels", "publish", "ttl", "url", "timeout"}
+SUBCOMMAND_ONLY = {"sub", "channels", "publish", "ttl", "admin", "url", "timeout"}
 
 
 def free_port():
