@@ -139,7 +139,8 @@ void WsSession::Start() {
 void WsSession::Authenticate(const std::string& token) {
   auto principal = state_.auth.verifier->Verify(token, std::chrono::system_clock::now());
   if (!principal.ok()) {
-    state_.metrics.CountAuthFailure(core::ClassifyAuthFailure(std::string(principal.status().message())));
+    state_.metrics.CountAuthFailure(
+        core::ClassifyAuthFailure(std::string(principal.status().message())));
     std::string why(principal.status().message());
     if (!authenticated_) return Close(CloseValue(CloseCode::kUnauthenticated), why);
     return SendError(ErrorCode::kUnauthenticated, why);  // a failed refresh keeps the old token

@@ -149,8 +149,7 @@ TEST_F(LogsTest, AnUnknownLogFormatIsRefused) {
   ASSERT_TRUE(WaitFor([&] { return Exited() >= 0; }, 10s));
   EXPECT_EQ(Exited(), 2);
   bool said = false;
-  for (const auto& l : Lines())
-    said |= l.find("must be text or json") != std::string::npos;
+  for (const auto& l : Lines()) said |= l.find("must be text or json") != std::string::npos;
   EXPECT_TRUE(said);
 }
 
