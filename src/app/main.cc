@@ -357,9 +357,10 @@ CommandLine& TheCommandLine() {
 }
 
 // Defaults, then the file, then the command line's flags; every problem in `errors`.
-bool LoadConfig(const std::string& file, bridge::config::Config& effective,
-                std::vector<std::string>& errors) {
-  bridge::config::Config c;
+// The file, then the command line's flags, over the defaults: no validation. Every problem goes
+// to `errors`.
+bool MergeFileAndFlags(const std::string& file, bridge::config::Config& c,
+                       std::vector<std::string>& errors) {
   if (!file.empty()) {
     if (absl::Status s = bridge::config::MergeJsonFile(file, c); !s.ok()) {
       const std::string message(s.message());
@@ -374,7 +375,14 @@ bool LoadConfig(const std::string& file, bridge::config::Config& effective,
       errors.emplace_back(s.message());
     }
   }
-  if (!errors.empty()) return false;
+  return errors.empty();
+}
+
+// Defaults, then the file, then the command line's flags, validated; every problem in `errors`.
+bool LoadConfig(const std::string& file, bridge::config::Config& effective,
+                std::vector<std::string>& errors) {
+  bridge::config::Config c;
+  if (!MergeFileAndFlags(file, c, errors)) return false;
   effective = bridge::config::Effective(c);
   errors = bridge::config::Validate(effective);
   return errors.empty();
@@ -404,17 +412,9 @@ int MintCommand() {
   bridge::config::Config c;
   std::vector<std::string> errors;
   // Only the auth fields matter here: a partial configuration is fine, so no Validate.
-  if (!absl::GetFlag(FLAGS_config).empty()) {
-    if (absl::Status s = bridge::config::MergeJsonFile(absl::GetFlag(FLAGS_config), c); !s.ok()) {
-      std::fprintf(stderr, "token: %s\n", std::string(s.message()).c_str());
-      return 2;
-    }
-  }
-  for (const auto& [flag, value] : TheCommandLine().overrides) {
-    if (absl::Status s = bridge::config::ApplyFlag(flag, value, c); !s.ok()) {
-      std::fprintf(stderr, "token: %s\n", std::string(s.message()).c_str());
-      return 2;
-    }
+  if (!MergeFileAndFlags(absl::GetFlag(FLAGS_config), c, errors)) {
+    PrintErrors("token", errors);
+    return 2;
   }
   c = bridge::config::Effective(c);
   auto v = bridge::app::VerifierConfigFrom(c);
