@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "app/tls.h"
 #include "broker/memory_broker.h"
 #include "broker/memory_presence.h"
 #include "broker/redis_broker.h"
@@ -37,67 +38,18 @@ namespace asio = boost::asio;
 
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return absl::NotFoundError(core::Cat("cannot read ", path));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(const ServerConfig& c) {
-  if (c.grpc_tls_cert_file.empty() && c.grpc_tls_key_file.empty()) {
-    if (!c.grpc_client_ca_file.empty()) {
-      return absl::InvalidArgumentError("--grpc_client_ca_file needs --grpc_tls_cert_file");
-    }
-    return grpc::InsecureServerCredentials();
-  }
-  auto cert = ReadFile(c.grpc_tls_cert_file);
-  if (!cert.ok()) return cert.status();
-  auto key = ReadFile(c.grpc_tls_key_file);
-  if (!key.ok()) return key.status();
-  grpc::SslServerCredentialsOptions opts;
-  opts.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!c.grpc_client_ca_file.empty()) {
-    auto ca = ReadFile(c.grpc_client_ca_file);
-    if (!ca.ok()) return ca.status();
-    opts.pem_root_certs = *ca;
-    opts.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  return grpc::SslServerCredentials(opts);
-}
-
-// The client listener's TLS context: TLS 1.2 and later, the certificate chain and key checked
-// here so that a wrong file fails start-up rather than every handshake.
+// The client listener's TLS context; null for plain ws://.
 absl::StatusOr<std::shared_ptr<asio::ssl::context>> WsTlsContext(const ServerConfig& c) {
   if (c.ws_tls_cert_file.empty() && c.ws_tls_key_file.empty()) return nullptr;
   if (c.ws_tls_cert_file.empty() || c.ws_tls_key_file.empty()) {
     return absl::InvalidArgumentError("--ws_tls_cert_file and --ws_tls_key_file go together");
   }
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                   asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use |
-                   asio::ssl::context::no_compression);
-  // No renegotiation (a client could make the server redo handshakes at will).
-  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
-  // Idle connections give their record buffers back (most WebSockets are idle most of the time).
-  SSL_CTX_set_mode(ctx->native_handle(), SSL_MODE_RELEASE_BUFFERS);
-  boost::system::error_code ec;
-  ctx->use_certificate_chain_file(c.ws_tls_cert_file, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        core::Cat("--ws_tls_cert_file ", c.ws_tls_cert_file, ": ", ec.message()));
-  }
-  ctx->use_private_key_file(c.ws_tls_key_file, asio::ssl::context::pem, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        core::Cat("--ws_tls_key_file ", c.ws_tls_key_file, ": ", ec.message()));
-  }
-  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
-    return absl::InvalidArgumentError("--ws_tls_key_file does not match --ws_tls_cert_file");
-  }
-  return ctx;
+  return ServerTlsContext(c.ws_tls_cert_file, c.ws_tls_key_file, "ws_tls_cert_file",
+                          "ws_tls_key_file");
+}
+
+GrpcTlsFiles GrpcFiles(const ServerConfig& c) {
+  return {c.grpc_tls_cert_file, c.grpc_tls_key_file, c.grpc_client_ca_file};
 }
 
 // This node's name on the broker: no ':' (the pub/sub payload's separator) nor '/'.
@@ -224,6 +176,7 @@ struct BridgeServer::Impl {
   std::unique_ptr<ws::ServerState> state;
   std::shared_ptr<ws::Listener> listener;
   std::unique_ptr<rpc::EventService> service;
+  std::unique_ptr<GrpcTls> grpc_tls;  // before the gRPC server: its files outlive it
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<admin::AdminServer> admin;  // with config.admin
   std::vector<std::thread> threads;
@@ -375,9 +328,16 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
   grpc::ServerBuilder builder;
   int selected = 0;
   std::string grpc_host = address.is_v6() ? core::Cat("[", c.host, "]") : c.host;
-  auto credentials = GrpcCredentials(c);
-  if (!credentials.ok()) return credentials.status();
-  builder.AddListeningPort(core::Cat(grpc_host, ":", c.grpc_port), *credentials, &selected);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!c.grpc_tls_cert_file.empty() || !c.grpc_tls_key_file.empty()) {
+    auto tls = GrpcTls::Create(GrpcFiles(c));
+    if (!tls.ok()) return tls.status();
+    impl->grpc_tls = std::move(*tls);
+    credentials = impl->grpc_tls->credentials();
+  } else if (!c.grpc_client_ca_file.empty()) {
+    return absl::InvalidArgumentError("--grpc_client_ca_file needs --grpc_tls_cert_file");
+  }
+  builder.AddListeningPort(core::Cat(grpc_host, ":", c.grpc_port), credentials, &selected);
   builder.RegisterService(impl->service.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(c.grpc_max_message_bytes));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
@@ -425,6 +385,15 @@ absl::Status BridgeServer::Reload(const ServerConfig& next) {
     s.config.ws_tls_key_file = next.ws_tls_key_file;
     result = ReloadTls();
   }
+  if (s.grpc_tls != nullptr) {
+    if (absl::Status g = s.grpc_tls->Reload(GrpcFiles(next)); !g.ok()) {
+      result.Update(absl::Status(g.code(), core::Cat("gRPC: ", g.message())));
+    } else {
+      s.config.grpc_tls_cert_file = next.grpc_tls_cert_file;
+      s.config.grpc_tls_key_file = next.grpc_tls_key_file;
+      s.config.grpc_client_ca_file = next.grpc_client_ca_file;
+    }
+  }
   // Auth stays on or off (a restart changes that); its keys and claims follow the files.
   if (s.config.auth.verifier != nullptr && next.auth.verifier != nullptr) {
     s.config.auth.verifier->Replace(*next.auth.verifier);
@@ -432,7 +401,18 @@ absl::Status BridgeServer::Reload(const ServerConfig& next) {
   if (s.config.auth.verifier != nullptr) s.service->ReplaceApiKeys(next.rpc.auth.api_keys);
   core::OriginPolicy origins = next.ws.origins;
   origins.auth_enabled = s.config.ws.origins.auth_enabled;
+  // The WebSocket limits: connections accepted from now on read the new set.
+  ws::WsOptions limits = next.ws;
+  limits.origins = origins;
   s.state->set_origins(std::move(origins));
+  s.state->set_options(limits);
+  s.config.ws = std::move(limits);
+  s.service->SetPublishRate(next.rpc.publish_rate_per_key, next.rpc.publish_burst_per_key);
+  s.config.rpc.publish_rate_per_key = next.rpc.publish_rate_per_key;
+  s.config.rpc.publish_burst_per_key = next.rpc.publish_burst_per_key;
+  // Read by Shutdown, on this same thread.
+  s.config.shutdown_timeout = next.shutdown_timeout;
+  s.config.drain_window = next.drain_window;
   return result;
 }
 

@@ -295,6 +295,13 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
 PublishBuckets::PublishBuckets(double rate, double burst, size_t capacity)
     : rate_(rate), burst_(burst), capacity_(std::max<size_t>(capacity, 1)) {}
 
+void PublishBuckets::SetRate(double rate, double burst) {
+  rate_ = rate;
+  burst_ = burst;
+  index_.clear();
+  lru_.clear();
+}
+
 bool PublishBuckets::Take(const std::string& key) {
   auto it = index_.find(key);
   if (it != index_.end()) {
@@ -320,7 +327,8 @@ EventService::EventService(core::Hub& hub, RpcOptions options, core::TypedChanne
       api_keys_(options_.auth.api_keys),
       typed_(std::move(typed)),
       buckets_(options.publish_rate_per_key, options.publish_burst_per_key,
-               options.publish_bucket_keys) {}
+               options.publish_bucket_keys),
+      publish_limited_(buckets_.limited()) {}
 
 grpc::Status EventService::ValidateChannel(const std::string& channel) const {
   if (absl::Status s = core::ValidateChannel(channel); !s.ok()) return ToGrpc(s);
@@ -367,6 +375,12 @@ EventService::~EventService() = default;
 void EventService::ReplaceApiKeys(std::shared_ptr<const auth::ApiKeys> keys) {
   std::lock_guard lock(api_keys_mu_);
   api_keys_ = std::move(keys);
+}
+
+void EventService::SetPublishRate(double rate, double burst) {
+  std::lock_guard lock(buckets_mu_);
+  buckets_.SetRate(rate, burst);
+  publish_limited_.store(buckets_.limited(), std::memory_order_relaxed);
 }
 
 void EventService::BeginShutdown() {
@@ -438,7 +452,7 @@ grpc::Status EventService::CheckPublish(const pb::PublishRequest& request,
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         "not allowed to publish to '" + request.event().channel() + "'");
   }
-  if (options_.publish_rate_per_key > 0) {
+  if (publish_limited_.load(std::memory_order_relaxed)) {
     static const std::string kAnonymous;
     std::lock_guard lock(buckets_mu_);
     if (!buckets_.Take(principal != nullptr ? principal->subject : kAnonymous)) {

@@ -64,14 +64,17 @@ class PublishBuckets {
   // Takes a token from `key`'s bucket, created full if `key` has none.
   bool Take(const std::string& key);
   size_t size() const { return index_.size(); }
+  // New rate and burst; every bucket starts again full (a reload is not a punishment).
+  void SetRate(double rate, double burst);
+  bool limited() const { return rate_ > 0; }
 
  private:
   struct Node {
     std::string key;
     core::TokenBucket bucket;
   };
-  const double rate_;
-  const double burst_;
+  double rate_;
+  double burst_;
   const size_t capacity_;
   std::list<Node> lru_;  // most recently used first
   std::unordered_map<std::string_view, std::list<Node>::iterator> index_;  // views of Node::key
@@ -85,6 +88,8 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
 
   // Any thread. Refuses new calls with UNAVAILABLE and finishes open Subscribe streams (OK).
   void BeginShutdown();
+  // Any thread (a reload): the per-identity publish rate and burst from now on; 0: no limit.
+  void SetPublishRate(double rate, double burst);
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
                                     const gathering::bridge::v1::PublishRequest* request,
@@ -150,7 +155,9 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   size_t stream_count_ = 0;                                       // streams_mu_
   std::unordered_map<std::string, size_t> streams_per_identity_;  // streams_mu_; no zeros
   std::mutex buckets_mu_;
-  PublishBuckets buckets_;  // per backend identity
+  PublishBuckets buckets_;  // per backend identity; buckets_mu_
+  // Whether buckets_ limits at all, read without the lock (the default is to limit).
+  std::atomic<bool> publish_limited_;
 };
 
 }  // namespace bridge::rpc

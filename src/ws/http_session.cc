@@ -43,6 +43,7 @@ HttpSession::HttpSession(tcp::socket&& socket, ServerState& state, size_t shard)
     : transport_(MakeTransport(std::move(socket), state)),
       deadline_(transport_.get_executor()),
       state_(state),
+      options_(state.options()),
       shard_(shard) {}
 
 HttpSession::~HttpSession() {
@@ -53,7 +54,7 @@ HttpSession::~HttpSession() {
 void HttpSession::Run() {
   const auto open = state_.metrics.http_connections_current.fetch_add(1) + 1 +
                     state_.metrics.connections_current.load(std::memory_order_relaxed);
-  if (static_cast<size_t>(open) > state_.options.max_connections) {
+  if (static_cast<size_t>(open) > options_->max_connections) {
     state_.metrics.connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
     state_.metrics.CountLimit(core::Limit::kMaxConnections);
     state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
@@ -67,7 +68,7 @@ void HttpSession::Run() {
   auto remote = transport_.lowest().remote_endpoint(ec);
   if (ec) return;
   std::string ip = remote.address().to_string();
-  if (!state_.AcquireIp(ip, remote.address().is_loopback())) {
+  if (!state_.AcquireIp(*options_, ip, remote.address().is_loopback())) {
     state_.metrics.per_ip_rejected_total.fetch_add(1, std::memory_order_relaxed);
     state_.metrics.CountLimit(core::Limit::kPerIpConnections);
     state_.metrics.http_connections_rejected_total.fetch_add(1, std::memory_order_relaxed);
@@ -77,12 +78,12 @@ void HttpSession::Run() {
         "Content-Type: text/plain\r\nContent-Length: 39\r\nConnection: close\r\n\r\n"
         "too many connections from this address\n");
   }
-  if (state_.options.max_connections_per_ip != 0 &&
-      !(remote.address().is_loopback() && state_.options.per_ip_exempt_loopback)) {
+  if (options_->max_connections_per_ip != 0 &&
+      !(remote.address().is_loopback() && options_->per_ip_exempt_loopback)) {
     counted_ip_ = std::move(ip);
   }
   if (!transport_.is_tls()) return DoRead();
-  ArmDeadline(state_.options.handshake_timeout);
+  ArmDeadline(options_->handshake_timeout);
   transport_.lowest().async_wait(
       tcp::socket::wait_read,
       beast::bind_front_handler(&HttpSession::OnFirstBytes, shared_from_this()));
@@ -129,8 +130,8 @@ void HttpSession::RefuseAtAccept(core::CloseCode code, std::string_view reason,
   if (transport_.is_tls()) return transport_.Cut();
   // The one deadline bounds the whole refusal (request, answer, close handshake), as it bounded
   // the plain-text answer and its drain before refusals were readable by browsers.
-  ArmDeadline(state_.options.handshake_timeout);
-  sniffer_.emplace(state_.options.max_header_bytes);
+  ArmDeadline(options_->handshake_timeout);
+  sniffer_.emplace(options_->max_header_bytes);
   SniffForUpgrade(code, reason, reply);
 }
 
@@ -165,7 +166,7 @@ void HttpSession::RefuseAfterUpgrade(std::string_view accept, core::CloseCode co
                                      std::string_view reason, bool rearm,
                                      std::string_view pipelined) {
   state_.metrics.http_errors_total.fetch_add(1, std::memory_order_relaxed);
-  if (rearm) ArmDeadline(state_.options.close_timeout);
+  if (rearm) ArmDeadline(options_->close_timeout);
   // Frames the client sent without waiting for the 101 may already hold its close.
   const bool peer_closed =
       close_waiter_.Feed(reinterpret_cast<const uint8_t*>(pipelined.data()), pipelined.size());
@@ -229,9 +230,9 @@ void HttpSession::ArmDeadline(std::chrono::milliseconds timeout) {
 
 void HttpSession::DoRead() {
   parser_.emplace();
-  parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
+  parser_->header_limit(static_cast<uint32_t>(options_->max_header_bytes));
   parser_->body_limit(4096);
-  ArmDeadline(state_.options.handshake_timeout);
+  ArmDeadline(options_->handshake_timeout);
   http::async_read(transport_, buffer_, *parser_,
                    beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
 }
@@ -435,8 +436,9 @@ void HttpSession::OnUpgradeWritten(beast::error_code ec, size_t) {
   auto buffered = buffer_.data();
   auto session = std::make_shared<WsSession>(
       std::move(transport_),
-      std::string_view(static_cast<const char*>(buffered.data()), buffered.size()), state_, shard_,
-      std::move(up.initial), std::move(up.identity), std::move(up.token), std::move(up.counted_ip));
+      std::string_view(static_cast<const char*>(buffered.data()), buffered.size()), state_,
+      options_, shard_, std::move(up.initial), std::move(up.identity), std::move(up.token),
+      std::move(up.counted_ip));
   session->Start();
 }
 

@@ -83,6 +83,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::asio::steady_timer deadline_;
   boost::beast::flat_buffer buffer_;
   ServerState& state_;
+  // The limits this connection was accepted under (read once; a reload changes later ones).
+  const std::shared_ptr<const WsOptions> options_;
   const size_t shard_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<Response> pending_;

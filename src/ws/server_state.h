@@ -66,15 +66,14 @@ struct ServerState {
               std::vector<boost::asio::io_context*> shards)
       : hub(hub),
         metrics(metrics),
-        options(std::move(options)),
         auth(std::move(auth)),
         shards(std::move(shards)),
         registries(this->shards.size()),
-        origins_(std::make_shared<const core::OriginPolicy>(this->options.origins)) {}
+        options_(std::make_shared<const WsOptions>(std::move(options))),
+        origins_(std::make_shared<const core::OriginPolicy>(options_->origins)) {}
 
   core::Hub& hub;
   core::Metrics& metrics;
-  const WsOptions options;
   const AuthSettings auth;
   const std::vector<boost::asio::io_context*> shards;
   std::vector<std::unordered_set<WsSession*>> registries;
@@ -99,6 +98,18 @@ struct ServerState {
     std::lock_guard lock(tls_mu_);
     origins_ = std::move(p);
   }
+  // The limits; replaced (any thread) at a reload. A connection reads them once, when it is
+  // accepted, and keeps that snapshot: new connections get the new limits, open ones keep theirs
+  // (a limit never changes under a session that has already been admitted by it).
+  std::shared_ptr<const WsOptions> options() const {
+    std::lock_guard lock(tls_mu_);
+    return options_;
+  }
+  void set_options(WsOptions next) {
+    auto p = std::make_shared<const WsOptions>(std::move(next));
+    std::lock_guard lock(tls_mu_);
+    options_ = std::move(p);
+  }
   std::atomic<bool> draining{false};
   CloseLog closes;  // the last WebSocket closes (the admin dashboard)
   std::atomic<uint64_t> next_connection_id{1};
@@ -110,15 +121,16 @@ struct ServerState {
  private:
   mutable std::mutex tls_mu_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::shared_ptr<const WsOptions> options_;           // tls_mu_
   std::shared_ptr<const core::OriginPolicy> origins_;  // tls_mu_
 
  public:
-  // Takes a slot for `ip`; false when the address is at its limit.
-  bool AcquireIp(const std::string& ip, bool loopback);
+  // Takes a slot for `ip` under `options`' per-address limit; false when the address is at it.
+  bool AcquireIp(const WsOptions& options, const std::string& ip, bool loopback);
   void ReleaseIp(const std::string& ip);
 };
 
-inline bool ServerState::AcquireIp(const std::string& ip, bool loopback) {
+inline bool ServerState::AcquireIp(const WsOptions& options, const std::string& ip, bool loopback) {
   if (options.max_connections_per_ip == 0 || (loopback && options.per_ip_exempt_loopback)) {
     return true;
   }

@@ -39,23 +39,24 @@ WriteQueue::Limits QueueLimits(const WsOptions& o) {
 }  // namespace
 
 WsSession::WsSession(Transport&& transport, std::string_view buffered, ServerState& state,
-                     size_t shard, InitialSubscription initial, std::string identity,
-                     std::string token, std::string counted_ip)
+                     std::shared_ptr<const WsOptions> options, size_t shard,
+                     InitialSubscription initial, std::string identity, std::string token,
+                     std::string counted_ip)
     : transport_(std::move(transport)),
       state_(state),
+      options_(std::move(options)),
       shard_(shard),
       id_(state.next_connection_id.fetch_add(1, std::memory_order_relaxed)),
       connection_id_(core::Cat("c-", id_)),
       identity_(std::move(identity)),
       initial_(std::move(initial)),
-      decoder_(state.options.max_frame_bytes),
-      queue_(QueueLimits(state.options), state.hub, state.metrics),
+      decoder_(options_->max_frame_bytes),
+      queue_(QueueLimits(*options_), state.hub, state.metrics),
       token_(std::move(token)),
       counted_ip_(std::move(counted_ip)),
       authenticated_(!state.auth.enabled()),
-      message_gate_(state.options.client_message_rate, state.options.client_message_burst,
-                    "messages"),
-      subscribe_gate_(state.options.subscribe_rate, state.options.subscribe_burst,
+      message_gate_(options_->client_message_rate, options_->client_message_burst, "messages"),
+      subscribe_gate_(options_->subscribe_rate, options_->subscribe_burst,
                       "subscribe/unsubscribe frames"),
       heartbeat_timer_(transport_.get_executor()),
       close_timer_(transport_.get_executor()),
@@ -274,7 +275,7 @@ bool WsSession::ProcessInput() {
         state_.metrics.frame_too_big_total.fetch_add(1, std::memory_order_relaxed);
         state_.metrics.CountLimit(core::Limit::kFrameSize);
         spdlog::debug("{}: closed 1009, frame over {} bytes", connection_id_,
-                      state_.options.max_frame_bytes);
+                      options_->max_frame_bytes);
         return fail(CloseCode::kTooBig, "frame too big", "frame_too_big");
       case core::WsDecoder::Event::kProtocolError:
         state_.metrics.protocol_errors_total.fetch_add(1, std::memory_order_relaxed);
@@ -458,11 +459,11 @@ void WsSession::HandleSubscribe(const std::string& channel,
     if (initial) return Close(CloseValue(CloseCode::kForbidden), "token does not grant " + channel);
     return SendError(ErrorCode::kForbidden, "token does not grant " + channel);
   }
-  if (!Subscribed(channel) && channels_.size() >= state_.options.max_channels_per_connection) {
+  if (!Subscribed(channel) && channels_.size() >= options_->max_channels_per_connection) {
     state_.metrics.CountLimit(core::Limit::kChannelsPerConnection);
-    return SendError(ErrorCode::kTooManyChannels,
-                     core::Cat("at most ", state_.options.max_channels_per_connection,
-                               " channels per connection"));
+    return SendError(
+        ErrorCode::kTooManyChannels,
+        core::Cat("at most ", options_->max_channels_per_connection, " channels per connection"));
   }
   // Answered at once (embedded, or a live channel) or once the broker has answered; never
   // after this session left the channel (the destructor unsubscribes everything in channels_).
@@ -635,15 +636,15 @@ void WsSession::ScheduleHeartbeat() {
   // Ticks every heartbeat interval, or every half idle timeout when that is shorter: sends the
   // JSON ping (for browsers, whose API hides ping frames) and a WebSocket ping, and closes a
   // connection from which nothing arrived for the idle timeout.
-  auto tick = std::min(
-      state_.options.heartbeat_interval,
-      std::chrono::duration_cast<std::chrono::milliseconds>(state_.options.idle_timeout / 2));
+  auto tick =
+      std::min(options_->heartbeat_interval,
+               std::chrono::duration_cast<std::chrono::milliseconds>(options_->idle_timeout / 2));
   heartbeat_timer_.expires_after(tick);
   heartbeat_timer_.async_wait([weak = weak_from_this(), tick](beast::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || self->closing_) return;
     auto now = std::chrono::steady_clock::now();
-    if (now - self->last_read_ >= self->state_.options.idle_timeout) {
+    if (now - self->last_read_ >= self->options_->idle_timeout) {
       self->leave_reason_ = "idle_timeout";
       self->state_.metrics.idle_timeouts_total.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("{}: idle timeout", self->connection_id_);
@@ -652,7 +653,7 @@ void WsSession::ScheduleHeartbeat() {
     }
     self->SendControl(core::BuildWsControlFrame(core::WsOpcode::kPing, ""));
     self->heartbeat_elapsed_ += tick;
-    if (self->heartbeat_elapsed_ >= self->state_.options.heartbeat_interval) {
+    if (self->heartbeat_elapsed_ >= self->options_->heartbeat_interval) {
       self->heartbeat_elapsed_ = std::chrono::milliseconds(0);
       self->Send(core::PingFrame());
     }
@@ -677,7 +678,7 @@ void WsSession::Close(uint16_t code, std::string reason) {
   queue_.Close(core::BuildWsCloseFrame(code, reason));
   if (!queue_.writing()) DoWrite();
   // A peer that reads nothing never lets the close frame out: cut the socket after a bound.
-  close_timer_.expires_after(state_.options.close_timeout);
+  close_timer_.expires_after(options_->close_timeout);
   close_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
     auto self = weak.lock();
     if (ec || !self) return;

@@ -47,10 +47,11 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
 
   // `identity` is the `?client=` name (auth off); `token` the `?token=` (auth on; "" to wait for
   // an auth frame); `counted_ip` the address holding a per-IP slot ("" when none). `buffered`:
-  // bytes the client sent after its upgrade request, read before the transport's.
-  WsSession(Transport&& transport, std::string_view buffered, ServerState& state, size_t shard,
-            InitialSubscription initial, std::string identity, std::string token,
-            std::string counted_ip);
+  // bytes the client sent after its upgrade request, read before the transport's. `options`: the
+  // limits the connection was accepted under, kept for its whole life.
+  WsSession(Transport&& transport, std::string_view buffered, ServerState& state,
+            std::shared_ptr<const WsOptions> options, size_t shard, InitialSubscription initial,
+            std::string identity, std::string token, std::string counted_ip);
   ~WsSession() override;
 
   // Starts the session on its upgraded transport (the 101 is written).
@@ -103,6 +104,7 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
 
   Transport transport_;
   ServerState& state_;
+  const std::shared_ptr<const WsOptions> options_;
   const size_t shard_;
   const uint64_t id_;
   const std::string connection_id_;

@@ -116,9 +116,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     initial.channel = "circles/fuzz";
     initial.ack = true;
   }
-  auto session =
-      std::make_shared<bridge::ws::WsSession>(bridge::ws::Transport(std::move(server)), buffered,
-                                              w.state, 0, std::move(initial), "", "", "");
+  auto session = std::make_shared<bridge::ws::WsSession>(bridge::ws::Transport(std::move(server)),
+                                                         buffered, w.state, w.state.options(), 0,
+                                                         std::move(initial), "", "", "");
   std::weak_ptr<bridge::ws::WsSession> weak = session;
   session->Start();
   session.reset();

@@ -41,6 +41,7 @@ class RpcLimitsTest : public ::testing::Test {
       cfg.rpc.auth.api_keys = std::make_shared<const auth::ApiKeys>(std::move(*keys));
       cfg.ws.origins.auth_enabled = true;
     }
+    cfg_ = cfg;
     server_ = StartBridge(cfg);
     ASSERT_NE(server_, nullptr);
     stub_ = MakeStub(server_->grpc_port());
@@ -97,6 +98,7 @@ class RpcLimitsTest : public ::testing::Test {
   }
 
   std::unique_ptr<app::BridgeServer> server_;
+  app::ServerConfig cfg_;  // what Start started the bridge with (auth included)
   std::unique_ptr<pb::EventService::Stub> stub_;
 };
 
@@ -177,6 +179,27 @@ TEST_F(RpcLimitsTest, AHotKeyKeepsItsLimitWhileOtherKeysChurn) {
   // The least recently used were forgotten: cold-0 starts again with a full bucket.
   EXPECT_TRUE(Publish(Token("cold-0"), "circles/x").ok());
   EXPECT_TRUE(Publish(Token("cold-0"), "circles/x").ok());
+}
+
+// SIGHUP's path (BridgeServer::Reload): the publish rate changes at once, every bucket full again.
+TEST_F(RpcLimitsTest, AReloadedPublishRateAppliesToTheNextCall) {
+  app::ServerConfig cfg;
+  cfg.rpc.publish_rate_per_key = 0.001;  // no refill during the test
+  cfg.rpc.publish_burst_per_key = 1;
+  ASSERT_NO_FATAL_FAILURE(Start(cfg));
+  const std::string key = Token("reloaded");
+  ASSERT_TRUE(Publish(key, "circles/x").ok());
+  ASSERT_EQ(Publish(key, "circles/x").error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  app::ServerConfig next = cfg_;
+  next.rpc.publish_burst_per_key = 3;
+  ASSERT_TRUE(server_->Reload(next).ok());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(Publish(key, "circles/x").ok()) << i;
+  EXPECT_EQ(Publish(key, "circles/x").error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  next.rpc.publish_rate_per_key = 0;  // no limit
+  ASSERT_TRUE(server_->Reload(next).ok());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(key, "circles/x").ok()) << i;
 }
 
 TEST_F(RpcLimitsTest, InvalidRequestsAreInvalidArgumentWhateverTheGrants) {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "test_support.h"
 
@@ -177,9 +178,9 @@ class TlsTest : public ::testing::Test {
     if (mutual) cfg.grpc_client_ca_file = (dir_ / "ca.pem").string();
     return StartBridge(cfg);
   }
-  grpc::Status Publish(uint16_t port, bool with_client_cert) {
+  grpc::Status Publish(uint16_t port, bool with_client_cert, const std::string& ca = "ca.pem") {
     grpc::SslCredentialsOptions o;
-    o.pem_root_certs = Slurp(dir_ / "ca.pem");
+    o.pem_root_certs = Slurp(dir_ / ca);
     if (with_client_cert) {
       o.pem_private_key = Slurp(dir_ / "client.key");
       o.pem_cert_chain = Slurp(dir_ / "client.pem");
@@ -371,6 +372,48 @@ TEST_F(TlsTest, ReloadedCertificateServesNewConnectionsAndOpenOnesKeepTheirs) {
   EXPECT_EQ(v.at("data").at("content"), "after");
 }
 
+// SIGHUP's path for gRPC: the renewed files are checked and served to new gRPC connections within
+// a second (gRPC's own refresh), no restart; a pair that does not match is refused, the running
+// one kept.
+TEST_F(TlsTest, ARenewedGrpcCertificateServesNewCallsWithoutARestart) {
+  ASSERT_TRUE(Sh("cp server.pem grpc.pem; cp server.key grpc.key"));
+  app::ServerConfig cfg;
+  cfg.grpc_tls_cert_file = Path("grpc.pem");
+  cfg.grpc_tls_key_file = Path("grpc.key");
+  auto server = StartBridge(cfg);
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(Publish(server->grpc_port(), false).ok());
+
+  // A renewal from another CA.
+  ASSERT_TRUE(Sh(
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca3.key -out ca3.pem -days 1 "
+      "-subj /CN=test-ca-3 2>/dev/null; "
+      "openssl req -newkey rsa:2048 -nodes -keyout grpc3.key -out grpc3.csr -subj /CN=localhost "
+      "2>/dev/null; "
+      "openssl x509 -req -in grpc3.csr -CA ca3.pem -CAkey ca3.key -CAcreateserial -out grpc3.pem "
+      "-days 1 -extfile server.ext 2>/dev/null; "
+      "cp grpc3.key grpc.key; cp grpc3.pem grpc.pem"));
+  // Not read before the reload: gRPC serves a checked copy, not the configured files.
+  EXPECT_TRUE(Publish(server->grpc_port(), false).ok());
+  app::ServerConfig next = cfg;
+  ASSERT_TRUE(server->Reload(next).ok());
+  // Each Publish opens a new channel (a new TLS handshake). Bounded: gRPC reads every second.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!Publish(server->grpc_port(), false, "ca3.pem").ok()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "the renewed gRPC certificate was not served within 10 s of the reload";
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_FALSE(Publish(server->grpc_port(), false, "ca.pem").ok()) << "the old one still served";
+
+  // A key that does not match its certificate is refused with the file's flag; nothing changes.
+  ASSERT_TRUE(Sh("cp client.key grpc.key"));
+  absl::Status refused = server->Reload(next);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("--grpc_tls_key_file"), std::string::npos) << refused;
+  EXPECT_TRUE(Publish(server->grpc_port(), false, "ca3.pem").ok());
+}
+
 TEST_F(TlsTest, BadCertificateFilesFailStartUp) {
   app::ServerConfig cfg;
   cfg.host = "127.0.0.1";
@@ -392,6 +435,17 @@ TEST_F(TlsTest, BadCertificateFilesFailStartUp) {
 
   cfg.ws_tls_key_file = "";
   EXPECT_FALSE(app::BridgeServer::Start(cfg).ok());
+
+  app::ServerConfig grpc;
+  grpc.host = "127.0.0.1";
+  grpc.ws_port = 0;
+  grpc.grpc_port = 0;
+  grpc.grpc_tls_cert_file = Path("server.pem");
+  grpc.grpc_tls_key_file = Path("client.key");  // not the certificate's key
+  auto grpc_mismatch = app::BridgeServer::Start(grpc);
+  ASSERT_FALSE(grpc_mismatch.ok());
+  EXPECT_NE(grpc_mismatch.status().message().find("--grpc_tls_key_file"), std::string::npos)
+      << grpc_mismatch.status().message();
 }
 
 }  // namespace

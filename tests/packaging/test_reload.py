@@ -72,12 +72,12 @@ class Reload(unittest.TestCase):
             f.write(text)
         return p
 
-    def write_config(self, secret, origins, level, max_connections=None):
+    def write_config(self, secret, origins, level, limits=None):
         config = {"auth": {"mode": "token", "hs256_secret_file": secret,
                            "allowed_origins": origins},
                   "logging": {"level": level}}
-        if max_connections is not None:
-            config["limits"] = {"max_connections": max_connections}
+        if limits is not None:
+            config["limits"] = limits
         with open(self.config + ".tmp", "w") as f:
             json.dump(config, f)
         os.replace(self.config + ".tmp", self.config)
@@ -108,11 +108,12 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.connect(token_b, "http://one.example"), ("close", 4001))
         self.assertEqual(self.connect(token_a, "http://two.example"), ("http", 403))
 
-        self.write_config(self.secret_b, ["http://two.example"], "debug", max_connections=5000)
+        self.write_config(self.secret_b, ["http://two.example"], "debug",
+                          limits={"max_channels": 5000})
         log = self.hup_and_wait("SIGHUP: reloaded")
         self.assertIn("auth.hs256_secret_file is now", log)
         self.assertIn("auth.allowed_origins is now 'http://two.example'", log)
-        self.assertIn("limits.max_connections changed ('100000' -> '5000') but needs a restart", log)
+        self.assertIn("limits.max_channels changed ('1000000' -> '5000') but needs a restart", log)
         self.assertIn("logging.level is now 'debug'", log)
         self.assertEqual(self.connect(token_b, "http://two.example"), ("frame", "authenticated"))
         self.assertEqual(self.connect(token_a, "http://two.example"), ("close", 4001))
@@ -125,6 +126,47 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.connect(token_b, "http://two.example"), ("close", 4001))
         self.assertEqual(self.connect(mint(self.secret_b), "http://two.example"),
                          ("frame", "authenticated"))
+
+    def test_connection_limits_apply_to_new_connections_and_open_ones_keep_theirs(self):
+        token = mint(self.secret_a)
+        url = f"ws://127.0.0.1:{self.ws_port}/ws/circles/dev?token={token}"
+
+        async def answer(ws, channel):
+            await ws.send(json.dumps({"type": "subscribe", "channel": channel, "id": channel}))
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if frame.get("id") == channel:
+                    return frame["type"] if frame["type"] != "error" else frame["data"]["code"]
+
+        async def scenario():
+            origin = "http://one.example"
+            async with websockets.connect(url, origin=origin, open_timeout=10) as before:
+                self.assertEqual(json.loads(await before.recv())["type"], "authenticated")
+                self.write_config(self.secret_a, [origin], "info",
+                                  limits={"max_channels_per_connection": 1,
+                                          "max_frame_bytes": 200})
+                log = await asyncio.get_running_loop().run_in_executor(
+                    None, self.hup_and_wait, "SIGHUP: reloaded")
+                self.assertIn("limits.max_channels_per_connection is now '1' (was '64')", log)
+                self.assertIn("limits.max_frame_bytes is now '200' (was '65536')", log)
+                self.assertNotIn("needs a restart", log)
+                async with websockets.connect(url, origin=origin, open_timeout=10) as after:
+                    self.assertEqual(json.loads(await after.recv())["type"], "authenticated")
+                    # Accepted under 64 channels and 64 KiB frames, the first connection keeps
+                    # them; the new one has one channel (its path's) and 200-byte frames.
+                    self.assertEqual(await answer(before, "circles/second"), "subscribed")
+                    self.assertEqual(await answer(after, "circles/second"), "too_many_channels")
+                    big = json.dumps({"type": "message", "channel": "circles/dev",
+                                      "payload": "x" * 300})
+                    await before.send(big)
+                    self.assertEqual(await answer(before, "circles/third"), "subscribed")
+                    await after.send(big)
+                    with self.assertRaises(websockets.ConnectionClosed) as closed:
+                        while True:
+                            await asyncio.wait_for(after.recv(), 10)
+                    self.assertEqual(closed.exception.rcvd.code, 1009)
+
+        asyncio.run(scenario())
 
     def test_a_bad_file_is_refused_whole_and_the_bridge_keeps_serving(self):
         token_a = mint(self.secret_a)
