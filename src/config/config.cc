@@ -9,6 +9,7 @@
 #include <boost/json/value.hpp>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -156,6 +157,13 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
+// A double as the shortest text that reads back as it.
+std::string Number(double v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return ec == std::errc() ? std::string(buf, end) : std::string("?");
+}
+
 // "circles:broadcast:history=100:ttl=300:presence" for one namespace.
 std::string NamespaceLine(const v1::Namespace& n) {
   std::string out = n.name();
@@ -169,7 +177,48 @@ std::string NamespaceLine(const v1::Namespace& n) {
   if (n.presence()) out += ":presence";
   if (n.slow_consumer() == v1::Namespace::DROP_OLDEST) out += ":slow=drop_oldest";
   if (n.slow_consumer() == v1::Namespace::LATEST_ONLY) out += ":slow=latest_only";
+  if (n.personal_channels()) out += ":personal";
+  auto reads = [](v1::Namespace::ClientReads r) {
+    return r == v1::Namespace::SUBSCRIBED ? "subscribed" : "nobody";
+  };
+  if (n.client_history() != v1::Namespace::GRANTED) {
+    out += Cat(":history_frames=", reads(n.client_history()));
+  }
+  if (n.client_presence() != v1::Namespace::GRANTED) {
+    out += Cat(":presence_frames=", reads(n.client_presence()));
+  }
+  if (n.max_message_bytes() > 0) out += Cat(":max_message_bytes=", n.max_message_bytes());
+  // The one-line form takes whole numbers only (the file takes fractions).
+  if (n.client_message_rate() > 0) {
+    out += Cat(":message_rate=", static_cast<uint64_t>(n.client_message_rate()));
+  }
+  if (n.client_message_burst() > 0) {
+    out += Cat(":message_burst=", static_cast<uint64_t>(n.client_message_burst()));
+  }
   return out;
+}
+
+v1::Namespace::ClientReads ToProto(core::ClientReads r) {
+  switch (r) {
+    case core::ClientReads::kSubscribed:
+      return v1::Namespace::SUBSCRIBED;
+    case core::ClientReads::kNobody:
+      return v1::Namespace::NOBODY;
+    case core::ClientReads::kGranted:
+      break;
+  }
+  return v1::Namespace::GRANTED;
+}
+
+core::ClientReads FromProto(v1::Namespace::ClientReads r) {
+  switch (r) {
+    case v1::Namespace::SUBSCRIBED:
+      return core::ClientReads::kSubscribed;
+    case v1::Namespace::NOBODY:
+      return core::ClientReads::kNobody;
+    default:
+      return core::ClientReads::kGranted;
+  }
 }
 
 v1::Namespace ToProto(const core::NamespaceConfig& n) {
@@ -191,6 +240,17 @@ v1::Namespace ToProto(const core::NamespaceConfig& n) {
       p.set_slow_consumer(v1::Namespace::LATEST_ONLY);
       break;
   }
+  // Written only when set, so that the defaults' effective form stays what it was.
+  if (n.personal_channels) p.set_personal_channels(true);
+  if (n.client_history != core::ClientReads::kGranted) {
+    p.set_client_history(ToProto(n.client_history));
+  }
+  if (n.client_presence != core::ClientReads::kGranted) {
+    p.set_client_presence(ToProto(n.client_presence));
+  }
+  if (n.max_message_bytes > 0) p.set_max_message_bytes(static_cast<uint32_t>(n.max_message_bytes));
+  if (n.client_message_rate > 0) p.set_client_message_rate(n.client_message_rate);
+  if (n.client_message_burst > 0) p.set_client_message_burst(n.client_message_burst);
   return p;
 }
 
@@ -728,6 +788,45 @@ std::vector<std::string> Validate(const Config& c) {
               " must be set and at most broker.meta_ttl ", b.meta_ttl(),
               " (a channel's history must not outlive its offsets)"));
     }
+    // Auth requirements and limits.
+    if (n.personal_channels() && a.mode() != "token") {
+      errors.push_back(Cat(p,
+                           ".personal_channels: needs auth.mode token (with auth off an "
+                           "identity is the client's own ?client= claim: it protects nothing)"));
+    }
+    if (n.client_presence() != v1::Namespace::GRANTED && !n.presence()) {
+      errors.push_back(Cat(p,
+                           ".client_presence: is set while presence is false (the namespace "
+                           "keeps no presence to read)"));
+    }
+    if (n.client_history() != v1::Namespace::GRANTED && n.history_size() == 0) {
+      errors.push_back(Cat(p,
+                           ".client_history: is set while history_size is 0 (the namespace "
+                           "keeps no history to read)"));
+    }
+    if (n.max_message_bytes() > lim.max_frame_bytes()) {
+      errors.push_back(Cat(p, ".max_message_bytes: ", n.max_message_bytes(),
+                           " is above limits.max_frame_bytes ", lim.max_frame_bytes(),
+                           " (the global limit would close 1009 first)"));
+    }
+    const double rate = n.client_message_rate();
+    const double burst = n.client_message_burst();
+    if (!(rate >= 0) || !std::isfinite(rate)) {
+      errors.push_back(Cat(p, ".client_message_rate: must be a non-negative number"));
+    } else if (rate > 0 && !(burst >= 1 && std::isfinite(burst))) {
+      errors.push_back(Cat(p,
+                           ".client_message_burst: must be at least 1 while client_message_rate "
+                           "is set"));
+    } else if (rate == 0 && burst != 0) {
+      errors.push_back(Cat(p,
+                           ".client_message_burst: is set while client_message_rate is 0 (it "
+                           "would not be used)"));
+    }
+    if (lim.client_message_rate() > 0 && rate > lim.client_message_rate()) {
+      errors.push_back(
+          Cat(p, ".client_message_rate: ", Number(rate), " is above limits.client_message_rate ",
+              Number(lim.client_message_rate()), " (the global bucket would refuse first)"));
+    }
   }
 
   // Logging.
@@ -777,14 +876,20 @@ std::string ReferenceMarkdown() {
     }
   }
   const pb::Descriptor* ns = v1::Namespace::descriptor();
-  const Section& last = Sections().back();
-  out += Cat("\n### `namespaces`: ", last.title, "\n\nEach entry (`", ns->full_name(), "`):\n\n");
+  // The namespaces' own section (not the last one: admin comes after it).
+  const Section* list = &Sections().back();
+  for (const Section& s : Sections()) {
+    if (s.field->is_repeated()) list = &s;
+  }
+  out += Cat("\n### `namespaces`: ", list->title, "\n\nEach entry (`", ns->full_name(), "`):\n\n");
   out += "| field | default | meaning |\n|---|---|---|\n";
   for (int i = 0; i < ns->field_count(); ++i) {
     const pb::FieldDescriptor* f = ns->field(i);
     std::string help = CommentOf(f->full_name());
     if (f->enum_type() != nullptr) {
-      help = Cat(CommentOf(f->enum_type()->full_name()), " ");
+      // The field's own comment when it has one (one enum may serve several fields), else the
+      // enum's; then its values.
+      help = Cat(help.empty() ? CommentOf(f->enum_type()->full_name()) : help, " ");
       for (int j = 0; j < f->enum_type()->value_count(); ++j) {
         const pb::EnumValueDescriptor* v = f->enum_type()->value(j);
         help += Cat("`", v->name(), "`: ", CommentOf(v->full_name()), " ");
@@ -817,6 +922,12 @@ absl::StatusOr<core::NamespaceRegistry> Namespaces(const Config& effective) {
         ns.slow_policy = core::SlowPolicy::kDisconnect;
         break;
     }
+    ns.personal_channels = n.personal_channels();
+    ns.client_history = FromProto(n.client_history());
+    ns.client_presence = FromProto(n.client_presence());
+    ns.max_message_bytes = n.max_message_bytes();
+    ns.client_message_rate = n.client_message_rate();
+    ns.client_message_burst = n.client_message_burst();
     list.push_back(std::move(ns));
   }
   return core::NamespaceRegistry::FromList(std::move(list));

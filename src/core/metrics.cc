@@ -123,6 +123,10 @@ std::string_view AuthFailureName(AuthFailure f) {
       return "timeout";
     case AuthFailure::kForbidden:
       return "forbidden";
+    case AuthFailure::kNotOwner:
+      return "not_owner";
+    case AuthFailure::kNamespaceReads:
+      return "namespace_reads";
     case AuthFailure::kCount:
       break;
   }
@@ -159,6 +163,10 @@ std::string_view LimitName(Limit l) {
       return "backend_streams";
     case Limit::kBackendQueue:
       return "subscribe_queue_messages";
+    case Limit::kNamespaceMessageBytes:
+      return "namespace_max_message_bytes";
+    case Limit::kNamespaceMessageRate:
+      return "namespace_client_message_rate";
     case Limit::kCount:
       break;
   }

@@ -49,6 +49,9 @@ enum class AuthFailure : uint8_t {
   kUnknownKey,  // gRPC: neither a valid token nor a known API key
   kTimeout,     // WebSocket: no auth frame within --auth_timeout
   kForbidden,   // a channel outside the grants (4003 / PERMISSION_DENIED)
+  // Authorisation refusals by a namespace's own requirements (error frame `forbidden`):
+  kNotOwner,        // a personal channel of another identity (Namespace.personal_channels)
+  kNamespaceReads,  // a history/presence frame the namespace does not allow (client_history…)
   kCount,
 };
 std::string_view AuthFailureName(AuthFailure f);
@@ -68,6 +71,8 @@ enum class Limit : uint8_t {
   kQueueBytes,             // --max_queue_bytes / control allowance (slow consumer, 4008)
   kBackendStreams,         // Subscribe stream limits (RESOURCE_EXHAUSTED)
   kBackendQueue,           // --subscribe_queue_messages (message dropped)
+  kNamespaceMessageBytes,  // a namespace's max_message_bytes (error frame)
+  kNamespaceMessageRate,   // a namespace's client_message_rate (error frame, then 4008)
   kCount,
 };
 std::string_view LimitName(Limit l);
@@ -165,11 +170,13 @@ struct Metrics {
       rpc_calls[static_cast<size_t>(m)][grpc_code].fetch_add(1, std::memory_order_relaxed);
     }
   }
-  // Counts the cause; kForbidden also counts auth_forbidden_total, the others
-  // auth_failures_total.
+  // Counts the cause; the authorisation refusals (kForbidden, kNotOwner, kNamespaceReads) also
+  // count auth_forbidden_total, the others auth_failures_total.
   void CountAuthFailure(AuthFailure f) {
     auth_failures[static_cast<size_t>(f)].fetch_add(1, std::memory_order_relaxed);
-    (f == AuthFailure::kForbidden ? auth_forbidden_total : auth_failures_total)
+    const bool forbidden = f == AuthFailure::kForbidden || f == AuthFailure::kNotOwner ||
+                           f == AuthFailure::kNamespaceReads;
+    (forbidden ? auth_forbidden_total : auth_failures_total)
         .fetch_add(1, std::memory_order_relaxed);
   }
   void CountLimit(Limit l) {

@@ -3,6 +3,32 @@
 #include "core/strings.h"
 
 namespace bridge::core {
+namespace {
+
+bool ParseClientReads(std::string_view text, ClientReads& out) {
+  if (text == "granted") {
+    out = ClientReads::kGranted;
+  } else if (text == "subscribed") {
+    out = ClientReads::kSubscribed;
+  } else if (text == "nobody") {
+    out = ClientReads::kNobody;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool NamespaceConfig::Owns(std::string_view identity, std::string_view channel) const {
+  if (!personal_channels) return true;
+  // "<name>/<segment>[/...]": the segment must be the identity, exactly (an empty identity owns
+  // nothing, so anonymous connections never match).
+  if (identity.empty() || channel.size() <= name.size() + 1) return false;
+  std::string_view rest = channel.substr(name.size() + 1);
+  const size_t slash = rest.find('/');
+  return rest.substr(0, slash) == identity;
+}
 
 NamespaceRegistry NamespaceRegistry::Defaults() {
   NamespaceRegistry r;
@@ -36,6 +62,18 @@ absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec
         ns.history_max_bytes = n;
       } else if (ConsumePrefix(opt, "ttl=") && ParseUint(opt, n)) {
         ns.history_ttl = std::chrono::seconds(n);
+      } else if (opt == "personal") {
+        ns.personal_channels = true;
+      } else if (ConsumePrefix(opt, "history_frames=") &&
+                 ParseClientReads(opt, ns.client_history)) {
+      } else if (ConsumePrefix(opt, "presence_frames=") &&
+                 ParseClientReads(opt, ns.client_presence)) {
+      } else if (ConsumePrefix(opt, "max_message_bytes=") && ParseUint(opt, n)) {
+        ns.max_message_bytes = n;
+      } else if (ConsumePrefix(opt, "message_rate=") && ParseUint(opt, n)) {
+        ns.client_message_rate = static_cast<double>(n);
+      } else if (ConsumePrefix(opt, "message_burst=") && ParseUint(opt, n)) {
+        ns.client_message_burst = static_cast<double>(n);
       } else if (parts[i] == "slow=disconnect") {
         ns.slow_policy = SlowPolicy::kDisconnect;
       } else if (parts[i] == "slow=drop_oldest") {
@@ -46,7 +84,9 @@ absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Parse(std::string_view spec
         return absl::InvalidArgumentError(
             Cat("bad namespace option '", parts[i], "' in '", entry,
                 "' (want broadcast, presence, history=N, history_bytes=N, ttl=SECONDS, "
-                "slow=disconnect|drop_oldest|latest_only)"));
+                "slow=disconnect|drop_oldest|latest_only, personal, "
+                "history_frames=granted|subscribed|nobody, presence_frames=…, "
+                "max_message_bytes=N, message_rate=N, message_burst=N)"));
       }
     }
     if (r.Find(ns.name) != nullptr) {

@@ -21,6 +21,13 @@ enum class SlowPolicy {
   kLatestOnly,  // keep only the newest queued event per channel (state-like channels)
 };
 
+// Who may send a client frame that reads a channel (`history`, `presence`).
+enum class ClientReads {
+  kGranted,     // a connection whose token grants the channel, subscribed or not
+  kSubscribed,  // only a connection subscribed to the channel
+  kNobody,      // refused to every client (backends read through gRPC)
+};
+
 struct NamespaceConfig {
   std::string name;
   // Whether a client's frame on a channel of this namespace is relayed to the channel's other
@@ -38,7 +45,22 @@ struct NamespaceConfig {
   // none. Kept last so that positional initialisers of the fields above stay valid.
   size_t history_max_bytes = kDefaultHistoryMaxBytes;
 
+  // Channels "<name>/<identity>[/...]" are only for the connection with that identity (auth on;
+  // in addition to the token's grants).
+  bool personal_channels = false;
+  ClientReads client_history = ClientReads::kGranted;
+  ClientReads client_presence = ClientReads::kGranted;
+  // Largest client message on the namespace's channels; 0: only the global frame limit.
+  size_t max_message_bytes = 0;
+  // Per-connection client message bucket for the namespace; a rate of 0: none.
+  double client_message_rate = 0;
+  double client_message_burst = 0;
+
   static constexpr size_t kDefaultHistoryMaxBytes = 1 << 20;
+
+  // Whether `identity` owns `channel` (of this namespace) when personal_channels is set: the
+  // segment after the namespace is the identity. True when personal_channels is off.
+  bool Owns(std::string_view identity, std::string_view channel) const;
 };
 
 class NamespaceRegistry {
@@ -49,7 +71,9 @@ class NamespaceRegistry {
 
   // Parses a spec such as
   // "circles:broadcast:history=100:ttl=300:history_bytes=65536:presence,workspace:slow=drop_oldest,
-  // agents" (history_bytes: NamespaceConfig::history_max_bytes, 1 MiB when not given).
+  // agents" (history_bytes: NamespaceConfig::history_max_bytes, 1 MiB when not given). The
+  // other options: personal, history_frames=granted|subscribed|nobody, presence_frames=(same),
+  // max_message_bytes=N, message_rate=N, message_burst=N.
   // An empty spec gives the defaults.
   static absl::StatusOr<NamespaceRegistry> Parse(std::string_view spec);
   // The given namespaces (the configuration file's); empty gives the defaults. Refuses a

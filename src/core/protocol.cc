@@ -32,7 +32,7 @@ constexpr std::array kErrorCodes = {
     ErrorCode::kNotSubscribed,      ErrorCode::kTooManyChannels, ErrorCode::kReservedType,
     ErrorCode::kRateLimited,        ErrorCode::kForbidden,       ErrorCode::kUnauthenticated,
     ErrorCode::kInvalidUtf8,        ErrorCode::kUnavailable,     ErrorCode::kInvalidId,
-    ErrorCode::kInvalidLimit,
+    ErrorCode::kInvalidLimit,       ErrorCode::kMessageTooBig,
 };
 
 constexpr std::array<std::string_view, 10> kServerControlTypes = {
@@ -79,6 +79,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "invalid_id";
     case ErrorCode::kInvalidLimit:
       return "invalid_limit";
+    case ErrorCode::kMessageTooBig:
+      return "message_too_big";
   }
   return "unknown";
 }

@@ -69,6 +69,7 @@ enum class ErrorCode {
   kUnavailable,         // the broker is unreachable: the subscribe or message did not happen
   kInvalidId,           // `id` neither a string of at most 64 bytes nor a non-negative integer
   kInvalidLimit,        // `limit` not a non-negative integer
+  kMessageTooBig,       // a client message over its namespace's max_message_bytes
 };
 std::string_view ErrorCodeName(ErrorCode code);
 std::span<const ErrorCode> ErrorCodes();

@@ -370,12 +370,36 @@ bool WsSession::MayRead(const std::string& channel) {
     SendError(ErrorCode::kForbidden, "token does not grant " + channel);
     return false;
   }
-  return true;
+  return OwnsIfPersonal(channel);
+}
+
+bool WsSession::OwnsIfPersonal(const std::string& channel) {
+  const core::NamespaceConfig* ns = state_.hub.namespaces().Find(core::NamespaceOf(channel));
+  if (ns == nullptr || ns->Owns(identity_, channel)) return true;
+  state_.metrics.CountAuthFailure(core::AuthFailure::kNotOwner);
+  SendError(ErrorCode::kForbidden, core::Cat("namespace '", ns->name, "' has personal channels: ",
+                                             channel, " is not this connection's"));
+  return false;
+}
+
+bool WsSession::NamespaceReadAllowed(const core::NamespaceConfig& ns, const std::string& channel,
+                                     core::ClientReads who, std::string_view what) {
+  if (who == core::ClientReads::kGranted) return true;
+  if (who == core::ClientReads::kSubscribed && Subscribed(channel)) return true;
+  state_.metrics.CountAuthFailure(core::AuthFailure::kNamespaceReads);
+  SendError(
+      ErrorCode::kForbidden,
+      who == core::ClientReads::kNobody
+          ? core::Cat("namespace '", ns.name, "' does not answer ", what, " frames")
+          : core::Cat("namespace '", ns.name, "' answers ", what,
+                      " frames only on a subscribed channel: subscribe to ", channel, " first"));
+  return false;
 }
 
 void WsSession::HandleHistory(const core::ClientFrame& frame) {
   if (!MayRead(frame.channel)) return;
   const core::NamespaceConfig* ns = state_.hub.namespaces().Find(core::NamespaceOf(frame.channel));
+  if (!NamespaceReadAllowed(*ns, frame.channel, ns->client_history, "history")) return;
   // At most the namespace's history size per answer (0 or none asked: that many).
   size_t limit = ns->history_size;
   if (frame.limit.has_value() && *frame.limit != 0 && *frame.limit < limit) limit = *frame.limit;
@@ -402,6 +426,7 @@ void WsSession::HandlePresence(const core::ClientFrame& frame) {
     return SendError(ErrorCode::kInvalidChannel,
                      core::Cat("namespace '", ns->name, "' keeps no presence"));
   }
+  if (!NamespaceReadAllowed(*ns, frame.channel, ns->client_presence, "presence")) return;
   state_.hub.PresenceAsync(frame.channel, [context = answer_, on = OnSessionThread()](
                                               absl::StatusOr<core::PresenceResult> p) mutable {
     on([context, p = std::move(p)](WsSession& self) mutable {
@@ -422,8 +447,9 @@ bool WsSession::Admit(RateGate& gate) {
   auto now = std::chrono::steady_clock::now();
   if (gate.bucket.Take(now)) return true;
   state_.metrics.rate_limited_total.fetch_add(1, std::memory_order_relaxed);
-  state_.metrics.CountLimit(&gate == &message_gate_ ? core::Limit::kClientMessageRate
-                                                    : core::Limit::kSubscribeRate);
+  state_.metrics.CountLimit(&gate == &message_gate_     ? core::Limit::kClientMessageRate
+                            : &gate == &subscribe_gate_ ? core::Limit::kSubscribeRate
+                                                        : core::Limit::kNamespaceMessageRate);
   // Accepted frames between refusals do not end a burst; a second without refusals does.
   if (gate.refusals > 0 && now - gate.last_refusal > kRefusalBurstGap) gate.refusals = 0;
   gate.last_refusal = now;
@@ -459,6 +485,12 @@ void WsSession::HandleSubscribe(const std::string& channel,
     if (initial) return Close(CloseValue(CloseCode::kForbidden), "token does not grant " + channel);
     return SendError(ErrorCode::kForbidden, "token does not grant " + channel);
   }
+  if (initial &&
+      !state_.hub.namespaces().Find(core::NamespaceOf(channel))->Owns(identity_, channel)) {
+    state_.metrics.CountAuthFailure(core::AuthFailure::kNotOwner);
+    return Close(CloseValue(CloseCode::kForbidden), "a personal channel of another identity");
+  }
+  if (!OwnsIfPersonal(channel)) return;
   if (!Subscribed(channel) && channels_.size() >= options_->max_channels_per_connection) {
     state_.metrics.CountLimit(core::Limit::kChannelsPerConnection);
     return SendError(
@@ -504,6 +536,29 @@ void WsSession::HandleUnsubscribe(const std::string& channel) {
   Send(core::WithContext(core::UnsubscribedFrame(channel), answer_));
 }
 
+bool WsSession::NamespaceAdmits(const std::string& channel) {
+  const int index = state_.hub.namespaces().IndexOf(core::NamespaceOf(channel));
+  if (index < 0) return true;
+  const core::NamespaceConfig& ns = state_.hub.namespaces().all()[index];
+  if (ns.max_message_bytes > 0 && decoder_.message().size() > ns.max_message_bytes) {
+    state_.metrics.CountLimit(core::Limit::kNamespaceMessageBytes);
+    SendError(ErrorCode::kMessageTooBig,
+              core::Cat("namespace '", ns.name, "' takes messages of at most ",
+                        ns.max_message_bytes, " bytes"));
+    return false;
+  }
+  if (ns.client_message_rate <= 0) return true;
+  // One bucket per namespace this connection sends on, made at its first message: at most as
+  // many as there are namespaces.
+  if (namespace_gates_.size() <= static_cast<size_t>(index)) namespace_gates_.resize(index + 1);
+  auto& gate = namespace_gates_[index];
+  if (!gate) {
+    gate = std::make_unique<RateGate>(ns.client_message_rate, ns.client_message_burst,
+                                      "messages on this namespace");
+  }
+  return Admit(*gate);
+}
+
 void WsSession::HandleMessage(core::ClientFrame& frame) {
   // Taken first: refused messages (no channel, not subscribed, forbidden) count too.
   if (!Admit(message_gate_)) return;
@@ -524,6 +579,7 @@ void WsSession::HandleMessage(core::ClientFrame& frame) {
     state_.metrics.CountAuthFailure(core::AuthFailure::kForbidden);
     return SendError(ErrorCode::kForbidden, "token does not grant publishing to " + channel);
   }
+  if (!NamespaceAdmits(channel)) return;
   answer_.channel = channel;  // the one the message went to (a socket's only channel)
   state_.metrics.client_messages_total.fetch_add(1, std::memory_order_relaxed);
   auto now = std::chrono::system_clock::now();

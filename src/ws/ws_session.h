@@ -87,6 +87,14 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   void HandlePresence(const core::ClientFrame& frame);
   // Checks a channel a history/presence frame may read; false (and answered) when it may not.
   bool MayRead(const std::string& channel);
+  // The channel's namespace requirements (core/namespaces.h); each false is answered with an
+  // error frame and counted. Personal channels: only the owner's identity.
+  bool OwnsIfPersonal(const std::string& channel);
+  // A history/presence frame's reader policy (`who`) for `channel`.
+  bool NamespaceReadAllowed(const core::NamespaceConfig& ns, const std::string& channel,
+                            core::ClientReads who, std::string_view what);
+  // The namespace's client message limits for the message being handled (size, rate).
+  bool NamespaceAdmits(const std::string& channel);
   // Runs `task` on this session's thread if it still exists (inline when already there): for
   // completions that may come back on the broker's thread.
   absl::AnyInvocable<void(absl::AnyInvocable<void(WsSession&)>)> OnSessionThread();
@@ -150,6 +158,9 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   bool Admit(RateGate& gate);
   RateGate message_gate_;
   RateGate subscribe_gate_;
+  // Per namespace (by its index), for namespaces with a client_message_rate; made when first
+  // needed.
+  std::vector<std::unique_ptr<RateGate>> namespace_gates_;
 
   std::vector<std::string> channels_;
   core::AnswerContext answer_;  // the id and channel of the client frame being handled

@@ -10,6 +10,7 @@
 #include "auth/mint.h"
 #include "auth/verifier.h"
 #include "core/frame.h"
+#include "core/namespaces.h"
 #include "core/strings.h"
 #include "test_support.h"
 
@@ -306,6 +307,117 @@ TEST_F(AuthTest, ClientsCannotForgeBridgeFramesNorSendWithoutAPublishGrant) {
     EXPECT_EQ(v.at("text"), "hello") << v;
     break;
   }
+}
+
+// Namespace auth requirements: with the same grants ("inbox/*" for everyone), each identity
+// reaches only its own personal channels, on the path, in subscribe frames and in history frames.
+core::NamespaceRegistry PolicyNamespaces() {
+  core::NamespaceConfig inbox;
+  inbox.name = "inbox";
+  inbox.personal_channels = true;
+  inbox.history_size = 10;
+  core::NamespaceConfig room;
+  room.name = "room";
+  room.presence = true;
+  room.history_size = 10;
+  room.client_history = core::ClientReads::kSubscribed;
+  room.client_presence = core::ClientReads::kNobody;
+  core::NamespaceConfig circles;
+  circles.name = "circles";
+  circles.history_size = 10;
+  auto r = core::NamespaceRegistry::FromList({inbox, room, circles});
+  EXPECT_TRUE(r.ok()) << r.status();
+  return *r;
+}
+
+uint64_t AuthRefusals(app::BridgeServer& s, core::AuthFailure f) {
+  return s.metrics().auth_failures[static_cast<size_t>(f)].load();
+}
+
+// The next frame that is not an agent_joined/agent_left (presence of other connections).
+boost::json::value NextAnswer(WsClient& c) {
+  for (;;) {
+    auto v = c.RecvEvent();
+    if (!v.is_object() || (v.at("type") != "agent_joined" && v.at("type") != "agent_left")) {
+      return v;
+    }
+  }
+}
+
+TEST_F(AuthTest, PersonalChannelsAreOnlyTheirOwnersWhateverTheGrants) {
+  app::ServerConfig cfg;
+  cfg.namespaces = PolicyNamespaces();
+  ASSERT_NO_FATAL_FAILURE(Start(cfg));
+  const std::string alice = Token("alice", {"inbox/*"});
+  // Another identity's channel on the path: 4003 like a channel outside the grants.
+  {
+    auto b = Connect("/ws/inbox/bob?token=" + alice);
+    EXPECT_EQ(b->RecvJson().at("type"), "authenticated");
+    EXPECT_EQ(b->AwaitClose(), 4003);
+  }
+  EXPECT_EQ(AuthRefusals(*server_, core::AuthFailure::kNotOwner), 1u);
+
+  auto a = Connect("/ws/inbox/alice?ack=1&token=" + alice);
+  ASSERT_EQ(a->RecvJson().at("type"), "authenticated");
+  ASSERT_EQ(a->RecvJson().at("type"), "subscribed");
+  for (const char* other : {"inbox/bob", "inbox/alicex", "inbox/bob/alice"}) {
+    a->Send(core::Cat(R"({"type":"subscribe","id":1,"channel":")", other, R"("})"));
+    auto e = a->RecvEvent();
+    ASSERT_EQ(e.at("type"), "error") << other;
+    EXPECT_EQ(e.at("data").at("code"), "forbidden") << other;
+    EXPECT_NE(std::string(e.at("data").at("message").as_string()).find("personal"),
+              std::string::npos)
+        << e;
+  }
+  a->Send(R"({"type":"history","id":2,"channel":"inbox/bob"})");
+  auto h = a->RecvEvent();
+  EXPECT_EQ(h.at("data").at("code"), "forbidden") << h;
+  EXPECT_EQ(AuthRefusals(*server_, core::AuthFailure::kNotOwner), 5u);
+  EXPECT_EQ(AuthRefusals(*server_, core::AuthFailure::kForbidden), 0u) << "counted apart";
+  EXPECT_EQ(server_->metrics().auth_forbidden_total.load(), 5u);
+
+  // Under its own channel it may go anywhere; backends (not bound by it) reach it.
+  a->Send(R"({"type":"subscribe","id":3,"channel":"inbox/alice/drafts"})");
+  EXPECT_EQ(a->RecvEvent().at("type"), "subscribed");
+  pb::PublishRequest req;
+  req.mutable_event()->set_channel("inbox/alice");
+  req.mutable_event()->mutable_agent_message()->set_content("for alice");
+  pb::PublishResponse resp;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + Token("svc", {}, {"inbox/*"}));
+  ASSERT_TRUE(stub_->Publish(&ctx, req, &resp).ok());
+  auto ev = a->RecvEvent();
+  EXPECT_EQ(ev.at("channel"), "inbox/alice") << ev;
+  EXPECT_EQ(ev.at("data").at("content"), "for alice") << ev;
+}
+
+TEST_F(AuthTest, HistoryAndPresenceFramesFollowTheNamespacesReaders) {
+  app::ServerConfig cfg;
+  cfg.namespaces = PolicyNamespaces();
+  ASSERT_NO_FATAL_FAILURE(Start(cfg));
+  auto c = Connect("/ws/room/a?ack=1&token=" + Token("carol", {"room/*", "circles/*"}));
+  ASSERT_EQ(c->RecvJson().at("type"), "authenticated");
+  ASSERT_EQ(c->RecvJson().at("type"), "subscribed");
+  // room: history for subscribers only, presence for nobody.
+  c->Send(R"({"type":"history","id":1,"channel":"room/b"})");
+  auto e = NextAnswer(*c);
+  ASSERT_EQ(e.at("type"), "error") << e;
+  EXPECT_EQ(e.at("data").at("code"), "forbidden");
+  EXPECT_NE(std::string(e.at("data").at("message").as_string()).find("subscribe to room/b first"),
+            std::string::npos)
+      << e;
+  c->Send(R"({"type":"history","id":2,"channel":"room/a"})");
+  auto h = NextAnswer(*c);
+  EXPECT_EQ(h.at("type"), "history") << h;
+  c->Send(R"({"type":"presence","id":3,"channel":"room/a"})");
+  auto p = NextAnswer(*c);
+  ASSERT_EQ(p.at("type"), "error") << p;
+  EXPECT_EQ(p.at("data").at("code"), "forbidden");
+  EXPECT_EQ(AuthRefusals(*server_, core::AuthFailure::kNamespaceReads), 2u);
+  // circles keeps today's rule: any granted channel, subscribed or not.
+  c->Send(R"({"type":"history","id":4,"channel":"circles/elsewhere"})");
+  EXPECT_EQ(NextAnswer(*c).at("type"), "history");
+  EXPECT_EQ(AuthRefusals(*server_, core::AuthFailure::kNamespaceReads), 2u);
 }
 
 }  // namespace

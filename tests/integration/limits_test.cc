@@ -6,6 +6,8 @@
 #include <atomic>
 #include <thread>
 
+#include "core/namespaces.h"
+#include "core/strings.h"
 #include "test_support.h"
 
 namespace bridge::testing {
@@ -117,6 +119,93 @@ TEST(LimitsTest, SlowHttpClientIsDroppedAtTheHandshakeDeadline) {
   sock.read_some(boost::asio::buffer(buf), ec);  // returns when the server drops us
   EXPECT_TRUE(ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset)
       << ec.message();
+}
+
+// A namespace's client message limits: a size under the global frame limit and a rate of its own,
+// each refused with an error frame while the connection and everyone else carry on.
+app::ServerConfig ChatNamespace(size_t max_message_bytes, double rate, double burst) {
+  core::NamespaceConfig chat;
+  chat.name = "chat";
+  chat.client_broadcast = true;
+  chat.max_message_bytes = max_message_bytes;
+  chat.client_message_rate = rate;
+  chat.client_message_burst = burst;
+  core::NamespaceConfig circles;
+  circles.name = "circles";
+  circles.client_broadcast = true;
+  auto r = core::NamespaceRegistry::FromList({chat, circles});
+  EXPECT_TRUE(r.ok()) << r.status();
+  app::ServerConfig cfg;
+  cfg.namespaces = *r;
+  return cfg;
+}
+
+uint64_t LimitHits(app::BridgeServer& s, core::Limit l) {
+  return s.metrics().limit_hits[static_cast<size_t>(l)].load();
+}
+
+TEST(LimitsTest, MessageOverItsNamespacesLimitIsRefusedAndTheConnectionStays) {
+  auto server = StartBridge(ChatNamespace(200, 0, 0));
+  ASSERT_NE(server, nullptr);
+  auto a = WsClient::Connect(server->ws_port(), "/ws/chat/x?ack=1&client=a");
+  auto b = WsClient::Connect(server->ws_port(), "/ws/chat/x?ack=1&client=b");
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->RecvJson().at("type"), "subscribed");
+  ASSERT_EQ(b->RecvJson().at("type"), "subscribed");
+  const std::string pad(300, 'x');
+  a->Send(R"({"type":"chat","id":"big","pad":")" + pad + R"("})");
+  auto e = a->RecvEvent();
+  ASSERT_EQ(e.at("type"), "error") << e;
+  EXPECT_EQ(e.at("id"), "big");
+  EXPECT_EQ(e.at("data").at("code"), "message_too_big");
+  EXPECT_EQ(LimitHits(*server, core::Limit::kNamespaceMessageBytes), 1u);
+  // Exactly at the limit passes; b's next frame is that one, not the refused one.
+  std::string fits = R"({"type":"chat","id":"ok","pad":""})";
+  const size_t pad_bytes = 200 - fits.size();
+  fits.insert(fits.size() - 2, std::string(pad_bytes, 'y'));
+  ASSERT_EQ(fits.size(), 200u);
+  a->Send(fits);
+  EXPECT_EQ(a->RecvEvent().at("type"), "ack");
+  auto got = b->RecvEvent();
+  EXPECT_EQ(got.at("type"), "chat") << got;
+  EXPECT_EQ(got.at("pad").as_string().size(), pad_bytes) << got;
+  // Other namespaces keep the global limit only.
+  a->Send(R"({"type":"subscribe","channel":"circles/x"})");
+  ASSERT_EQ(a->RecvEvent().at("type"), "subscribed");
+  a->Send(R"({"type":"chat","id":"elsewhere","channel":"circles/x","pad":")" + pad + R"("})");
+  EXPECT_EQ(a->RecvEvent().at("type"), "ack");
+  EXPECT_EQ(LimitHits(*server, core::Limit::kNamespaceMessageBytes), 1u);
+}
+
+TEST(LimitsTest, NamespaceMessageRateHasItsOwnBucket) {
+  // 0.5/s: the bucket does not refill measurably while the test runs.
+  auto server = StartBridge(ChatNamespace(0, 0.5, 3));
+  ASSERT_NE(server, nullptr);
+  auto a = WsClient::Connect(server->ws_port(), "/ws/chat/x?ack=1&client=a");
+  ASSERT_TRUE(a);
+  ASSERT_EQ(a->RecvJson().at("type"), "subscribed");
+  a->Send(R"({"type":"subscribe","channel":"circles/x"})");
+  ASSERT_EQ(a->RecvEvent().at("type"), "subscribed");
+  for (int i = 0; i < 3; ++i) {
+    a->Send(core::Cat(R"({"type":"chat","channel":"chat/x","id":)", i, "}"));
+    auto ack = a->RecvEvent();
+    ASSERT_EQ(ack.at("type"), "ack") << i << ": " << ack;
+  }
+  a->Send(R"({"type":"chat","channel":"chat/x","id":3})");
+  auto e = a->RecvEvent();
+  ASSERT_EQ(e.at("type"), "error") << e;
+  EXPECT_EQ(e.at("data").at("code"), "rate_limited");
+  EXPECT_NE(std::string(e.at("data").at("message").as_string()).find("on this namespace"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(LimitHits(*server, core::Limit::kNamespaceMessageRate), 1u);
+  EXPECT_EQ(LimitHits(*server, core::Limit::kClientMessageRate), 0u);
+  // Another namespace's messages are not in that bucket.
+  a->Send(R"({"type":"chat","channel":"circles/x","id":4})");
+  EXPECT_EQ(a->RecvEvent().at("type"), "ack");
+  // A long burst of refusals (more than the namespace's burst) closes 4008 as the global one does.
+  for (int i = 0; i < 4; ++i) a->Send(R"({"type":"chat","channel":"chat/x"})");
+  EXPECT_EQ(a->AwaitClose(), 4008);
 }
 
 }  // namespace

@@ -414,7 +414,7 @@ const ERRORS_OF: Record<Pending["kind"], ReadonlySet<string>> = {
   ping: new Set(),
   history: new Set(["invalid_channel", "invalid_since", "invalid_limit", "forbidden", "rate_limited", "unavailable"]),
   presence: new Set(["invalid_channel", "forbidden", "rate_limited", "unavailable"]),
-  message: new Set(["invalid_channel", "not_subscribed", "forbidden", "reserved_type", "rate_limited", "too_many_channels", "invalid_json", "not_an_object", "invalid_type", "invalid_utf8"]),
+  message: new Set(["invalid_channel", "not_subscribed", "forbidden", "reserved_type", "rate_limited", "message_too_big", "too_many_channels", "invalid_json", "not_an_object", "invalid_type", "invalid_utf8"]),
 };
 
 const OPEN = 1;

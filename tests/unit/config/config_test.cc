@@ -220,6 +220,82 @@ TEST(ConfigFlags, NamespacesOneLineFormRoundTrips) {
   EXPECT_EQ(Effective(c).namespaces(0).name(), "circles");
 }
 
+TEST(ConfigValidate, NamespaceAuthRequirementsAndLimitsAreChecked) {
+  // Today's behaviour is the default: none of the new fields set is valid.
+  EXPECT_TRUE(ErrorsOf(R"({"namespaces":[{"name":"a"}]})").empty());
+  // A personal namespace needs verified identities.
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"namespaces":[{"name":"a","personal_channels":true}]})"),
+                       "namespaces[0].personal_channels: needs auth.mode token"));
+  // Reader policies for what the namespace does not keep.
+  auto errors = ErrorsOf(
+      R"({"namespaces":[{"name":"a","client_presence":"SUBSCRIBED"},
+                        {"name":"b","client_history":"NOBODY"},
+                        {"name":"c","presence":true,"history_size":3,"client_presence":"NOBODY",
+                         "client_history":"SUBSCRIBED"}]})");
+  EXPECT_TRUE(HasError(errors, "namespaces[0].client_presence: is set while presence is false"))
+      << Joined(errors);
+  EXPECT_TRUE(HasError(errors, "namespaces[1].client_history: is set while history_size is 0"))
+      << Joined(errors);
+  EXPECT_FALSE(HasError(errors, "namespaces[2]")) << Joined(errors);
+  // Limits above the global ones, and a rate without a burst.
+  errors = ErrorsOf(
+      R"({"limits":{"max_frame_bytes":1000,"client_message_rate":10},
+          "namespaces":[{"name":"a","max_message_bytes":2000},
+                        {"name":"b","client_message_rate":20,"client_message_burst":5},
+                        {"name":"c","client_message_rate":5},
+                        {"name":"d","client_message_burst":5},
+                        {"name":"e","client_message_rate":-1},
+                        {"name":"f","max_message_bytes":1000,"client_message_rate":2.5,
+                         "client_message_burst":4}]})");
+  EXPECT_TRUE(HasError(errors,
+                       "namespaces[0].max_message_bytes: 2000 is above "
+                       "limits.max_frame_bytes 1000"))
+      << Joined(errors);
+  EXPECT_TRUE(HasError(errors,
+                       "namespaces[1].client_message_rate: 20 is above "
+                       "limits.client_message_rate 10"))
+      << Joined(errors);
+  EXPECT_TRUE(HasError(errors, "namespaces[2].client_message_burst: must be at least 1"))
+      << Joined(errors);
+  EXPECT_TRUE(HasError(errors, "namespaces[3].client_message_burst: is set while"))
+      << Joined(errors);
+  EXPECT_TRUE(HasError(errors, "namespaces[4].client_message_rate: must be a non-negative"))
+      << Joined(errors);
+  EXPECT_FALSE(HasError(errors, "namespaces[5]")) << Joined(errors);
+  // With auth on, a personal namespace is fine; the file's values reach the registry.
+  Config c;
+  ASSERT_TRUE(MergeJson(R"({"namespaces":[{"name":"inbox","personal_channels":true,
+      "history_size":5,"client_history":"SUBSCRIBED","max_message_bytes":512,
+      "client_message_rate":2.5,"client_message_burst":4}]})",
+                        c)
+                  .ok());
+  auto reg = Namespaces(Effective(c));
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  const core::NamespaceConfig* inbox = reg->Find("inbox");
+  ASSERT_NE(inbox, nullptr);
+  EXPECT_TRUE(inbox->personal_channels);
+  EXPECT_EQ(inbox->client_history, core::ClientReads::kSubscribed);
+  EXPECT_EQ(inbox->client_presence, core::ClientReads::kGranted);
+  EXPECT_EQ(inbox->max_message_bytes, 512u);
+  EXPECT_EQ(inbox->client_message_rate, 2.5);
+  EXPECT_EQ(inbox->client_message_burst, 4);
+}
+
+TEST(ConfigFlags, NamespacesOneLineFormTakesTheRequirementsAndLimits) {
+  Config c;
+  const std::string line =
+      "inbox:history=5:personal:history_frames=subscribed:max_message_bytes=512,room:presence:"
+      "presence_frames=nobody:message_rate=5:message_burst=10";
+  ASSERT_TRUE(ApplyFlag("namespaces", line, c).ok());
+  ASSERT_EQ(c.namespaces_size(), 2);
+  EXPECT_TRUE(c.namespaces(0).personal_channels());
+  EXPECT_EQ(c.namespaces(0).client_history(), gathering::bridge::v1::Namespace::SUBSCRIBED);
+  EXPECT_EQ(c.namespaces(1).client_presence(), gathering::bridge::v1::Namespace::NOBODY);
+  EXPECT_EQ(c.namespaces(1).client_message_rate(), 5);
+  EXPECT_EQ(ValueText(Effective(c), *FindFlag("namespaces")), line);
+  EXPECT_FALSE(ApplyFlag("namespaces", "inbox:history_frames=maybe", c).ok());
+}
+
 TEST(ConfigValidate, ContradictionsAreRefusedWithTheirPaths) {
   EXPECT_TRUE(ErrorsOf("{}").empty()) << Joined(ErrorsOf("{}"));
   EXPECT_TRUE(HasError(ErrorsOf(R"({"limits":{"idle_timeout":"soon"}})"),

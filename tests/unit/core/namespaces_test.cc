@@ -49,4 +49,41 @@ TEST(NamespacesTest, RejectsBadSpecs) {
 }
 
 }  // namespace
+TEST(NamespacesTest, RequirementsAndLimitsParseAndDefaultToTodaysBehaviour) {
+  auto r = NamespaceRegistry::Parse(
+      "inbox:personal:history=5:history_frames=subscribed:presence_frames=nobody:"
+      "max_message_bytes=512:message_rate=5:message_burst=10,plain");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const NamespaceConfig* inbox = r->Find("inbox");
+  ASSERT_NE(inbox, nullptr);
+  EXPECT_TRUE(inbox->personal_channels);
+  EXPECT_EQ(inbox->client_history, ClientReads::kSubscribed);
+  EXPECT_EQ(inbox->client_presence, ClientReads::kNobody);
+  EXPECT_EQ(inbox->max_message_bytes, 512u);
+  EXPECT_EQ(inbox->client_message_rate, 5);
+  EXPECT_EQ(inbox->client_message_burst, 10);
+  const NamespaceConfig* plain = r->Find("plain");
+  EXPECT_FALSE(plain->personal_channels);
+  EXPECT_EQ(plain->client_history, ClientReads::kGranted);
+  EXPECT_EQ(plain->client_presence, ClientReads::kGranted);
+  EXPECT_EQ(plain->max_message_bytes, 0u);
+  EXPECT_EQ(plain->client_message_rate, 0);
+  EXPECT_FALSE(NamespaceRegistry::Parse("inbox:history_frames=all").ok());
+  EXPECT_FALSE(NamespaceRegistry::Parse("inbox:max_message_bytes=big").ok());
+}
+
+TEST(NamespacesTest, PersonalChannelsBelongToTheIdentityInTheirSecondSegment) {
+  NamespaceConfig ns;
+  ns.name = "inbox";
+  EXPECT_TRUE(ns.Owns("bob", "inbox/alice")) << "off: everyone";
+  ns.personal_channels = true;
+  EXPECT_TRUE(ns.Owns("alice", "inbox/alice"));
+  EXPECT_TRUE(ns.Owns("alice", "inbox/alice/drafts"));
+  EXPECT_FALSE(ns.Owns("bob", "inbox/alice"));
+  EXPECT_FALSE(ns.Owns("alice", "inbox/alicex"));
+  EXPECT_FALSE(ns.Owns("alic", "inbox/alice"));
+  EXPECT_FALSE(ns.Owns("bob", "inbox/alice/bob"));
+  EXPECT_FALSE(ns.Owns("", "inbox/alice")) << "anonymous owns nothing";
+}
+
 }  // namespace bridge::core
