@@ -20,6 +20,8 @@
 #include "admin/admin_auth.h"
 #include "admin/dashboard_page.h"
 #include "admin/health.h"
+#include "admin/node_info.h"
+#include "core/frame.h"
 #include "core/origin.h"
 #include "core/strings.h"
 #include "core/uri.h"
@@ -56,7 +58,8 @@ struct AdminServer::Impl {
       : options(std::move(o)),
         sources(std::move(s)),
         sampler(SamplerSources{sources.metrics, sources.hub, &sources.state->closes,
-                               &sources.state->draining, sources.broker_mode}) {}
+                               &sources.state->draining, sources.broker_mode,
+                               sources.broker_stats}) {}
 
   void DoAccept();
   void Tick();
@@ -295,7 +298,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
       res.set(http::field::location, "/admin");
       return Reply(std::move(res));
     }
-    if (path != "/admin" && path != "/admin/" && path != "/admin/ws") {
+    if (path != "/admin" && path != "/admin/" && path != "/admin/ws" && path != "/admin/nodes") {
       return Reply(MakeResponse(404, "text/plain", "not found\n", req));
     }
     auto authorization = req[http::field::authorization];
@@ -308,6 +311,16 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
       return Reply(std::move(res));
     }
     if (path == "/admin/ws") return Upgrade(std::move(req), std::move(access.subject));
+    if (path == "/admin/nodes") {
+      // The node list of the last sample: what the dashboard's table shows.
+      core::Hub& hub = *impl_.sources.hub;
+      return Reply(MakeResponse(
+          200, "application/json",
+          core::Cat(R"({"node":)", core::JsonQuote(hub.clustered() ? hub.node_id() : ""),
+                    R"(,"mode":")", impl_.sources.broker_mode, R"(","nodes":)",
+                    NodesJson(impl_.sampler.Nodes()), "}\n"),
+          req));
+    }
     auto res = MakeResponse(200, "text/html; charset=utf-8", std::string(DashboardHtml()), req);
     // The page is one file: its script and styles inline, its only connection the feed. The
     // token may be in the URL: no referrer leaves the page, and no one frames it.

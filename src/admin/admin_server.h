@@ -8,7 +8,8 @@
 // feeds (503), and per feed a write queue of `max_feed_queue_frames` frames: a dashboard that
 // does not read is dropped, it never holds more. Plain HTTP only (no TLS): bind it to a private
 // address or put it behind a proxy. With an auth verifier, /admin and /admin/ws need an admin
-// token (admin_auth.h); /metrics and the health endpoints never do.
+// token (admin_auth.h), and so does /admin/nodes (the node list as JSON, NodesJson);
+// /metrics and the health endpoints never do.
 //
 // Start() binds (port 0 picks a free one) and runs; Stop() (any thread but the admin thread;
 // idempotent, the destructor calls it) closes every connection and joins the thread.
@@ -50,6 +51,7 @@ struct AdminSources {
   // Null: no auth (the dashboard is open).
   std::shared_ptr<const auth::TokenVerifier> verifier;
   std::string broker_mode = "embedded";
+  const core::BrokerStats* broker_stats = nullptr;  // the broker's lag histograms; null: none
 };
 
 class AdminServer {

@@ -1,5 +1,6 @@
 #include "admin/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -24,6 +25,36 @@ std::string Rate(double per_second) {
 
 int64_t Millis(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// {"count":N,"mean":ms,"p99":ms} of what the histogram gained since `last` (which it updates).
+std::string LatencyJson(const core::ShardedHistogram& h, core::ShardedHistogram::Totals& last) {
+  using H = core::ShardedHistogram;
+  const H::Totals now = h.Sum(0);
+  H::Totals d;
+  for (size_t b = 0; b < H::kBuckets; ++b) {
+    d.buckets[b] = now.buckets[b] >= last.buckets[b] ? now.buckets[b] - last.buckets[b] : 0;
+    d.count += d.buckets[b];
+  }
+  d.sum_nanos = now.sum_nanos - last.sum_nanos;
+  last = now;
+  double mean = 0, p99 = 0;
+  if (d.count > 0) {
+    mean = static_cast<double>(d.sum_nanos) / static_cast<double>(d.count) / 1e6;
+    const uint64_t want = (d.count * 99 + 99) / 100;
+    uint64_t seen = 0;
+    for (size_t b = 0; b < H::kBuckets; ++b) {
+      seen += d.buckets[b];
+      if (seen >= want) {
+        p99 = static_cast<double>(H::kBoundsNanos[std::min(b, H::kBoundsNanos.size() - 1)]) / 1e6;
+        break;
+      }
+    }
+  }
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), R"({"count":%llu,"mean":%.3f,"p99":%.3f})",
+                static_cast<unsigned long long>(d.count), mean, p99);
+  return buf;
 }
 
 }  // namespace
@@ -93,26 +124,35 @@ std::string Sampler::Sample(std::chrono::steady_clock::time_point now,
                  broker.publish_up ? "true" : "false", R"(,"pubsub_up":)",
                  broker.pubsub_up ? "true" : "false", R"(,"detail":)",
                  core::JsonQuote(broker.detail), R"(,"linked_channels":)",
-                 hub.cluster_stats().linked_channels.load(std::memory_order_relaxed), "}");
-  o += R"(,"nodes":[)";
-  if (nodes_.empty()) {
-    o += core::Cat(R"({"node":)", core::JsonQuote(node), R"(,"connections":)", c.connections,
-                   R"(,"self":true})");
-  } else {
-    comma = false;
-    for (const NodeInfo& n : nodes_) {
-      o += core::Cat(comma ? "," : "", R"({"node":)", core::JsonQuote(n.node), R"(,"connections":)",
-                     n.connections, R"(,"self":)", n.self ? "true" : "false", "}");
-      comma = true;
-    }
+                 hub.cluster_stats().linked_channels.load(std::memory_order_relaxed));
+  if (sources_.broker_stats != nullptr) {
+    o += core::Cat(R"(,"publish_ms":)",
+                   LatencyJson(sources_.broker_stats->publish_latency, last_publish_),
+                   R"(,"lag_ms":)", LatencyJson(sources_.broker_stats->delivery_lag, last_lag_));
   }
-  o += "]}";
+  o += "}";
+  self_ = NodeInfo{};
+  self_.node = node;
+  self_.connections = c.connections;
+  self_.subscriptions = c.subscriptions;
+  self_.channels = c.channels;
+  self_.published = published;
+  self_.client_messages = client_messages;
+  self_.frames_sent = frames_sent;
+  self_.broker_up = broker.ok();
+  self_.self = true;
+  o += core::Cat(R"(,"nodes":)", NodesJson(Nodes()), "}");
 
   history_.push_back(Point{static_cast<double>(Millis(wall)), static_cast<double>(c.connections),
                            static_cast<double>(c.subscriptions), static_cast<double>(c.channels),
                            published, client_messages, frames_sent});
   if (history_.size() > kHistoryPoints) history_.pop_front();
   return o;
+}
+
+std::vector<NodeInfo> Sampler::Nodes() const {
+  if (!nodes_.empty()) return nodes_;
+  return {self_};
 }
 
 std::string Sampler::HistoryFrame() const {

@@ -8,8 +8,10 @@
 //    "queued_bytes":N,"rates":{"published":x,"client_messages":x,"frames_sent":x,
 //    "bytes_sent":x,"connections_opened":x} (per second),"totals":{…},
 //    "busiest":[{"channel":"…","messages":N}],"closes":[{"code":N,"reason":"…",
-//    "connection":"c-1","time":"…Z"}] (newest first),"broker":{"mode":"embedded",…},
-//    "nodes":[{"node":"…","connections":N,"self":true}]}
+//    "connection":"c-1","time":"…Z"}] (newest first),"broker":{"mode":"embedded",…,
+//    "publish_ms":{"count":N,"mean":x,"p99":x},"lag_ms":{…}} (over the interval; p99 is the
+//    upper bound of its histogram bucket),"nodes":[NodesJson: this node alone, or the
+//    NodeDirectory's list]}
 //   {"type":"history","interval_ms":N,"points":[[time,connections,subscriptions,channels,
 //    published/s,client_messages/s,frames_sent/s],…]} (the last kHistoryPoints samples, oldest
 //    first: what a dashboard that just opened draws before the next sample)
@@ -28,25 +30,21 @@
 #include <vector>
 
 #include "admin/counters.h"
+#include "admin/node_info.h"
+#include "core/histogram.h"
 #include "core/hub.h"
 #include "core/metrics.h"
 #include "ws/close_log.h"
 
 namespace bridge::admin {
 
-// Another node on the same broker, as it announced itself (NodeDirectory).
-struct NodeInfo {
-  std::string node;
-  int64_t connections = 0;
-  bool self = false;
-};
-
 struct SamplerSources {
   const core::Metrics* metrics = nullptr;
   core::Hub* hub = nullptr;
   const ws::CloseLog* closes = nullptr;
   const std::atomic<bool>* draining = nullptr;
-  std::string broker_mode = "embedded";  // "embedded", "memory" or "redis"
+  std::string broker_mode = "embedded";             // "embedded", "memory" or "redis"
+  const core::BrokerStats* broker_stats = nullptr;  // null: embedded (no broker lag)
 };
 
 class Sampler {
@@ -64,6 +62,8 @@ class Sampler {
   std::string HistoryFrame() const;
   // The nodes to list from the next sample on (empty: this node alone).
   void SetNodes(std::vector<NodeInfo> nodes) { nodes_ = std::move(nodes); }
+  // The node list of the last sample (this node alone without SetNodes).
+  std::vector<NodeInfo> Nodes() const;
 
  private:
   using Point = std::array<double, 7>;
@@ -73,6 +73,9 @@ class Sampler {
   bool first_ = true;
   std::deque<Point> history_;
   std::vector<NodeInfo> nodes_;
+  NodeInfo self_;  // from the last sample
+  core::ShardedHistogram::Totals last_publish_;
+  core::ShardedHistogram::Totals last_lag_;
   std::chrono::milliseconds interval_{1000};
 };
 

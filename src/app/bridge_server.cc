@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "admin/node_directory.h"
 #include "app/tls.h"
 #include "broker/memory_broker.h"
 #include "broker/memory_presence.h"
@@ -178,7 +179,8 @@ struct BridgeServer::Impl {
   std::unique_ptr<rpc::EventService> service;
   std::unique_ptr<GrpcTls> grpc_tls;  // before the gRPC server: its files outlive it
   std::unique_ptr<grpc::Server> grpc_server;
-  std::unique_ptr<admin::AdminServer> admin;  // with config.admin
+  std::unique_ptr<admin::AdminServer> admin;    // with config.admin
+  std::unique_ptr<admin::NodeDirectory> nodes;  // with a broker (after admin: its sink)
   std::vector<std::thread> threads;
   uint16_t grpc_port = 0;
   bool stopped = false;
@@ -317,6 +319,9 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     sources.verifier = c.auth.verifier;
     sources.broker_mode =
         c.broker.empty() ? "embedded" : (c.broker == "memory" ? "memory" : "redis");
+    if (impl->broker->cluster.broker != nullptr) {
+      sources.broker_stats = &impl->broker->cluster.broker->stats();
+    }
     auto admin = admin::AdminServer::Start(*c.admin, std::move(sources));
     if (!admin.ok()) return admin.status();
     impl->admin = std::move(*admin);
@@ -365,6 +370,24 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     spdlog::info("broker: {} as node '{}'{}", c.broker == "memory" ? "memory" : "redis",
                  impl->hub->node_id(),
                  impl->hub->broker_health().ok() ? "" : " (not ready yet: connecting)");
+  }
+  // The node directory (admin/node_directory.h): every node of a broker announces itself, and
+  // the dashboard lists them all.
+  if (impl->broker->cluster.broker != nullptr) {
+    admin::NodeDirectoryOptions nd;
+    nd.node_id = impl->hub->node_id();
+    nd.interval = c.node_announce_interval;
+    const std::string host = address.is_v6() ? core::Cat("[", c.host, "]") : c.host;
+    nd.ws = core::Cat(host, ":", impl->listener->port());
+    nd.grpc = core::Cat(host, ":", impl->grpc_port);
+    if (impl->admin) nd.admin = core::Cat(c.admin->host, ":", impl->admin->port());
+    std::function<void(std::vector<admin::NodeInfo>)> sink;
+    if (impl->admin) {
+      sink = [a = impl->admin.get()](std::vector<admin::NodeInfo> n) { a->SetNodes(std::move(n)); };
+    }
+    impl->nodes = std::make_unique<admin::NodeDirectory>(
+        std::move(nd), *impl->broker->cluster.broker, impl->metrics, *impl->hub, std::move(sink));
+    impl->nodes->Start();
   }
   return std::unique_ptr<BridgeServer>(new BridgeServer(std::move(impl)));
 }
@@ -434,6 +457,8 @@ void BridgeServer::Shutdown() {
   while (s.metrics.connections_current.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // Out of the other nodes' lists now; it feeds the dashboards, so it goes first.
+  if (s.nodes) s.nodes->Stop();
   // The dashboards watched the drain; they go before the hub stops.
   if (s.admin) s.admin->Stop();
   for (auto& ioc : s.iocs) ioc->stop();

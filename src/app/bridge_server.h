@@ -53,6 +53,8 @@ struct ServerConfig {
   // With a Redis broker: how long a channel's offsets and epoch outlive its last publish (0: for
   // ever); namespaces with history then need a ttl of at most this.
   std::chrono::seconds broker_meta_ttl{0};
+  // With a broker: the node directory's announce interval (admin/node_directory.h).
+  std::chrono::milliseconds node_announce_interval{2000};
   // Broker mode: frames a pending subscription buffers; how long an unused channel link stays.
   size_t max_pending_frames = 8192;
   std::chrono::milliseconds broker_link_linger{2000};

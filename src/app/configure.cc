@@ -118,6 +118,7 @@ absl::StatusOr<ServerConfig> ServerConfigFrom(const config::Config& c) {
   s.broker_tls_ca_file = b.tls_ca_file();
   s.node_id = b.node_id();
   s.presence_lease = Ms(b.presence_lease());
+  s.node_announce_interval = Ms(b.node_announce_interval());
   s.broker_meta_ttl = std::chrono::seconds(absl::ToInt64Seconds(config::DurationOf(b.meta_ttl())));
 
   s.auth.auth_timeout = Ms(c.auth().timeout());

@@ -84,8 +84,15 @@ void MemoryBroker::Publish(const std::string& channel, std::string_view head, st
       }
       Trim(*state, policy, now);
       result = core::StreamPosition{offset, state->epoch};
+      // One more clock read: stored, and delivered next (inline, nothing waits in between),
+      // so both histograms take it. Observed under the stripe lock: one writer per cell.
+      const size_t shard = static_cast<size_t>(&stripe - stripes_.get());
+      const int64_t nanos =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - now).count();
+      stats_.publish_latency.Observe(shard, 0, nanos);
       if (handler_.on_message && stripe.subscribed.count(channel) != 0) {
         stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+        stats_.delivery_lag.Observe(shard, 0, nanos);
         handler_.on_message(core::BrokerMessage{channel, offset, state->epoch, std::move(text),
                                                 std::string(origin)});
       }
@@ -197,6 +204,42 @@ void MemoryBroker::Forget(const std::string& channel) {
 
 size_t MemoryBroker::channel_count() const {
   return channel_count_.load(std::memory_order_relaxed);
+}
+
+void MemoryBroker::AnnounceNode(std::string_view node, std::string_view info,
+                                std::chrono::milliseconds ttl, NodesCallback done) {
+  if (info.size() > core::kMaxNodeInfoBytes) {
+    return done(absl::InvalidArgumentError("node info too long"));
+  }
+  const auto now = Clock::now();
+  std::vector<core::NodeAnnouncement> out;
+  absl::Status refused;
+  {
+    std::lock_guard lock(nodes_mu_);
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      it = it->second.expires <= now ? nodes_.erase(it) : std::next(it);
+    }
+    auto it = nodes_.find(std::string(node));
+    if (it == nodes_.end() && nodes_.size() >= core::kMaxNodes) {
+      refused = absl::ResourceExhaustedError("the node directory is full");
+    } else {
+      nodes_[std::string(node)] = AnnouncedNode{std::string(info), now, now + ttl};
+    }
+    for (const auto& [name, n] : nodes_) {
+      out.push_back(core::NodeAnnouncement{
+          name, n.info, std::chrono::duration_cast<std::chrono::milliseconds>(now - n.at).count()});
+    }
+  }
+  if (!refused.ok()) return done(refused);
+  done(std::move(out));
+}
+
+void MemoryBroker::WithdrawNode(std::string_view node, StatusCallback done) {
+  {
+    std::lock_guard lock(nodes_mu_);
+    nodes_.erase(std::string(node));
+  }
+  done(absl::OkStatus());
 }
 
 core::BrokerHealth MemoryBroker::Health() const { return core::BrokerHealth{true, true, ""}; }

@@ -23,11 +23,13 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "core/broker.h"
 #include "core/epoch.h"
@@ -66,6 +68,10 @@ class MemoryBroker : public core::Broker {
   void Unsubscribe(const std::string& channel) override;
   void PublishBackendMessage(std::string_view origin, std::string_view payload) override;
   void SetBackendInterest(bool on) override;
+  // The directory of this process (nodes expire lazily, at the next announce).
+  void AnnounceNode(std::string_view node, std::string_view info, std::chrono::milliseconds ttl,
+                    NodesCallback done) override;
+  void WithdrawNode(std::string_view node, StatusCallback done) override;
   core::BrokerHealth Health() const override;
   const core::BrokerStats& stats() const override { return stats_; }
 
@@ -104,13 +110,22 @@ class MemoryBroker : public core::Broker {
   void ReadHistory(const std::string& channel, uint64_t since, size_t limit, bool create,
                    HistoryCallback done);
 
+  struct AnnouncedNode {
+    std::string info;
+    Clock::time_point at;
+    Clock::time_point expires;
+  };
+
   static constexpr size_t kStripes = 64;
+  static_assert(kStripes <= core::BrokerStats::kLatencyShards, "a histogram shard per stripe");
   const MemoryBrokerOptions options_;
   core::BrokerHandler handler_;
   std::unique_ptr<Stripe[]> stripes_;
   std::atomic<size_t> channel_count_{0};
   std::atomic<bool> backend_interest_{false};
   core::BrokerStats stats_;
+  std::mutex nodes_mu_;
+  std::map<std::string, AnnouncedNode> nodes_;
 };
 
 }  // namespace bridge::broker

@@ -6,12 +6,19 @@
 #include <limits>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "broker/memory_broker.h"
 
 namespace bridge::broker {
 namespace asio = boost::asio;
 namespace {
+
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 bool ParseOffset(std::string_view s, uint64_t& out) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
@@ -110,6 +117,10 @@ void RedisBroker::Publish(const std::string& channel, std::string_view head, std
                           PublishCallback done) {
   std::string from(origin);
   std::replace(from.begin(), from.end(), ':', '_');  // the payload's separator
+  // The one clock read of the publish path: it travels in the payload (this node reads it back
+  // for its delivery lag) and measures the round trip at the reply.
+  const int64_t sent = SteadyNanos();
+  from = StampOrigin(from, sent);
   asio::post(strand_, [self = shared_from_this(), channel, head = std::string(head),
                        tail = std::string(tail), policy, from = std::move(from),
                        done = std::move(done)]() mutable {
@@ -163,8 +174,10 @@ void RedisBroker::DoPublish(const std::string& channel, const std::string& head,
                                    std::to_string(options_.meta_ttl.count()),
                                    NewEpoch(),
                                    origin};
+  int64_t sent = -1;
+  SplitStamp(origin, &sent);
   RunScript(PublishScript(), std::move(args), options_.connection.command_timeout,
-            [this, self = shared_from_this(),
+            [this, self = shared_from_this(), sent,
              done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
               absl::StatusOr<core::StreamPosition> out;
               if (!r.ok()) {
@@ -183,6 +196,7 @@ void RedisBroker::DoPublish(const std::string& channel, const std::string& head,
               }
               if (out.ok()) {
                 stats_.published.fetch_add(1, std::memory_order_relaxed);
+                stats_.publish_latency.Observe(0, 0, SteadyNanos() - sent);  // the strand: shard 0
               } else {
                 stats_.publish_failed.fetch_add(1, std::memory_order_relaxed);
                 if (out.status().code() == absl::StatusCode::kInternal) {
@@ -452,10 +466,19 @@ void RedisBroker::OnPush(const RedisReply& push) {
   auto it = interests_.find(*channel);
   if (it == interests_.end() || !it->second.active) return;
   stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+  int64_t sent = -1;
+  const std::string_view origin = SplitStamp(parsed->origin, &sent);
+  // Only this node's stamps are on this clock; another node's (or a forged one) mean nothing.
+  const std::string_view id = options_.node_id;
+  if (sent >= 0 && origin.substr(0, id.size()) == id &&
+      (origin.size() == id.size() || origin[id.size()] == '/')) {
+    const int64_t lag = SteadyNanos() - sent;
+    if (lag >= 0 && lag < int64_t{3600} * 1'000'000'000) stats_.delivery_lag.Observe(0, 0, lag);
+  }
   if (handler_.on_message) {
     handler_.on_message(core::BrokerMessage{*std::move(channel), parsed->offset,
                                             std::string(parsed->epoch), std::string(parsed->text),
-                                            std::string(parsed->origin)});
+                                            std::string(origin)});
   }
 }
 
@@ -493,6 +516,72 @@ void RedisBroker::UpdateState(const absl::Status& why) {
                                  ? absl::OkStatus()
                                  : absl::UnavailableError(health.detail));
   }
+}
+
+void RedisBroker::AnnounceNode(std::string_view node, std::string_view info,
+                               std::chrono::milliseconds ttl, NodesCallback done) {
+  if (info.size() > core::kMaxNodeInfoBytes) {
+    return done(absl::InvalidArgumentError("node info too long"));
+  }
+  asio::post(strand_, [self = shared_from_this(), node = std::string(node),
+                       info = std::string(info), ttl, done = std::move(done)]() mutable {
+    if (self->stopped_) return done(absl::CancelledError("broker stopped"));
+    if (!self->cmd_ready_) return done(absl::UnavailableError("redis commands not ready"));
+    NodeKeys keys = NodeKeysFor(self->options_.prefix);
+    self->RunScript(
+        NodesAnnounceScript(),
+        {"2", std::move(keys.info), std::move(keys.lease), node, std::move(info),
+         std::to_string(std::max<int64_t>(1, ttl.count())), std::to_string(core::kMaxNodes),
+         std::to_string(core::kMaxNodeInfoBytes)},
+        self->options_.connection.command_timeout,
+        [self, done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+          if (!r.ok()) return done(r.status());
+          int64_t now = 0;
+          if (r->is_error() || !r->is_array() || r->elements.size() < 2 ||
+              !r->elements[0].is_text() || !absl::SimpleAtoi(r->elements[0].str, &now) ||
+              !r->elements[1].is_integer() || r->elements.size() % 2 != 0) {
+            self->stats_.errors.fetch_add(1, std::memory_order_relaxed);
+            return done(r->is_error() ? absl::InternalError(absl::StrCat("nodes script: ", r->str))
+                                      : BadReply("nodes script", *r));
+          }
+          if (r->elements[1].integer != 0) {
+            return done(absl::ResourceExhaustedError(
+                absl::StrCat("the node directory holds ", core::kMaxNodes, " live nodes")));
+          }
+          // What another writer left there is skipped, not trusted: the reader validates info.
+          std::vector<core::NodeAnnouncement> out;
+          for (size_t i = 2; i + 1 < r->elements.size() && out.size() < core::kMaxNodes; i += 2) {
+            RedisReply& name = r->elements[i];
+            RedisReply& value = r->elements[i + 1];
+            if (!name.is_text() || !value.is_text()) continue;
+            const size_t nl = value.str.find('\n');
+            int64_t at = 0;
+            if (nl == std::string::npos ||
+                !absl::SimpleAtoi(absl::string_view(value.str.data(), nl), &at) ||
+                value.str.size() - nl - 1 > core::kMaxNodeInfoBytes) {
+              continue;
+            }
+            out.push_back(core::NodeAnnouncement{std::move(name.str), value.str.substr(nl + 1),
+                                                 std::max<int64_t>(0, now - at)});
+          }
+          done(std::move(out));
+        });
+  });
+}
+
+void RedisBroker::WithdrawNode(std::string_view node, StatusCallback done) {
+  asio::post(strand_, [self = shared_from_this(), node = std::string(node),
+                       done = std::move(done)]() mutable {
+    if (self->stopped_) return done(absl::CancelledError("broker stopped"));
+    if (!self->cmd_ready_) return done(absl::UnavailableError("redis not ready"));
+    NodeKeys keys = NodeKeysFor(self->options_.prefix);
+    self->RunScript(NodesWithdrawScript(), {"2", std::move(keys.info), std::move(keys.lease), node},
+                    self->options_.connection.command_timeout,
+                    [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+                      if (!r.ok()) return done(r.status());
+                      done(ReplyToStatus(*r));
+                    });
+  });
 }
 
 core::BrokerHealth RedisBroker::Health() const {

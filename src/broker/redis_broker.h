@@ -81,6 +81,10 @@ class RedisBroker final : public core::Broker, public std::enable_shared_from_th
   void Unsubscribe(const std::string& channel) override;
   void PublishBackendMessage(std::string_view origin, std::string_view payload) override;
   void SetBackendInterest(bool on) override;
+  // The directory: NodesAnnounceScript on the command connection (keys: NodeKeysFor).
+  void AnnounceNode(std::string_view node, std::string_view info, std::chrono::milliseconds ttl,
+                    NodesCallback done) override;
+  void WithdrawNode(std::string_view node, StatusCallback done) override;
   core::BrokerHealth Health() const override;
   const core::BrokerStats& stats() const override { return stats_; }
 

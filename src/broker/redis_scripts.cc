@@ -89,7 +89,68 @@ std::string Sha1Hex(std::string_view text) {
   return out;
 }
 
+// Every time from redis.call('TIME') (one clock for every node). Expired nodes go first, so a
+// full directory makes room as nodes die; the keys live as long as the longest ttl announced.
+constexpr std::string_view kNodesAnnounce = R"lua(
+local info, lease = KEYS[1], KEYS[2]
+local node, ttl, max, max_bytes = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGEBYSCORE', lease, '-inf', now)
+for _, n in ipairs(dead) do redis.call('HDEL', info, n) end
+if #dead > 0 then redis.call('ZREMRANGEBYSCORE', lease, '-inf', now) end
+local full = 0
+if redis.call('ZSCORE', lease, node) or redis.call('ZCARD', lease) < max then
+  redis.call('ZADD', lease, now + ttl, node)
+  redis.call('HSET', info, node, string.format('%d', now) .. '\n' .. ARGV[2])
+else
+  full = 1
+end
+for _, k in ipairs(KEYS) do
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+end
+local out = {string.format('%d', now), full}
+for _, n in ipairs(redis.call('ZRANGE', lease, 0, max - 1)) do
+  local v = redis.call('HGET', info, n)
+  if v and #v <= max_bytes + 32 then
+    out[#out + 1] = n
+    out[#out + 1] = v
+  end
+end
+return out
+)lua";
+
+constexpr std::string_view kNodesWithdraw = R"lua(
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+)lua";
+
 }  // namespace
+
+NodeKeys NodeKeysFor(std::string_view prefix) {
+  std::string base = std::string(prefix) + ":{#nodes}";
+  return NodeKeys{base + ":info", base + ":lease"};
+}
+
+std::string StampOrigin(std::string_view origin, int64_t nanos) {
+  std::string out(origin);
+  out.push_back('@');
+  out.append(std::to_string(nanos));
+  return out;
+}
+
+std::string_view SplitStamp(std::string_view origin, int64_t* nanos) {
+  *nanos = -1;
+  size_t at = origin.rfind('@');
+  if (at == std::string_view::npos) return origin;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(origin.data() + at + 1, origin.data() + origin.size(), v);
+  if (ec != std::errc() || end != origin.data() + origin.size() || at + 1 == origin.size()) {
+    return origin;
+  }
+  *nanos = v;
+  return origin.substr(0, at);
+}
 
 std::string BackendTopic(std::string_view prefix) { return std::string(prefix) + ":backend"; }
 
@@ -131,6 +192,16 @@ const RedisScript& PublishScript() {
 
 const RedisScript& RotateScript() {
   static const RedisScript* script = new RedisScript{kRotate, Sha1Hex(kRotate)};
+  return *script;
+}
+
+const RedisScript& NodesAnnounceScript() {
+  static const RedisScript* script = new RedisScript{kNodesAnnounce, Sha1Hex(kNodesAnnounce)};
+  return *script;
+}
+
+const RedisScript& NodesWithdrawScript() {
+  static const RedisScript* script = new RedisScript{kNodesWithdraw, Sha1Hex(kNodesWithdraw)};
   return *script;
 }
 

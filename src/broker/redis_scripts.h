@@ -4,6 +4,7 @@
 //   <prefix>:{<channel>}:meta    hash: e (epoch), o (last offset), b (bytes in the stream)
 //   <prefix>:{<channel>}:stream  stream: entry id `<offset>-0`, one field d (the frame text)
 //   <prefix>:{<channel>}         the pub/sub channel; payload `<offset>:<epoch>:<frame text>`
+// and the node directory's two keys (NodeKeysFor), under the tag `{#nodes}` (no channel's).
 // Pure data and functions; any thread.
 #ifndef BRIDGE_BROKER_REDIS_SCRIPTS_H_
 #define BRIDGE_BROKER_REDIS_SCRIPTS_H_
@@ -40,6 +41,20 @@ struct TopicPayload {
 };
 std::optional<TopicPayload> ParsePayload(std::string_view payload);
 
+// The origin field of a payload may end in `@<nanos>`: the publishing node's steady clock at
+// Publish, read back by that node only (its delivery lag). StampOrigin appends it; SplitStamp
+// returns the origin without it and sets `*nanos` (-1 when there is none).
+std::string StampOrigin(std::string_view origin, int64_t nanos);
+std::string_view SplitStamp(std::string_view origin, int64_t* nanos);
+
+// The node directory: `info` hash (node -> `<announced ms>\n<info>`) and `lease` sorted set
+// (node -> expiry ms), both on the server's clock.
+struct NodeKeys {
+  std::string info;
+  std::string lease;
+};
+NodeKeys NodeKeysFor(std::string_view prefix);
+
 struct RedisScript {
   std::string_view body;
   std::string sha1;  // lowercase hex, as EVALSHA wants it
@@ -53,6 +68,12 @@ const RedisScript& PublishScript();
 const RedisScript& HistoryScript();
 // KEYS: meta; ARGV: the epoch to replace, the new one. Returns {epoch, offset} after it.
 const RedisScript& RotateScript();
+// KEYS: info, lease. ARGV: node, info, ttl (ms), max nodes, max info bytes. Drops expired nodes,
+// adds or refreshes `node` unless max others are live, returns {now ms, 1 if refused, node,
+// `<announced ms>\n<info>`, ...} (at most max nodes).
+const RedisScript& NodesAnnounceScript();
+// KEYS: info, lease. ARGV: node. Removes it.
+const RedisScript& NodesWithdrawScript();
 
 }  // namespace bridge::broker
 

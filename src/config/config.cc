@@ -756,6 +756,10 @@ std::vector<std::string> Validate(const Config& c) {
   if (redis && DurationOf(b.presence_lease()) < absl::Seconds(1)) {
     fail("broker.presence_lease", "must be at least 1s");
   }
+  if (const absl::Duration d = DurationOf(b.node_announce_interval());
+      d < absl::Milliseconds(100) || d > absl::Hours(1)) {
+    fail("broker.node_announce_interval", "must be between 100ms and 1h");
+  }
   const absl::Duration meta_ttl = DurationOf(b.meta_ttl());
 
   // Namespaces: names, shadowing, and the broker's meta ttl.

@@ -36,6 +36,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/histogram.h"
 
 namespace bridge::core {
 
@@ -111,14 +112,39 @@ struct BrokerHealth {
   bool ok() const { return publish_up && pubsub_up; }
 };
 
+// One node in the broker's node directory (Broker::AnnounceNode).
+struct NodeAnnouncement {
+  std::string node;
+  // What the node announced: opaque to the broker, and input to whoever reads it (another
+  // node, or anything else that can write to the store, wrote it): validate before use.
+  std::string info;
+  int64_t age_ms = 0;  // since the node's last announce, on the broker's clock (no skew)
+};
+
+// The node directory's bounds: an announce past kMaxNodes live nodes is refused, reads return
+// at most kMaxNodes entries, and an info longer than kMaxNodeInfoBytes is neither written nor
+// returned.
+inline constexpr size_t kMaxNodes = 256;
+inline constexpr size_t kMaxNodeInfoBytes = 4096;
+
 // Counters since creation. Plain atomics: read them from any thread.
 struct BrokerStats {
+  // Histogram cells: an implementation observes with one writer per shard (a lock stripe, or
+  // shard 0 from one strand). Series 0 only: no labels.
+  static constexpr size_t kLatencyShards = 64;
+
   std::atomic<uint64_t> published{0};       // Publish callbacks with OK
   std::atomic<uint64_t> publish_failed{0};  // Publish callbacks with an error
   std::atomic<uint64_t> delivered{0};       // messages handed to on_message
   std::atomic<uint64_t> history_reads{0};   // History calls answered OK
   std::atomic<uint64_t> reconnects{0};      // kUp reported after a kDown
   std::atomic<uint64_t> errors{0};          // anything else that failed (bad replies, ...)
+  // From the Publish call to its answer from the store (Redis: the script's reply; memory: the
+  // frame stored and delivered). OK publishes only.
+  ShardedHistogram publish_latency{kLatencyShards, 1};
+  // From the Publish call to the frame's delivery back to this node (its own publishes of
+  // subscribed channels only: one clock, no skew between nodes).
+  ShardedHistogram delivery_lag{kLatencyShards, 1};
 };
 
 class Broker {
@@ -184,6 +210,24 @@ class Broker {
   virtual void PublishBackendMessage(std::string_view origin, std::string_view payload) = 0;
   // Whether this node receives backend messages (it holds backend streams). Idempotent.
   virtual void SetBackendInterest(bool on) = 0;
+
+  // The node directory: every node announces itself periodically with a short description
+  // (`info`, at most kMaxNodeInfoBytes) that lives `ttl` unless announced again; a node that
+  // stops announcing drops out once its ttl passed. `done` gets the live nodes (this one
+  // included, at most kMaxNodes, in no particular order). RESOURCE_EXHAUSTED: kMaxNodes other
+  // nodes are live (this one was not added); INVALID_ARGUMENT: info too long; UNAVAILABLE,
+  // CANCELLED. The default answers UNIMPLEMENTED (a broker without a directory).
+  using NodesCallback = absl::AnyInvocable<void(absl::StatusOr<std::vector<NodeAnnouncement>>)>;
+  virtual void AnnounceNode(std::string_view node, std::string_view info,
+                            std::chrono::milliseconds ttl, NodesCallback done) {
+    (void)node, (void)info, (void)ttl;
+    done(absl::UnimplementedError("this broker keeps no node directory"));
+  }
+  // Removes `node` from the directory at once (a node that stops cleanly).
+  virtual void WithdrawNode(std::string_view node, StatusCallback done) {
+    (void)node;
+    done(absl::UnimplementedError("this broker keeps no node directory"));
+  }
 
   virtual BrokerHealth Health() const = 0;
   virtual const BrokerStats& stats() const = 0;

@@ -891,6 +891,32 @@ void Hub::CollectClusterMetrics(MetricFamilies& out) const {
        c.backend_malformed.load());
   line("linked_channels", "gauge", "Channels this node subscribes to in the broker.",
        static_cast<uint64_t>(std::max<int64_t>(0, c.linked_channels.load())));
+  // Broker lag (no labels): cumulative buckets in seconds, as bridge_delivery_latency_seconds.
+  auto histogram = [&](const char* name, const char* help, const ShardedHistogram& hist) {
+    MetricFamily h{Cat("bridge_broker_", name), "histogram", help, {}};
+    const ShardedHistogram::Totals t = hist.Sum(0);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < ShardedHistogram::kBuckets; ++i) {
+      cumulative += t.buckets[i];
+      std::string le = "+Inf";
+      if (i < ShardedHistogram::kBoundsNanos.size()) {
+        const int64_t us = ShardedHistogram::kBoundsNanos[i] / 1000;
+        std::string frac = Cat(1000000 + us % 1000000).substr(1);
+        while (!frac.empty() && frac.back() == '0') frac.pop_back();
+        le = frac.empty() ? Cat(us / 1000000) : Cat(us / 1000000, ".", frac);
+      }
+      h.samples.push_back({"_bucket", {{"le", le}}, static_cast<double>(cumulative)});
+    }
+    h.samples.push_back({"_sum", {}, static_cast<double>(t.sum_nanos) / 1e9});
+    h.samples.push_back({"_count", {}, static_cast<double>(t.count)});
+    out.push_back(std::move(h));
+  };
+  histogram("publish_seconds",
+            "From a Publish call to the broker's answer (Redis: the script's reply).",
+            b.publish_latency);
+  histogram("delivery_lag_seconds",
+            "From a Publish call to the frame's arrival back at this node (own publishes).",
+            b.delivery_lag);
 }
 
 }  // namespace bridge::core

@@ -88,6 +88,7 @@ absl::Status BridgeProcess::Spawn() {
   std::filesystem::remove(ready_path_, ec);
   ws_port_ = 0;
   grpc_port_ = 0;
+  admin_port_ = 0;
   {
     std::ofstream log(log_path_, std::ios::app);
     log << "==== start " << name_ << ":";
@@ -151,6 +152,9 @@ absl::Status BridgeProcess::AwaitReady(std::chrono::milliseconds timeout, bool r
   }
   ws_port_ = static_cast<uint16_t>(v.at("ws_port").to_number<int>());
   grpc_port_ = static_cast<uint16_t>(v.at("grpc_port").to_number<int>());
+  if (const auto* a = v.as_object().if_contains("admin_port")) {
+    admin_port_ = static_cast<uint16_t>(a->to_number<int>());
+  }
   if (!ready) return absl::OkStatus();
   // Ready to serve: /readyz 200 (with a broker: Redis reachable for publishes and pub/sub), or
   // /healthz 200 from a binary without /readyz.
@@ -287,6 +291,11 @@ absl::StatusOr<broker::RedisReply> Cluster::RedisCommand(const std::vector<std::
 
 int Cluster::Http(int i, const std::string& path, std::string* body) {
   return testing::HttpStatus(node(i).ws_port(), path, false, body);
+}
+
+int Cluster::AdminHttp(int i, const std::string& path, std::string* body) {
+  if (node(i).admin_port() == 0) return 0;
+  return testing::HttpStatus(node(i).admin_port(), path, false, body);
 }
 
 std::optional<double> Cluster::Metric(int i, const std::string& metric) {

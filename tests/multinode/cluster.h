@@ -74,6 +74,7 @@ class BridgeProcess {
   pid_t pid() const { return pid_; }
   uint16_t ws_port() const { return ws_port_; }
   uint16_t grpc_port() const { return grpc_port_; }
+  uint16_t admin_port() const { return admin_port_; }  // 0: no admin listener
   const std::string& name() const { return name_; }
   const std::vector<std::string>& flags() const { return flags_; }
   // The last `bytes` of the process's stdout+stderr (every start appends to one log).
@@ -88,6 +89,7 @@ class BridgeProcess {
   pid_t pid_ = -1;
   uint16_t ws_port_ = 0;
   uint16_t grpc_port_ = 0;
+  uint16_t admin_port_ = 0;
 };
 
 struct ClusterOptions {
@@ -127,6 +129,8 @@ class Cluster {
 
   // `GET path` on node i: the status (0 when the connection failed) and the body.
   int Http(int i, const std::string& path, std::string* body = nullptr);
+  // `GET path` on node i's admin listener (0 when it has none or the connection failed).
+  int AdminHttp(int i, const std::string& path, std::string* body = nullptr);
   // A gauge or counter from node i's /metrics (the first sample whose name and labels start
   // with `metric`), or nullopt when absent.
   std::optional<double> Metric(int i, const std::string& metric);

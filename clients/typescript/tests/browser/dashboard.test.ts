@@ -95,7 +95,10 @@ describe("admin dashboard", () => {
     expect(await top.jsonValue()).toBeGreaterThanOrEqual(1);
     expect(Number(await page.textContent("#subscriptions"))).toBeGreaterThanOrEqual(3);
     expect(await page.getAttribute("#broker", "data-mode")).toBe("embedded");
-    expect(await page.locator('#nodes li[data-self="true"]').count()).toBe(1);
+    // The node table: embedded, this node alone, with its row filled in.
+    expect(await page.locator('#nodes tbody tr[data-self="true"]').count()).toBe(1);
+    expect(await page.locator("#nodes tbody tr").count()).toBe(1);
+    expect(await page.textContent('#nodes tbody tr[data-self="true"] td:nth-child(7)')).toBe("up");
     // Three uPlot charts, drawn on canvases.
     expect(await page.locator(".uplot canvas").count()).toBe(3);
 

@@ -17,8 +17,40 @@ interface Sample {
   rates: { published: number; client_messages: number; frames_sent: number; bytes_sent: number };
   busiest: { channel: string; messages: number; rate: number }[];
   closes: { code: number; reason: string; connection: string; time: string }[];
-  broker: { mode: string; publish_up: boolean; pubsub_up: boolean; detail: string; linked_channels: number };
-  nodes: { node: string; connections: number; self: boolean }[];
+  broker: {
+    mode: string;
+    publish_up: boolean;
+    pubsub_up: boolean;
+    detail: string;
+    linked_channels: number;
+    publish_ms?: Latency;
+    lag_ms?: Latency;
+  };
+  nodes: NodeRow[];
+}
+// A broker lag histogram over the last interval (ms; p99 is its bucket's upper bound).
+interface Latency {
+  count: number;
+  mean: number;
+  p99: number;
+}
+// One node of the directory (docs/operations.md, "Nodes").
+interface NodeRow {
+  node: string;
+  self: boolean;
+  last_seen_ms: number;
+  ws: string;
+  grpc: string;
+  admin: string;
+  connections: number;
+  subscriptions: number;
+  channels: number;
+  published: number;
+  client_messages: number;
+  frames_sent: number;
+  broker_up: boolean;
+  uptime_s: number;
+  version: string;
 }
 interface History {
   type: "history";
@@ -119,6 +151,9 @@ function show(s: Sample) {
     ["pub/sub", b.pubsub_up ? "up" : "down"],
   ];
   if (b.mode !== "embedded") items.push(["linked channels", String(b.linked_channels)]);
+  const lat = (l?: Latency) => (l && l.count > 0 ? `${l.mean.toFixed(2)} ms mean, p99 ≤ ${l.p99} ms (${l.count})` : "—");
+  if (b.publish_ms) items.push(["publish round trip", lat(b.publish_ms)]);
+  if (b.lag_ms) items.push(["delivery lag", lat(b.lag_ms)]);
   if (b.detail) items.push(["detail", b.detail]);
   dl.replaceChildren(
     ...items.flatMap(([k, v]) => {
@@ -129,14 +164,25 @@ function show(s: Sample) {
       return [dt, dd];
     }),
   );
-  $("nodes").replaceChildren(
-    ...s.nodes.map((n) => {
-      const li = document.createElement("li");
-      li.dataset.node = n.node;
-      li.dataset.self = String(n.self);
-      li.textContent = `${n.node || "this node"} — ${fmt.format(n.connections)} connections`;
-      return li;
-    }),
+  const uptime = (sec: number) => (sec >= 86400 ? `${Math.floor(sec / 86400)}d` : sec >= 3600 ? `${Math.floor(sec / 3600)}h` : `${Math.floor(sec / 60)}m`);
+  $("nodes").querySelector("tbody")!.replaceChildren(
+    ...s.nodes.map((n) =>
+      row(
+        [
+          `${n.node || "this node"}${n.self ? " (this)" : ""}`,
+          [n.ws && `ws ${n.ws}`, n.grpc && `grpc ${n.grpc}`, n.admin && `admin ${n.admin}`].filter(Boolean).join(", ") || "—",
+          n.connections,
+          n.channels,
+          n.published,
+          n.frames_sent,
+          n.broker_up ? "up" : "down",
+          uptime(n.uptime_s),
+          n.version || "—",
+          n.self ? "now" : `${(n.last_seen_ms / 1000).toFixed(1)} s ago`,
+        ],
+        { node: n.node, self: String(n.self) },
+      ),
+    ),
   );
   addPoint([s.time, s.connections, s.subscriptions, s.channels, s.rates.published, s.rates.client_messages, s.rates.frames_sent]);
   redraw();
