@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ._gen import pb, pb_grpc
+from .channels import ensure_carries
 from .events import EVENT_TYPES, TYPE_OF_MESSAGE, Event, decode_event
 
 Payload = Union[Message, str]
@@ -86,6 +87,17 @@ def _base_metadata(token: Optional[str], api_key: Optional[str], metadata: Optio
     return out
 
 
+def check_event(event: Message) -> Message:
+    """Raises ``ValueError`` (the bridge's own wording: the channel, the type and what the
+    namespace carries) when ``event``'s channel is in a typed namespace that does not carry its
+    type; returns ``event``. ``publish`` calls it, so a mistyped publish costs no round-trip."""
+    case = event.WhichOneof("payload")
+    if case is None:
+        return event  # the bridge answers INVALID_ARGUMENT (no payload) itself
+    ensure_carries(event.channel, event.custom.type if case == "custom" else case)
+    return event
+
+
 def _request(item: StreamItem) -> Message:
     if isinstance(item, Message):
         if item.DESCRIPTOR.full_name == pb.PublishRequest.DESCRIPTOR.full_name:
@@ -130,16 +142,24 @@ class BridgePublisher:
 
     def publish(self, channel: str, payload: Payload, data: Optional[Dict[str, Any]] = None, *,
                 timestamp: Optional[datetime] = None, timeout: Optional[float] = None,
-                metadata: Optional[Sequence[tuple]] = None) -> Message:
+                metadata: Optional[Sequence[tuple]] = None, check: bool = True) -> Message:
         """Publishes one event; returns the ``PublishResponse`` (offset, epoch, timestamp).
-        Raises ``grpc.RpcError`` (INVALID_ARGUMENT, UNAVAILABLE, ...)."""
-        req = pb.PublishRequest(event=build_event(channel, payload, data, timestamp))
+
+        Raises ``ValueError`` before sending anything when ``channel``'s namespace is typed and
+        does not carry this type (``check=False`` leaves it to the bridge), and
+        ``grpc.RpcError`` (INVALID_ARGUMENT, UNAVAILABLE, ...) for what the bridge refuses."""
+        event = build_event(channel, payload, data, timestamp)
+        if check:
+            check_event(event)
+        req = pb.PublishRequest(event=event)
         return self._stub.Publish(req, timeout=timeout or self.timeout, metadata=self._md(metadata),
                                   wait_for_ready=self.wait_for_ready)
 
     def publish_stream(self, items: Iterable[StreamItem], *, timeout: Optional[float] = None,
                        metadata: Optional[Sequence[tuple]] = None) -> Message:
-        """Publishes many events on one PublishStream call; returns ``PublishStreamResponse``."""
+        """Publishes many events on one PublishStream call; returns ``PublishStreamResponse``.
+        Items are not checked here: the bridge rejects a mistyped one alone (``rejections``) and
+        accepts the others, which a client-side exception would not allow."""
         return self._stub.PublishStream((_request(i) for i in items), timeout=timeout,
                                         metadata=self._md(metadata), wait_for_ready=self.wait_for_ready)
 
@@ -203,8 +223,12 @@ class AsyncBridgePublisher:
 
     async def publish(self, channel: str, payload: Payload, data: Optional[Dict[str, Any]] = None, *,
                       timestamp: Optional[datetime] = None, timeout: Optional[float] = None,
-                      metadata: Optional[Sequence[tuple]] = None) -> Message:
-        req = pb.PublishRequest(event=build_event(channel, payload, data, timestamp))
+                      metadata: Optional[Sequence[tuple]] = None, check: bool = True) -> Message:
+        """As ``BridgePublisher.publish`` (the same ``ValueError`` before sending)."""
+        event = build_event(channel, payload, data, timestamp)
+        if check:
+            check_event(event)
+        req = pb.PublishRequest(event=event)
         return await self._stub.Publish(req, timeout=timeout or self.timeout, metadata=self._md(metadata),
                                         wait_for_ready=self.wait_for_ready)
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 import websockets
 
-from gathering_bridge import BridgePublisher, BridgeSubscriber, pb
+from gathering_bridge import AsyncBridgePublisher, BridgePublisher, BridgeSubscriber, pb
 from gathering_bridge import channels
 from gathering_bridge.channels import CHANNEL_TYPES, carries, ensure_carries, is_channel_event, namespace_of
 
@@ -31,16 +31,62 @@ def test_declarations_come_from_the_descriptor_and_the_literal_aliases_match_the
     assert carries("rooms/a", "file_changed")  # untyped
 
 
-def test_publish_of_another_type_is_refused_with_the_allowed_types(bridge, channel):
+@pytest.fixture(scope="module")
+def publisher(bridge):
+    # One gRPC channel for the module: opening one is slow.
     with BridgePublisher(bridge.grpc_target) as pub:
-        with pytest.raises(grpc.RpcError) as err:
-            pub.publish(channel, "file_changed", {"path": "a.py"})
+        pub.wait_ready()
+        yield pub
+
+
+def test_publish_of_another_type_is_refused_with_the_allowed_types(publisher, channel):
+    # check=False: what the bridge itself answers.
+    with pytest.raises(grpc.RpcError) as err:
+        publisher.publish(channel, "file_changed", {"path": "a.py"}, check=False)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details() == f"channel '{channel}' does not carry file_changed events: {CIRCLES}"
     # The client's own check says the same, before anything is sent.
     with pytest.raises(ValueError) as local:
         ensure_carries(channel, "file_changed")
     assert str(local.value) == err.value.details()
+    with pytest.raises(ValueError) as checked:
+        publisher.publish(channel, "file_changed", {"path": "a.py"})
+    assert str(checked.value) == err.value.details()
+
+
+def test_the_publisher_checks_before_sending(publisher, channel):
+    workspace = f"workspace/{channel.split('/', 1)[1]}"
+    # A message payload, a type name and a custom type, each refused locally with the channel, the
+    # type and what the namespace carries.
+    with pytest.raises(ValueError, match=rf"channel '{channel}' does not carry file_changed events: "
+                                         r"namespace 'circles' is typed and carries agent_message"):
+        publisher.publish(channel, pb.FileChanged(path="a.py"))
+    with pytest.raises(ValueError, match=rf"channel '{workspace}' does not carry circle_status events: .*"
+                                         r"carries agent_message, file_changed, file_created, file_deleted, "
+                                         r"git_status, error \("):
+        publisher.publish(workspace, "circle_status", {"status": "idle"})
+    with pytest.raises(ValueError, match=rf"channel '{workspace}' does not carry custom \(type 'deploy.done'\)"):
+        publisher.publish(workspace, "deploy.done", {"env": "prod"})
+    # Nothing reached the bridge: neither channel has an event; what they carry still goes through.
+    assert publisher.history(channel).offset == 0 and publisher.history(workspace).offset == 0
+    assert publisher.publish(workspace, "git_status", {"branch": "main"}).offset == 1
+    assert publisher.publish(channel, "deploy.done", {"env": "prod"}).offset == 1
+
+
+def test_the_check_costs_no_round_trip():
+    # Nothing listens on this address: a call would fail UNAVAILABLE; the check fails first.
+    with BridgePublisher("127.0.0.1:1", timeout=2.0) as pub:
+        with pytest.raises(ValueError, match="does not carry file_changed events"):
+            pub.publish("circles/x", "file_changed", {"path": "a"})
+
+
+async def test_the_async_publisher_checks_before_sending(bridge, channel):
+    async with AsyncBridgePublisher(bridge.grpc_target) as pub:
+        with pytest.raises(ValueError, match=rf"channel '{channel}' does not carry git_status events"):
+            await pub.publish(channel, "git_status", {"branch": "main"})
+        with pytest.raises(grpc.RpcError) as err:
+            await pub.publish(channel, "git_status", {"branch": "main"}, check=False)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_stream_rejects_the_item_and_the_allowed_type_is_delivered(bridge, channel):
@@ -63,7 +109,7 @@ def test_an_untyped_namespace_accepts_anything(start_bridge):
                             ("whatever", {"n": 1})):
             assert pub.publish("rooms/a", type_, data).offset > 0
         with pytest.raises(grpc.RpcError) as err:
-            pub.publish("workspace/1", "whatever", {"n": 1})
+            pub.publish("workspace/1", "whatever", {"n": 1}, check=False)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "does not carry custom (type 'whatever') events" in err.value.details()
 

@@ -25,6 +25,8 @@ import {
   type PresenceResponse,
 } from "./gen/gathering/bridge/v1/events_pb.js";
 import { decodeEvent, eventSchemas, isKnownEventType, type BridgeEvent, type Frame, type KnownEventType } from "./events.js";
+import type { NamespaceOf } from "./channels.js";
+import type { ChannelCustomTypes, ChannelPayloadTypes, TypedNamespace } from "./gen/gathering/bridge/v1/channels_pb.js";
 
 /** A channel's retained events, decoded as subscribers see them. */
 export interface HistoryResult {
@@ -41,6 +43,30 @@ const SERVICE = "/gathering.bridge.v1.EventService/";
 
 /** What `publish` accepts as `data` for each known type (the generated init shape, camelCase). */
 export type PayloadInit = { [K in KnownEventType]: MessageInitShape<(typeof eventSchemas)[K]> };
+
+/**
+ * The event type `T` when channel `C` carries it, else `never` (so the call does not compile):
+ * a typed namespace (events.proto's channel_types) takes its payload types, and custom ones only
+ * when it allows them; an untyped namespace, a channel only known at run time (`string`) or a
+ * type only known at run time takes anything (the bridge checks those: INVALID_ARGUMENT).
+ */
+export type PublishableType<C extends string, T extends string> =
+  string extends T
+    ? T
+    : NamespaceOf<C> extends infer N
+      ? N extends TypedNamespace
+        ? T extends KnownEventType
+          ? T extends ChannelPayloadTypes[N]
+            ? T
+            : never
+          : ChannelCustomTypes[N] extends true
+            ? T
+            : never
+        : T
+      : never;
+
+/** What `publish` takes as `data` for type `T`: the payload's init shape, or custom JSON. */
+export type PublishData<T extends string> = T extends KnownEventType ? PayloadInit[T] : JsonObject;
 
 /** One event for `publishStream`: a known type with its typed data, or a custom type with JSON. */
 export type PublishItem =
@@ -132,9 +158,17 @@ export class BridgePublisher {
   /**
    * Publishes one event; resolves with its offset (bigint, plus `offsetNumber`/`offsetString`),
    * the channel's epoch and its timestamp.
+   *
+   * Typed by channel: `publish("circles/a", "file_changed", …)` does not compile (circles never
+   * carry it; see PublishableType), `publish("workspace/1", "deploy.done", …)` neither (no custom
+   * types there).
    */
-  publish<K extends KnownEventType>(channel: string, type: K, data: PayloadInit[K], options?: { timestamp?: Date } & CallOptions): Promise<PublishResult>;
-  publish(channel: string, type: string, data: JsonObject, options?: { timestamp?: Date } & CallOptions): Promise<PublishResult>;
+  publish<C extends string, T extends string>(
+    channel: C,
+    type: PublishableType<C, T>,
+    data: PublishData<T>,
+    options?: { timestamp?: Date } & CallOptions,
+  ): Promise<PublishResult>;
   publish(channel: string, type: string, data: any, options: { timestamp?: Date } & CallOptions = {}): Promise<PublishResult> {
     return this.publishEvent(buildEvent(channel, type, data, options.timestamp), options.metadata);
   }

@@ -101,7 +101,7 @@ describe("Subscription", () => {
     const c = client({ channels: [ch], token: auth.token("hist", { channels: "circles/*" }) });
     await c.connect();
     for (let i = 1; i <= 3; i++) {
-      await publisher.publish(ch, "agent_message", { agent_id: i, content: `m${i}` });
+      await publisher.publish(ch, "agent_message", { agentId: i, content: `m${i}` });
     }
     const sub = c.subscription(ch)!;
     // Offset 1 is hist's own agent_joined (circles keep presence), then the three messages.

@@ -11,6 +11,7 @@ import {
   type Subscription,
   type WorkspaceEvent,
 } from "../src/index.js";
+import { BridgePublisher } from "../src/publisher.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 function assertType<T extends true>(_: T): void {}
@@ -91,3 +92,24 @@ circle.onEvent(onCircle);
 room.onEvent((_: BridgeEvent) => undefined);
 // @ts-expect-error WorkspaceEvent handlers do not take circle events
 circle.onEvent((_: WorkspaceEvent) => undefined);
+
+// BridgePublisher.publish narrows by channel too: a typed namespace takes only what it carries.
+declare const publisher: BridgePublisher;
+void publisher.publish("circles/dev-team", "agent_message", { agentId: 1, content: "hi" });
+void publisher.publish("circles/dev-team", "deploy.done", { env: "prod" }); // custom: allowed on circles
+void publisher.publish("workspace/42", "file_changed", { path: "a.ts" });
+void publisher.publish(`workspace/${someChannel}`, "git_status", { branch: "main" });
+// @ts-expect-error a circle never carries file_changed
+void publisher.publish("circles/dev-team", "file_changed", { path: "a.ts" });
+// @ts-expect-error a workspace never carries circle_status
+void publisher.publish("workspace/42", "circle_status", { status: "idle" });
+// @ts-expect-error no custom types on a workspace
+void publisher.publish("workspace/42", "deploy.done", { env: "prod" });
+// @ts-expect-error the data is the payload's: FileChanged has no `content`
+void publisher.publish("workspace/42", "file_changed", { content: "x" });
+// Untyped namespaces, and channels or types only known at run time, stay open (the bridge checks).
+void publisher.publish("rooms/a", "file_changed", { path: "a.ts" });
+void publisher.publish("rooms/a", "anything", { n: 1 });
+void publisher.publish(someChannel, "circle_status", { status: "idle" });
+declare const someType: string;
+void publisher.publish("workspace/42", someType, { n: 1 });
