@@ -23,24 +23,14 @@ bool AcceptableText(std::string_view s) {
   return true;
 }
 
-std::string Number(double v) {
-  if (!std::isfinite(v) || v < 0) v = 0;
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f", v);
-  std::string s(buf);
-  while (s.back() == '0') s.pop_back();
-  if (s.back() == '.') s.pop_back();
-  return s;
-}
-
 }  // namespace
 
 std::string EncodeAnnounce(const NodeInfo& n) {
   return core::Cat(R"({"ws":)", core::JsonQuote(n.ws), R"(,"grpc":)", core::JsonQuote(n.grpc),
                    R"(,"admin":)", core::JsonQuote(n.admin), R"(,"connections":)", n.connections,
                    R"(,"subscriptions":)", n.subscriptions, R"(,"channels":)", n.channels,
-                   R"(,"published":)", Number(n.published), R"(,"client_messages":)",
-                   Number(n.client_messages), R"(,"frames_sent":)", Number(n.frames_sent),
+                   R"(,"published":)", JsonRate(n.published), R"(,"client_messages":)",
+                   JsonRate(n.client_messages), R"(,"frames_sent":)", JsonRate(n.frames_sent),
                    R"(,"broker_up":)", n.broker_up ? "true" : "false", R"(,"uptime_s":)",
                    n.uptime_s, R"(,"version":)", core::JsonQuote(n.version), "}");
 }
@@ -122,6 +112,16 @@ std::string NodesJson(const std::vector<NodeInfo>& nodes) {
   }
   o += "]";
   return o;
+}
+
+std::string JsonRate(double v) {
+  if (!std::isfinite(v) || v < 0) v = 0;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f", v);
+  std::string s(buf);
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s;
 }
 
 }  // namespace bridge::admin

@@ -44,6 +44,9 @@ inline constexpr size_t kMaxNodeField = 256;  // bytes of each string field of a
 std::string EncodeAnnounce(const NodeInfo& n);
 // The announce of node `node`; nullopt when the node id or the text is not acceptable.
 std::optional<NodeInfo> ParseAnnounce(std::string_view node, std::string_view text);
+// A rate (or any non-negative number) with at most two decimals ("12.5", "0"), as JSON; negative
+// and non-finite values are 0.
+std::string JsonRate(double v);
 // A JSON array of `nodes`, every field (as docs/operations.md lists them).
 std::string NodesJson(const std::vector<NodeInfo>& nodes);
 

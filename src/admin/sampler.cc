@@ -5,23 +5,13 @@
 #include <cstdio>
 
 #include "admin/health.h"
+#include "admin/node_info.h"
 #include "core/frame.h"
 #include "core/strings.h"
 
 namespace bridge::admin {
 
 namespace {
-
-// A rate with at most two decimals ("12.5", "0"), as JSON.
-std::string Rate(double per_second) {
-  if (!std::isfinite(per_second) || per_second < 0) per_second = 0;
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f", per_second);
-  std::string s(buf);
-  while (s.back() == '0') s.pop_back();
-  if (s.back() == '.') s.pop_back();
-  return s;
-}
 
 int64_t Millis(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -90,10 +80,10 @@ std::string Sampler::Sample(std::chrono::steady_clock::time_point now,
       c.connections, R"(,"http_connections":)", c.http_connections, R"(,"subscriptions":)",
       c.subscriptions, R"(,"channels":)", c.channels, R"(,"backend_streams":)", c.backend_streams,
       R"(,"queued_bytes":)", c.queued_bytes);
-  o +=
-      core::Cat(R"(,"rates":{"published":)", Rate(published), R"(,"client_messages":)",
-                Rate(client_messages), R"(,"frames_sent":)", Rate(frames_sent), R"(,"bytes_sent":)",
-                Rate(bytes_sent), R"(,"connections_opened":)", Rate(opened), "}");
+  o += core::Cat(R"(,"rates":{"published":)", JsonRate(published), R"(,"client_messages":)",
+                 JsonRate(client_messages), R"(,"frames_sent":)", JsonRate(frames_sent),
+                 R"(,"bytes_sent":)", JsonRate(bytes_sent), R"(,"connections_opened":)",
+                 JsonRate(opened), "}");
   o += core::Cat(R"(,"totals":{"published":)", c.published, R"(,"client_messages":)",
                  c.client_messages, R"(,"frames_sent":)", c.frames_sent, R"(,"bytes_sent":)",
                  c.bytes_sent, R"(,"connections_opened":)", c.connections_opened,
@@ -106,7 +96,7 @@ std::string Sampler::Sample(std::chrono::steady_clock::time_point now,
   for (const core::ChannelCount& b : hub.TakeBusiestChannels(kBusiest)) {
     o += core::Cat(comma ? "," : "", R"({"channel":)", core::JsonQuote(b.channel),
                    R"(,"messages":)", b.messages, R"(,"rate":)",
-                   Rate(seconds > 0 ? static_cast<double>(b.messages) / seconds : 0), "}");
+                   JsonRate(seconds > 0 ? static_cast<double>(b.messages) / seconds : 0), "}");
     comma = true;
   }
   o += R"(],"closes":[)";
@@ -164,7 +154,7 @@ std::string Sampler::HistoryFrame() const {
     comma = true;
     o += core::Cat(static_cast<int64_t>(p[0]));
     for (size_t i = 1; i < 4; ++i) o += core::Cat(",", static_cast<int64_t>(p[i]));
-    for (size_t i = 4; i < p.size(); ++i) o += core::Cat(",", Rate(p[i]));
+    for (size_t i = 4; i < p.size(); ++i) o += core::Cat(",", JsonRate(p[i]));
     o += "]";
   }
   o += "]}";
