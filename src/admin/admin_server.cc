@@ -72,6 +72,9 @@ struct AdminServer::Impl {
   size_t connections = 0;  // HTTP connections and feeds
   std::unordered_set<HttpConn*> conns;
   std::unordered_set<FeedSession*> feeds;
+  // Feeds whose 101 is being written: they hold a slot, so two upgrades at once cannot both
+  // pass the max_feeds check.
+  size_t upgrading = 0;
   uint16_t port = 0;
   std::thread thread;
   bool stopped = false;  // the owner's thread
@@ -202,6 +205,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
     impl_.conns.insert(this);
   }
   ~HttpConn() {
+    if (upgrading_) --impl_.upgrading;
     impl_.conns.erase(this);
     --impl_.connections;
   }
@@ -357,7 +361,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
                              std::string_view(host.data(), host.size()))) {
       return Reply(MakeResponse(403, "text/plain", "origin not allowed\n", req));
     }
-    if (impl_.feeds.size() >= impl_.options.max_feeds) {
+    if (impl_.feeds.size() + impl_.upgrading >= impl_.options.max_feeds) {
       return Reply(MakeResponse(503, "text/plain", "too many dashboards open\n", req));
     }
     auto res =
@@ -367,9 +371,13 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
     res->set(http::field::connection, "Upgrade");
     res->set(http::field::sec_websocket_accept, *accept);
     who_ = subject.empty() ? "" : core::Cat(" for ", subject);
+    upgrading_ = true;
+    ++impl_.upgrading;
     http::async_write(
         socket_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
           self->deadline_.cancel();
+          self->upgrading_ = false;
+          --self->impl_.upgrading;
           if (ec) return;
           // A client that sent frames before the 101 breaks no rule we rely on,
           // but the feed reads none: drop them.
@@ -401,6 +409,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string who_;
+  bool upgrading_ = false;  // holds one of impl_.upgrading
 };
 
 void AdminServer::Impl::DoAccept() {

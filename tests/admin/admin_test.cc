@@ -3,6 +3,7 @@
 // limit, a dashboard that stops reading is dropped while the others keep their feed).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -179,9 +180,38 @@ TEST(AdminTest, FeedSendsSamplesWithConnectionsBusiestChannelsAndCloses) {
 TEST(AdminTest, FeedsAreBoundedAndADashboardThatStopsReadingIsDropped) {
   app::ServerConfig c = WithAdmin(5ms);
   c.admin->max_feeds = 2;
-  c.admin->max_feed_queue_frames = 2;
+  // A new feed starts with two frames queued (history, last sample): four leave a reader that
+  // keeps up some room, and drop one that reads nothing within a few samples.
+  c.admin->max_feed_queue_frames = 4;
   auto server = StartBridge(c);
   ASSERT_NE(server, nullptr);
+  // One dashboard reads on its own thread for the whole test, so it is never the slow one.
+  auto healthy = WsClient::Connect(server->admin_port(), "/admin/ws");
+  ASSERT_NE(healthy, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<int> healthy_frames{0};
+  std::thread reader([&] {
+    while (!stop && !healthy->closed()) {
+      if (healthy->Recv(200ms)) ++healthy_frames;
+    }
+  });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Join() {
+      stop = true;
+      t.join();
+    }
+  } join{stop, reader};
+
+  // The limit, checked while samples are still small (no socket fills up in the meantime).
+  auto second = WsClient::Connect(server->admin_port(), "/admin/ws");
+  ASSERT_NE(second, nullptr);
+  std::string error;
+  EXPECT_EQ(WsClient::Connect(server->admin_port(), "/admin/ws", &error), nullptr);
+  EXPECT_EQ(HttpStatus(server->admin_port(), "/admin/ws", true), 503);
+  second->Close();
+
   // Samples carry up to 50 closes: make them large, so that a stalled reader fills its socket
   // buffers quickly.
   for (int i = 0; i < 50; ++i) {
@@ -190,21 +220,22 @@ TEST(AdminTest, FeedsAreBoundedAndADashboardThatStopsReadingIsDropped) {
     w->Send(std::string(128 * 1024, 'x'));
     ASSERT_EQ(w->AwaitClose(), 1009);
   }
-  auto stalled = WsClient::Connect(server->admin_port(), "/admin/ws", nullptr, 4096);
-  ASSERT_NE(stalled, nullptr);
-  auto healthy = WsClient::Connect(server->admin_port(), "/admin/ws");
-  ASSERT_NE(healthy, nullptr);
-  std::string error;
-  EXPECT_EQ(WsClient::Connect(server->admin_port(), "/admin/ws", &error), nullptr);
-  EXPECT_EQ(HttpStatus(server->admin_port(), "/admin/ws", true), 503);
+  // The second's slot goes to a dashboard that reads nothing.
+  std::unique_ptr<WsClient> stalled;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        stalled = WsClient::Connect(server->admin_port(), "/admin/ws", nullptr, 4096);
+        return stalled != nullptr;
+      },
+      10s))
+      << "the slot of a dashboard that closed was not freed within 10 s";
 
-  // The healthy dashboard reads on; the stalled one, which reads nothing, is dropped once its
-  // queue holds two frames. Its slot is free again: a third dashboard gets in.
+  // The stalled one is dropped once its queue is full; its slot is free again, and a
+  // third dashboard gets in.
   std::unique_ptr<WsClient> third;
   ASSERT_TRUE(WaitFor(
       [&] {
-        if (!healthy->Recv(1s)) return false;
-        if (!third) third = WsClient::Connect(server->admin_port(), "/admin/ws");
+        third = WsClient::Connect(server->admin_port(), "/admin/ws");
         return third != nullptr;
       },
       10s))
@@ -212,8 +243,32 @@ TEST(AdminTest, FeedsAreBoundedAndADashboardThatStopsReadingIsDropped) {
   EXPECT_TRUE(third->RecvJson().is_object());
   // What the stalled one had buffered ends with the server's cut, not with more samples.
   int frames = 0;
-  while (stalled->Recv(2s)) ++frames;
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < give_up && stalled->Recv(2s)) ++frames;
   EXPECT_TRUE(stalled->closed()) << "still receiving after " << frames << " frames";
+  // The reader kept its feed throughout.
+  const int before = healthy_frames;
+  EXPECT_TRUE(WaitFor([&] { return healthy_frames > before; }, 5s));
+  EXPECT_FALSE(healthy->closed()) << "the dashboard that reads was dropped too";
+}
+
+TEST(AdminTest, UpgradesAtOnceNeverOpenMoreFeedsThanTheLimit) {
+  app::ServerConfig c = WithAdmin(1s);
+  c.admin->max_feeds = 2;
+  auto server = StartBridge(c);
+  ASSERT_NE(server, nullptr);
+  // A slot is taken when the 101 is queued, not when it has been written: twelve upgrades sent
+  // together get two feeds and ten 503s.
+  std::vector<std::unique_ptr<WsClient>> got(12);
+  std::vector<std::thread> threads;
+  for (auto& g : got) {
+    threads.emplace_back(
+        [&g, port = server->admin_port()] { g = WsClient::Connect(port, "/admin/ws"); });
+  }
+  for (auto& t : threads) t.join();
+  int open = 0;
+  for (const auto& g : got) open += g != nullptr;
+  EXPECT_EQ(open, 2);
 }
 
 class AdminAuthTest : public ::testing::Test {
