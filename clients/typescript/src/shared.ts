@@ -25,6 +25,7 @@
 // WebSocket as without `shared`. A SharedWorker would spare the election; it needs a script URL
 // served by the application, which this package does not assume (see README).
 import type { WebSocketConstructor, WebSocketLike } from "./client.js";
+import { Router, type FromRouter, type ToRouter } from "./router.js";
 
 export interface SharedOptions {
   /**
@@ -45,17 +46,8 @@ export interface SharedStatus {
   leaderId: string | undefined;
 }
 
-type Frame = Record<string, unknown>;
-
 // Messages on the BroadcastChannel. `to` is a tab id, or "leader".
-type Wire =
-  | { t: "connect"; to: "leader"; from: string; conn: string; url: string }
-  | { t: "send"; to: "leader"; from: string; conn: string; data: string }
-  | { t: "close"; to: "leader"; from: string; conn: string }
-  | { t: "open"; to: string; conn: string; leader: string }
-  | { t: "frame"; to: string; conn: string; data: string }
-  | { t: "closed"; to: string; conn: string; code: number; reason: string }
-  | { t: "leader"; to: "*"; leader: string };
+type Wire = ToRouter | FromRouter | { t: "leader"; to: "*"; leader: string };
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -103,7 +95,12 @@ class Tab {
       });
     });
     void locks.request(`gathering-bridge:${key}:leader`, () => {
-      this.router = new Router(this, this.post.bind(this));
+      this.router = new Router({
+        id: this.tabId,
+        RealWS,
+        send: (_tab, msg) => this.post(msg),
+        watchTab: (tab, gone) => this.watchTab(tab, gone),
+      });
       this.leaderId = this.tabId;
       this.post({ t: "leader", to: "*", leader: this.tabId });
       // Virtual sockets connected to the old leader are dead: they reconnect through this one.
@@ -120,7 +117,7 @@ class Tab {
     // Between the leader's router and its own tab's sockets: in the page (a BroadcastChannel
     // never delivers to the object that posted), asynchronously as a real channel would.
     if (this.router && (msg.to === this.tabId || msg.to === "leader")) {
-      queueMicrotask(() => (msg.to === "leader" ? this.router?.onWire(msg) : this.onWire(msg)));
+      queueMicrotask(() => (msg.to === "leader" ? this.router?.onWire(msg as ToRouter) : this.onWire(msg)));
       return;
     }
     this.bc.postMessage(msg);
@@ -133,7 +130,7 @@ class Tab {
       return;
     }
     if (msg.to === "leader") {
-      this.router?.onWire(msg);
+      this.router?.onWire(msg as ToRouter);
       return;
     }
     if (msg.to !== this.tabId) return;
@@ -260,326 +257,6 @@ class VirtualSocket implements WebSocketLike {
     this.tab.sockets.delete(this.conn);
     const onclose = this.onclose;
     queueMicrotask(() => onclose?.({ code, reason }));
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The leader's router.
-
-interface Conn {
-  id: string;
-  tab: string;
-  // Channel -> the last offset delivered to this connection (events at or below it are skipped).
-  channels: Map<string, number>;
-}
-
-interface ChannelState {
-  // "subscribing": the bridge has not answered the first subscribe yet.
-  state: "subscribing" | "subscribed";
-  epoch: string;
-  offset: number;
-  conns: Set<string>;
-  // Tabs that asked while the first subscribe was in flight: answered once it is.
-  waiting: Array<{ conn: string; frame: Frame }>;
-}
-
-interface Asked {
-  conn: string;
-  id: unknown;
-  kind: string;
-  channel?: string;
-  // A tab joining a subscribed channel from an offset: the answer is a history frame.
-  join?: { since: number };
-}
-
-class Router {
-  private ws: WebSocketLike | undefined;
-  private wsOpen = false;
-  private readonly conns = new Map<string, Conn>();
-  private readonly channels = new Map<string, ChannelState>();
-  private readonly asked = new Map<string, Asked>();
-  private nextId = 0;
-  private readonly watched = new Set<string>();
-  private authenticated: string | undefined;
-
-  constructor(
-    private readonly tab: Tab,
-    private readonly post: (m: Wire) => void,
-  ) {}
-
-  onWire(msg: Wire): void {
-    if (msg.t === "connect") return this.connect(msg.from, msg.conn, msg.url);
-    if (msg.t === "send") return this.fromTab(msg.conn, msg.data);
-    if (msg.t === "close") return this.drop(msg.conn);
-  }
-
-  private connect(tab: string, conn: string, url: string): void {
-    if (this.conns.has(conn)) {
-      if (this.wsOpen) this.post({ t: "open", to: tab, conn, leader: this.tab.tabId });
-      return;
-    }
-    this.conns.set(conn, { id: conn, tab, channels: new Map() });
-    if (!this.watched.has(tab) && tab !== this.tab.tabId) {
-      this.watched.add(tab);
-      this.tab.watchTab(tab, () => {
-        this.watched.delete(tab);
-        for (const c of [...this.conns.values()]) if (c.tab === tab) this.drop(c.id);
-      });
-    }
-    if (!this.ws) this.openReal(url);
-    else if (this.wsOpen) this.opened(tab, conn);
-  }
-
-  private opened(tab: string, conn: string): void {
-    this.post({ t: "open", to: tab, conn, leader: this.tab.tabId });
-    if (this.authenticated) this.toTab(conn, this.authenticated);
-  }
-
-  private openReal(url: string): void {
-    const ws = new this.tab.RealWS(url) as WebSocketLike;
-    this.ws = ws;
-    ws.onopen = () => {
-      if (this.ws !== ws) return;
-      this.wsOpen = true;
-      for (const c of this.conns.values()) this.opened(c.tab, c.id);
-    };
-    ws.onmessage = (ev: { data: unknown }) => {
-      if (this.ws === ws && typeof ev.data === "string") this.fromBridge(ev.data);
-    };
-    ws.onerror = () => undefined;
-    ws.onclose = (ev: { code?: number; reason?: string }) => {
-      if (this.ws !== ws) return;
-      this.ws = undefined;
-      this.wsOpen = false;
-      this.authenticated = undefined;
-      // Every tab sees the bridge's close and applies its own rules; their reconnections open a
-      // new socket here.
-      const conns = [...this.conns.values()];
-      this.conns.clear();
-      this.channels.clear();
-      this.asked.clear();
-      for (const c of conns) this.post({ t: "closed", to: c.tab, conn: c.id, code: ev.code ?? 1006, reason: ev.reason ?? "" });
-    };
-  }
-
-  private drop(conn: string): void {
-    const c = this.conns.get(conn);
-    if (!c) return;
-    this.conns.delete(conn);
-    for (const [id, a] of this.asked) if (a.conn === conn) this.asked.delete(id);
-    for (const ch of c.channels.keys()) this.leave(conn, ch, undefined);
-    for (const st of this.channels.values()) st.waiting = st.waiting.filter((w) => w.conn !== conn);
-    if (this.conns.size === 0 && this.ws) {
-      // Nobody left: no socket held for nothing.
-      const ws = this.ws;
-      this.ws = undefined;
-      this.wsOpen = false;
-      this.authenticated = undefined;
-      this.channels.clear();
-      this.asked.clear();
-      ws.onclose = null;
-      ws.close(1000, "no tab left");
-    }
-  }
-
-  private toTab(conn: string, frame: Frame | string): void {
-    const c = this.conns.get(conn);
-    if (!c) return;
-    this.post({ t: "frame", to: c.tab, conn, data: typeof frame === "string" ? frame : JSON.stringify(frame) });
-  }
-
-  // Sends `frame`; with an `id` (or `asked`), under a leader-wide id whose answer goes back to
-  // `conn` with the tab's own id (`tabId`: default the frame's).
-  private toBridge(frame: Frame, conn: string, asked?: Omit<Asked, "conn" | "id"> & { tabId?: unknown }): void {
-    if (!this.ws || !this.wsOpen) return;
-    if (frame.id !== undefined || asked) {
-      const id = `s${++this.nextId}`;
-      const tabId = asked && "tabId" in asked ? asked.tabId : frame.id;
-      this.asked.set(id, { conn, id: tabId, kind: asked?.kind ?? String(frame.type), channel: asked?.channel, join: asked?.join });
-      frame = { ...frame, id };
-    }
-    this.ws.send(JSON.stringify(frame));
-  }
-
-  private fromTab(conn: string, text: string): void {
-    const c = this.conns.get(conn);
-    if (!c) return;
-    let frame: Frame;
-    try {
-      frame = JSON.parse(text) as Frame;
-    } catch {
-      return;
-    }
-    const type = frame.type;
-    const channel = typeof frame.channel === "string" ? frame.channel : undefined;
-    if (type === "pong") return; // the leader answers the bridge's pings itself
-    if (type === "subscribe" && channel) return this.subscribe(conn, channel, frame);
-    if (type === "unsubscribe" && channel) return this.leave(conn, channel, frame);
-    this.toBridge(frame, conn);
-  }
-
-  private subscribe(conn: string, channel: string, frame: Frame): void {
-    const c = this.conns.get(conn)!;
-    const st = this.channels.get(channel);
-    if (!st) {
-      this.channels.set(channel, { state: "subscribing", epoch: "", offset: 0, conns: new Set([conn]), waiting: [] });
-      c.channels.set(channel, typeof frame.since === "number" ? frame.since : 0);
-      this.toBridge(frame, conn, { kind: "subscribe", channel });
-      return;
-    }
-    if (st.conns.has(conn)) {
-      // Already in: answer as the bridge would.
-      this.toTab(conn, { type: "subscribed", channel, epoch: st.epoch, offset: st.offset, ...(frame.id !== undefined ? { id: frame.id } : {}) });
-      return;
-    }
-    if (st.state === "subscribing") {
-      st.waiting.push({ conn, frame });
-      return;
-    }
-    this.join(conn, channel, st, frame);
-  }
-
-  // A tab joins a channel the bridge already sends: from the current offset, or (resuming) from
-  // its own through the bridge's history.
-  private join(conn: string, channel: string, st: ChannelState, frame: Frame): void {
-    const c = this.conns.get(conn);
-    if (!c) return;
-    const since = typeof frame.since === "number" ? frame.since : undefined;
-    const epoch = typeof frame.epoch === "string" ? frame.epoch : undefined;
-    const id = frame.id !== undefined ? { id: frame.id } : {};
-    const resumable = since !== undefined && since < st.offset && (epoch === undefined || epoch === st.epoch);
-    if (!resumable) {
-      st.conns.add(conn);
-      c.channels.set(channel, st.offset);
-      const recovered = since === undefined ? {} : { recovered: since >= st.offset && (epoch === undefined || epoch === st.epoch) };
-      this.toTab(conn, { type: "subscribed", channel, epoch: st.epoch, offset: st.offset, ...recovered, ...id });
-      return;
-    }
-    // The tab gets what it missed before it is added: the history answer lists every event up to
-    // the bridge's offset at that moment, and later events follow it on the socket.
-    this.toBridge({ type: "history", channel, since }, conn, { kind: "join", channel, join: { since: since! }, tabId: frame.id });
-  }
-
-  private leave(conn: string, channel: string, frame: Frame | undefined): void {
-    const c = this.conns.get(conn);
-    c?.channels.delete(channel);
-    const st = this.channels.get(channel);
-    if (!st) {
-      if (frame) this.toBridge(frame, conn);
-      return;
-    }
-    st.conns.delete(conn);
-    st.waiting = st.waiting.filter((w) => w.conn !== conn);
-    if (st.conns.size === 0 && st.waiting.length === 0) {
-      this.channels.delete(channel);
-      if (frame) this.toBridge(frame, conn);
-      else this.toBridge({ type: "unsubscribe", channel }, "", { kind: "unsubscribe", channel });
-      return;
-    }
-    if (frame) this.toTab(conn, { type: "unsubscribed", channel, ...(frame.id !== undefined ? { id: frame.id } : {}) });
-  }
-
-  private fromBridge(text: string): void {
-    let frame: Frame;
-    try {
-      frame = JSON.parse(text) as Frame;
-    } catch {
-      return;
-    }
-    if (frame.type === "ping") {
-      this.ws?.send('{"type":"pong"}');
-      return;
-    }
-    const id = typeof frame.id === "string" ? frame.id : undefined;
-    const asked = id !== undefined ? this.asked.get(id) : undefined;
-    if (asked) {
-      this.asked.delete(id!);
-      return this.answer(asked, frame);
-    }
-    const channel = typeof frame.channel === "string" ? frame.channel : undefined;
-    const st = channel !== undefined ? this.channels.get(channel) : undefined;
-    if (channel !== undefined && st) {
-      const offset = typeof frame.offset === "number" ? frame.offset : undefined;
-      if (offset !== undefined && frame.type !== "subscribed") st.offset = Math.max(st.offset, offset);
-      for (const conn of st.conns) {
-        const c = this.conns.get(conn);
-        if (!c) continue;
-        if (offset !== undefined) {
-          if (offset <= (c.channels.get(channel) ?? 0)) continue; // delivered with a history
-          c.channels.set(channel, offset);
-        }
-        this.toTab(conn, text);
-      }
-      return;
-    }
-    if (channel !== undefined && frame.type !== "error") return; // a channel no tab has any more
-    // The connection's `authenticated` (token on the URL): tabs that come later get it too.
-    if (frame.type === "authenticated") this.authenticated = text;
-    for (const c of this.conns.values()) this.toTab(c.id, text);
-  }
-
-  private answer(asked: Asked, frame: Frame): void {
-    const withId = (f: Frame): Frame => {
-      const out = { ...f };
-      if (asked.id === undefined) delete out.id;
-      else out.id = asked.id;
-      return out;
-    };
-    const channel = asked.channel;
-    if (asked.kind === "subscribe" && channel) {
-      const st = this.channels.get(channel);
-      if (frame.type === "subscribed" && st) {
-        st.state = "subscribed";
-        st.epoch = String(frame.epoch ?? "");
-        st.offset = typeof frame.offset === "number" ? frame.offset : 0;
-        const c = this.conns.get(asked.conn);
-        if (c && (c.channels.get(channel) ?? 0) < st.offset && frame.recovered === undefined) c.channels.set(channel, st.offset);
-        this.toTab(asked.conn, withId(frame));
-        const waiting = st.waiting;
-        st.waiting = [];
-        for (const w of waiting) this.join(w.conn, channel, st, w.frame);
-        return;
-      }
-      if (frame.type === "error" && st) {
-        // Refused: for everyone who asked.
-        this.channels.delete(channel);
-        this.conns.get(asked.conn)?.channels.delete(channel);
-        this.toTab(asked.conn, withId(frame));
-        for (const w of st.waiting) {
-          const f: Frame = { ...frame };
-          if (w.frame.id === undefined) delete f.id;
-          else f.id = w.frame.id;
-          this.toTab(w.conn, f);
-        }
-        return;
-      }
-    }
-    if (asked.kind === "join" && channel && asked.join) {
-      const st = this.channels.get(channel);
-      const c = this.conns.get(asked.conn);
-      if (!st || !c) return;
-      if (frame.type !== "history") {
-        // History refused (not retained here): join from now, telling the tab it was not recovered.
-        st.conns.add(asked.conn);
-        c.channels.set(channel, st.offset);
-        this.toTab(asked.conn, withId({ type: "subscribed", channel, epoch: st.epoch, offset: st.offset, recovered: false }));
-        return;
-      }
-      let last = asked.join.since;
-      for (const m of (frame.messages as Frame[] | undefined) ?? []) {
-        const o = typeof m.offset === "number" ? m.offset : undefined;
-        if (o === undefined || o <= last) continue;
-        last = o;
-        this.toTab(asked.conn, m);
-      }
-      const offset = Math.max(st.offset, typeof frame.offset === "number" ? frame.offset : 0);
-      st.conns.add(asked.conn);
-      c.channels.set(channel, Math.max(last, typeof frame.offset === "number" ? frame.offset : last));
-      this.toTab(asked.conn, withId({ type: "subscribed", channel, epoch: st.epoch, offset, recovered: frame.complete === true }));
-      return;
-    }
-    if (asked.conn === "") return; // the leader's own (an unsubscribe nobody waits for)
-    this.toTab(asked.conn, withId(frame));
   }
 }
 
