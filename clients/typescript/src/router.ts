@@ -5,6 +5,9 @@ import type { WebSocketConstructor, WebSocketLike } from "./client.js";
 
 type Frame = Record<string, unknown>;
 
+/** The router host id of the SharedWorker (src/shared-worker.ts): the `leader` of its tabs. */
+export const WORKER_ID = "shared-worker";
+
 /** A tab's messages to the router. `conn` is one virtual socket of the tab `from`. */
 export type ToRouter =
   | { t: "connect"; to: "leader"; from: string; conn: string; url: string }

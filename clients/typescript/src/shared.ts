@@ -21,11 +21,17 @@
 // When the real socket closes (a refusal, the bridge going away), every virtual socket closes with
 // the same code and reason, so each tab's client applies its terminal/retryable rules.
 //
+// With `shared: { workerUrl }`, a SharedWorker (src/shared-worker.ts, served by the application)
+// holds the real socket and runs the same Router instead of a leader tab: no election, no
+// hand-over. Each tab talks to it over its own MessagePort and holds a Web Lock the worker waits on
+// to learn that the tab has gone. Where SharedWorker is missing, or the worker cannot be created
+// or fails to load (an error event, or no answer within connectTimeoutMs), the tab says so once
+// (console.warn) and shares by leader election instead.
+//
 // Where Web Locks or BroadcastChannel are missing (old browsers, Node), the client uses its own
-// WebSocket as without `shared`. A SharedWorker would spare the election; it needs a script URL
-// served by the application, which this package does not assume (see README).
+// WebSocket as without `shared`.
 import type { WebSocketConstructor, WebSocketLike } from "./client.js";
-import { Router, type FromRouter, type ToRouter } from "./router.js";
+import { Router, WORKER_ID, type FromRouter, type ToRouter } from "./router.js";
 
 export interface SharedOptions {
   /**
@@ -35,6 +41,14 @@ export interface SharedOptions {
   key?: string;
   /** How long a tab waits for a leader to answer before its virtual socket fails (default 5 s). */
   connectTimeoutMs?: number;
+  /**
+   * The URL of this package's `shared-worker` script (dist/shared-worker.js), served from the
+   * page's origin: a SharedWorker holds the connection instead of an elected tab. Loaded as a
+   * module worker. When it cannot be used, the tabs fall back to leader election.
+   */
+  workerUrl?: string | URL;
+  /** The SharedWorker's name (default `gathering-bridge:` + the key). */
+  name?: string;
 }
 
 /** What a tab knows about the shared connection (tests and status displays). */
@@ -44,6 +58,8 @@ export interface SharedStatus {
   /** This tab's id, and the leader's (once known). */
   tabId: string;
   leaderId: string | undefined;
+  /** A SharedWorker holds the connection (leaderId is then "shared-worker"). */
+  worker: boolean;
 }
 
 // Messages on the BroadcastChannel. `to` is a tab id, or "leader".
@@ -67,9 +83,22 @@ export function canShare(): boolean {
   return typeof g.BroadcastChannel === "function" && !!g.navigator?.locks;
 }
 
+// What a virtual socket needs of the page's end of the shared connection: the leader-election
+// Tab, or the WorkerTab.
+interface TabLike {
+  readonly tabId: string;
+  readonly leaderId: string | undefined;
+  readonly sockets: Map<string, VirtualSocket>;
+  readonly ready: Promise<void>;
+  newConn(): string;
+  post(msg: ToRouter): void;
+  // A virtual socket's connect went unanswered.
+  noAnswer?(): void;
+}
+
 // One per key and page: the election, the channel, the virtual sockets, and (when leader) the
 // router.
-class Tab {
+class Tab implements TabLike {
   readonly tabId = `${randomId()}#${++tabCounter}`;
   leaderId: string | undefined;
   router: Router | undefined;
@@ -146,6 +175,100 @@ class Tab {
 
 const tabs = new Map<string, Tab>();
 
+// One per key and page in worker mode: the port to the SharedWorker and this tab's lock.
+class WorkerTab implements TabLike {
+  readonly tabId = `${randomId()}#${++tabCounter}`;
+  readonly leaderId = WORKER_ID;
+  readonly sockets = new Map<string, VirtualSocket>();
+  readonly ready: Promise<void>;
+  failed = false;
+  // The worker answered the hello: it runs (a slow bridge is then no reason to give it up).
+  private welcomed = false;
+  private readonly port: MessagePort;
+  private nextConn = 0;
+
+  constructor(
+    readonly key: string,
+    private readonly workerUrl: string,
+    name: string,
+  ) {
+    // Throws where the URL is refused (another origin, a bad URL): the caller falls back.
+    const worker = new SharedWorker(workerUrl, { type: "module", name });
+    this.port = worker.port;
+    worker.onerror = () => this.fail("it failed to load");
+    this.port.onmessage = (ev: MessageEvent) => {
+      const msg = ev.data as FromRouter | { t: "welcome" };
+      if (msg?.t === "welcome") this.welcomed = true;
+      else if (msg && typeof msg.conn === "string") this.sockets.get(msg.conn)?.onWire(msg);
+    };
+    this.port.start();
+    const locks = (navigator as unknown as { locks: LockManager }).locks;
+    const lock = `gathering-bridge:${key}:worker-tab:${this.tabId}`;
+    // Held while the page lives: the worker waits on it (a port does not tell when it closes).
+    // The hello goes once it is held, so that the worker's wait cannot be granted first.
+    this.ready = new Promise<void>((held) => {
+      void locks.request(lock, () => {
+        held();
+        return new Promise<void>(() => undefined);
+      });
+    }).then(() => {
+      this.port.postMessage({ t: "hello", key, tab: this.tabId, lock });
+    });
+    // A page that unloads for good releases its channels at once (the lock follows anyway).
+    // Not when it may be kept in the back/forward cache: it could come back.
+    globalThis.addEventListener?.("pagehide", (ev: Event) => {
+      if (!(ev as PageTransitionEvent).persisted && !this.failed) this.port.postMessage({ t: "bye" });
+    });
+  }
+
+  newConn(): string {
+    return `${this.tabId}/${++this.nextConn}`;
+  }
+
+  post(msg: ToRouter): void {
+    if (!this.failed) this.port.postMessage(msg);
+  }
+
+  noAnswer(): void {
+    if (!this.welcomed) this.fail("it did not answer");
+  }
+
+  // Every virtual socket closes (1006); the client's reconnection takes the leader-election path.
+  fail(why: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    warnFallback(this.workerUrl, why);
+    this.port.close();
+    for (const s of [...this.sockets.values()]) s.lost("the shared worker failed");
+  }
+}
+
+const workerTabs = new Map<string, WorkerTab | null>();
+
+function warnFallback(url: string, why: string): void {
+  console.warn(`bridge-client: the SharedWorker ${url} cannot hold the shared connection (${why}); the tabs share it by leader election instead`);
+}
+
+// The worker-mode end for `key`, or undefined when the worker cannot be used (said once).
+function workerTabFor(key: string, options: SharedOptions): WorkerTab | undefined {
+  let w = workerTabs.get(key);
+  if (w === undefined) {
+    const url = String(options.workerUrl);
+    w = null;
+    if (typeof (globalThis as { SharedWorker?: unknown }).SharedWorker !== "function") {
+      warnFallback(url, "SharedWorker is not available here");
+    } else {
+      try {
+        w = new WorkerTab(key, url, options.name ?? `gathering-bridge:${key}`);
+      } catch (err) {
+        warnFallback(url, err instanceof Error ? err.message : String(err));
+      }
+    }
+    workerTabs.set(key, w);
+  }
+  return w && !w.failed ? w : undefined;
+}
+
 function tabFor(key: string, RealWS: WebSocketConstructor): Tab {
   let t = tabs.get(key);
   if (!t) {
@@ -157,8 +280,10 @@ function tabFor(key: string, RealWS: WebSocketConstructor): Tab {
 
 /** The shared connection's status for `key` in this page (undefined: none yet). */
 export function sharedStatus(key: string): SharedStatus | undefined {
+  const w = workerTabs.get(key);
+  if (w && !w.failed) return { leader: false, tabId: w.tabId, leaderId: w.leaderId, worker: true };
   const t = tabs.get(key);
-  return t && { leader: t.router !== undefined, tabId: t.tabId, leaderId: t.leaderId };
+  return t && { leader: t.router !== undefined, tabId: t.tabId, leaderId: t.leaderId, worker: false };
 }
 
 /** The key tabs share a connection under for a bridge URL (its origin and path, no query). */
@@ -174,9 +299,10 @@ export function sharedKey(url: string, options: SharedOptions = {}): string {
  */
 export function sharedWebSocket(RealWS: WebSocketConstructor, key: string, options: SharedOptions = {}): WebSocketConstructor {
   const timeout = options.connectTimeoutMs ?? 5000;
+  const worker = options.workerUrl !== undefined;
   return class extends VirtualSocket {
     constructor(url: string) {
-      super(tabFor(key, RealWS), url, timeout);
+      super((worker && workerTabFor(key, options)) || tabFor(key, RealWS), url, timeout);
     }
   } as unknown as WebSocketConstructor;
 }
@@ -194,7 +320,7 @@ class VirtualSocket implements WebSocketLike {
   private timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
-    private readonly tab: Tab,
+    private readonly tab: TabLike,
     private readonly url: string,
     timeoutMs: number,
   ) {
@@ -202,7 +328,10 @@ class VirtualSocket implements WebSocketLike {
     tab.sockets.set(this.conn, this);
     // No leader may be listening yet (it is being elected): ask again until one answers.
     const ask = () => this.tab.post({ t: "connect", to: "leader", from: tab.tabId, conn: this.conn, url: this.url });
-    this.timer = setTimeout(() => this.finish(1006, "no tab holds the shared connection"), timeoutMs);
+    this.timer = setTimeout(() => {
+      this.finish(1006, "no tab holds the shared connection");
+      this.tab.noAnswer?.();
+    }, timeoutMs);
     void tab.ready.then(() => {
       if (this.readyState !== CONNECTING) return;
       ask();
@@ -242,6 +371,10 @@ class VirtualSocket implements WebSocketLike {
     if (this.leader !== undefined && this.leader !== leader) {
       this.finish(1006, "the tab holding the shared connection went away");
     }
+  }
+
+  lost(reason: string): void {
+    this.finish(1006, reason);
   }
 
   private stopAsking(): void {

@@ -29,7 +29,7 @@ const run = (cmd: string, args: string[], cwd: string) =>
 it("npm pack → npm install in a fresh project → import, type-check, run", async () => {
   const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", dir], PKG));
   const files: string[] = packed[0].files.map((f: { path: string }) => f.path);
-  for (const f of ["dist/index.js", "dist/index.d.ts", "dist/react.js", "dist/publisher.d.ts", "package.json"]) expect(files).toContain(f);
+  for (const f of ["dist/index.js", "dist/index.d.ts", "dist/react.js", "dist/publisher.d.ts", "dist/shared-worker.js", "dist/router.js", "package.json"]) expect(files).toContain(f);
   const tgz = join(dir, packed[0].filename);
 
   const app = join(dir, "app");
@@ -59,6 +59,9 @@ void pub;
 import WebSocket from "ws";
 import { BridgeClient } from "@gathering/bridge-client";
 import { BridgePublisher } from "@gathering/bridge-client/publisher";
+// The worker script's export resolves (and, outside a SharedWorker, starts nothing).
+import { serveTabs } from "@gathering/bridge-client/shared-worker";
+if (typeof serveTabs !== "function") throw new Error("no serveTabs in @gathering/bridge-client/shared-worker");
 const channel = "circles/npm-" + process.pid;
 const c = new BridgeClient({ url: ${JSON.stringify(bridge.wsUrl)} + "/ws/" + channel, WebSocket });
 const got = new Promise((resolve) => c.on("agent_message", (m, e) => resolve({ content: m.content, offset: e.offset })));
