@@ -136,6 +136,8 @@ export interface BridgeClientOptions {
    * Web Lock, holds the connection and routes every tab's channels, requests and answers over a
    * BroadcastChannel; when it closes, another takes over and every tab resumes with since/epoch.
    * Implies `multiplex`. Without Web Locks or BroadcastChannel (Node), the client connects itself.
+   * `{ workerUrl }`: a SharedWorker running this package's `shared-worker` script holds the
+   * connection instead of an elected tab (leader election when it cannot be used).
    */
   shared?: boolean | SharedOptions;
   /** WebSocket implementation; default `globalThis.WebSocket`. In Node < 22 pass `ws`'s. */
