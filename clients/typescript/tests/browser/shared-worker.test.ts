@@ -82,14 +82,19 @@ interface Opened {
   warnings: string[];
 }
 
-async function openPage(channel: string, workerUrl: string): Promise<Opened> {
+// `noBye`: the page never says goodbye (as when it crashes): the worker must learn from its lock.
+async function openPage(channel: string, workerUrl: string, noBye = false): Promise<Opened> {
   const page = await ctx!.newPage();
   const warnings: string[] = [];
   page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
   await page.goto(`${origin}/`);
   await page.evaluate(
-    async ([url, ch, worker]) => {
+    async ([url, ch, worker, noBye]) => {
       const w = window as any;
+      if (noBye) {
+        const add = window.addEventListener.bind(window);
+        w.addEventListener = (type: string, ...rest: any[]) => (type === "pagehide" ? undefined : (add as any)(type, ...rest));
+      }
       w.offsets = [];
       const c = new w.BridgeLib.BridgeClient({ url, channels: [ch], shared: { workerUrl: worker }, reconnect: { minDelayMs: 50, maxDelayMs: 300 } });
       c.on("agent_message", (_m: any, e: any) => w.offsets.push(e.offset));
@@ -97,7 +102,7 @@ async function openPage(channel: string, workerUrl: string): Promise<Opened> {
       w.shared = () => w.BridgeLib.sharedStatus(w.BridgeLib.sharedKey(url));
       await c.connect();
     },
-    [bridge!.wsUrl, channel, workerUrl] as const,
+    [bridge!.wsUrl, channel, workerUrl, noBye] as const,
   );
   return { page, warnings };
 }
@@ -121,6 +126,14 @@ describe("one socket for many tabs, held by a SharedWorker", () => {
       await until("every page to get 3 events", async () => (await Promise.all(pages.map(offsets))).every((o) => o.length >= 3));
       for (const p of pages) expect(await offsets(p)).toEqual([1, 2, 3]);
       expect(await metric("bridge_connections_current")).toBe(1);
+
+      // A page with a channel of its own goes without a word: its lock tells the worker, which
+      // unsubscribes the channel nobody has any more.
+      expect(await metric("bridge_subscriptions_current")).toBe(1);
+      const silent = await openPage(`circles/worker-own-${Date.now()}`, `${origin}/shared-worker.js`, true);
+      expect(await metric("bridge_subscriptions_current")).toBe(2);
+      await silent.page.close();
+      await until("the worker to release the closed page's channel (bridge_subscriptions_current 1)", async () => (await metric("bridge_subscriptions_current")) === 1);
 
       // Nine pages go: the worker keeps the socket and the channel for the last one.
       const last = pages.pop()!;
