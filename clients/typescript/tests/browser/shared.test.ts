@@ -6,7 +6,8 @@ import type { BrowserContext, Page } from "playwright-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BridgePublisher } from "../../src/publisher.js";
-import { startBridge, type RunningBridge } from "../helpers/bridge.js";
+import { metricValue, startBridge, type RunningBridge } from "../helpers/bridge.js";
+import { eventually } from "../helpers/wait.js";
 import { launchChromium } from "../helpers/chromium.js";
 
 let bridge: RunningBridge | undefined;
@@ -42,20 +43,9 @@ afterAll(async () => {
   await bridge?.stop();
 });
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${bridge!.wsPort}/metrics`)).text();
-  const m = new RegExp(`^${name} (\\d+)$`, "m").exec(text);
-  if (!m) throw new Error(`no ${name} in /metrics`);
-  return Number(m[1]);
-}
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const metric = (name: string): Promise<number> => metricValue(bridge!.wsPort, name);
+const until = (what: string, cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> =>
+  eventually(what, cond, timeoutMs);
 
 async function openPage(channel: string): Promise<Page> {
   const page = await ctx!.newPage();

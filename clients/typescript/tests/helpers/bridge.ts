@@ -156,3 +156,11 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<RunningBrid
     },
   };
 }
+
+/** One unlabelled value of the bridge's /metrics (its public port). */
+export async function metricValue(wsPort: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${wsPort}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\d+)$`, "m").exec(text);
+  if (!m) throw new Error(`no ${name} in /metrics`);
+  return Number(m[1]);
+}

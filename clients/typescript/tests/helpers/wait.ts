@@ -54,3 +54,12 @@ export function collect<T>(
   });
   return { done, items };
 }
+
+/** Polls an async condition every 50 ms until it holds; throws, naming `what`, after `timeoutMs`. */
+export async function eventually(what: string, cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
