@@ -188,21 +188,12 @@ TEST(AdminTest, FeedsAreBoundedAndADashboardThatStopsReadingIsDropped) {
   // One dashboard reads on its own thread for the whole test, so it is never the slow one.
   auto healthy = WsClient::Connect(server->admin_port(), "/admin/ws");
   ASSERT_NE(healthy, nullptr);
-  std::atomic<bool> stop{false};
   std::atomic<int> healthy_frames{0};
-  std::thread reader([&] {
-    while (!stop && !healthy->closed()) {
+  std::jthread reader([&](std::stop_token stop) {  // stopped and joined on every way out
+    while (!stop.stop_requested() && !healthy->closed()) {
       if (healthy->Recv(200ms)) ++healthy_frames;
     }
   });
-  struct Join {
-    std::atomic<bool>& stop;
-    std::thread& t;
-    ~Join() {
-      stop = true;
-      t.join();
-    }
-  } join{stop, reader};
 
   // The limit, checked while samples are still small (no socket fills up in the meantime).
   auto second = WsClient::Connect(server->admin_port(), "/admin/ws");
