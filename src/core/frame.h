@@ -19,13 +19,17 @@ namespace bridge::core {
 
 // One frame on its way to sockets. Immutable once built; shared by pointer.
 struct Frame {
-  std::string channel;  // empty for control frames (pong, error, ...)
+  // Empty for control frames (pong, error, ...), except `subscribed`, which names its channel.
+  std::string channel;
   uint64_t offset = 0;  // 0 for control frames
   int ns = -1;          // the channel's namespace index in the registry; -1 for control frames
   std::string text;     // the JSON text sent as one WebSocket text frame
   // When the hub accepted the publish (steady_clock, ns since its epoch), for the
   // publish-to-socket-write histogram; 0: not measured (control frames, history replays).
   int64_t accepted_nanos = 0;
+  // A `subscribed` frame's epoch: the channel's offsets that follow it belong to this epoch (the
+  // session remembers it for the resume positions it tells at shutdown). Empty otherwise.
+  std::string epoch;
   bool is_control() const { return offset == 0; }
 };
 using FramePtr = std::shared_ptr<const Frame>;

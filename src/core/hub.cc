@@ -238,6 +238,19 @@ void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t ge
   }
 }
 
+std::optional<uint64_t> Hub::DeliveredOffset(size_t shard, const std::string& channel,
+                                             const Subscriber* s) const {
+  const auto& channels = shards_[shard]->channels;
+  auto it = channels.find(channel);
+  if (it == channels.end()) return std::nullopt;
+  for (const Entry& e : it->second.entries) {
+    if (e.subscriber != s) continue;
+    if (e.pending) return std::nullopt;
+    return e.last_offset;
+  }
+  return std::nullopt;
+}
+
 SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscriber* s,
                                const std::optional<RecoveryRequest>& recovery) {
   SubscribeResult result;

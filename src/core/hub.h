@@ -252,6 +252,11 @@ class Hub {
   // `reason` reaches backends' lifecycle streams and the agent_left event.
   void Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
                    std::string_view reason = "unsubscribed");
+  // Shard thread only. The last offset handed to `s` on `channel` (or skipped for it: its own
+  // message, a duplicate), i.e. where its stream stands; nullopt while its subscription waits
+  // for the broker's answer, or when it has none.
+  std::optional<uint64_t> DeliveredOffset(size_t shard, const std::string& channel,
+                                          const Subscriber* s) const;
 
   // Any thread. The retained frames of `channel` after `since` (at most `limit`; 0: all).
   HistoryResult History(const std::string& channel, uint64_t since, size_t limit);

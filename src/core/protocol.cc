@@ -35,9 +35,9 @@ constexpr std::array kErrorCodes = {
     ErrorCode::kInvalidLimit,       ErrorCode::kMessageTooBig,
 };
 
-constexpr std::array<std::string_view, 10> kServerControlTypes = {
-    "ping", "pong",  "subscribed", "unsubscribed", "authenticated",
-    "gap",  "error", "ack",        "history",      "presence"};
+constexpr std::array<std::string_view, 11> kServerControlTypes = {
+    "ping",  "pong", "subscribed", "unsubscribed", "authenticated", "gap",
+    "error", "ack",  "history",    "presence",     "reconnect"};
 constexpr std::array<std::string_view, 7> kClientControlTypes = {
     "ping", "pong", "auth", "subscribe", "unsubscribe", "history", "presence"};
 
@@ -125,7 +125,11 @@ FramePtr SubscribedFrame(std::string_view channel, std::string_view epoch, uint6
                       JsonQuote(epoch), R"(,"offset":)", offset);
   if (recovered) s += *recovered ? R"(,"recovered":true)" : R"(,"recovered":false)";
   s += "}";
-  return MakeControlFrame(std::move(s));
+  auto f = std::make_shared<Frame>();
+  f->text = std::move(s);
+  f->channel = std::string(channel);
+  f->epoch = std::string(epoch);
+  return f;
 }
 
 FramePtr UnsubscribedFrame(std::string_view channel) {
@@ -154,7 +158,11 @@ FramePtr WithContext(const FramePtr& frame, const AnswerContext& context) {
   }
   if (!context.id.empty()) text += Cat(R"(,"id":)", context.id);
   text += "}";
-  return MakeControlFrame(std::move(text));
+  auto f = std::make_shared<Frame>();
+  f->text = std::move(text);
+  f->channel = frame->channel;
+  f->epoch = frame->epoch;
+  return f;
 }
 
 FramePtr AckFrame(const AnswerContext& context, uint64_t offset) {
@@ -194,6 +202,21 @@ FramePtr PresenceAnswerFrame(const AnswerContext& context,
   }
   s += "]}";
   return WithContext(MakeControlFrame(std::move(s)), context);
+}
+
+FramePtr ReconnectFrame(std::string_view reason, const std::vector<ResumePosition>& positions) {
+  size_t size = 64 + reason.size();
+  for (const auto& p : positions) size += p.channel.size() + p.epoch.size() + 48;
+  std::string s;
+  s.reserve(size);
+  s += Cat(R"({"type":"reconnect","reason":)", JsonQuote(reason), R"(,"positions":{)");
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (i != 0) s += ",";
+    s += Cat(JsonQuote(positions[i].channel), R"(:{"epoch":)", JsonQuote(positions[i].epoch),
+             R"(,"offset":)", positions[i].offset, "}");
+  }
+  s += "}}";
+  return MakeControlFrame(std::move(s));
 }
 
 }  // namespace bridge::core

@@ -120,6 +120,17 @@ FramePtr PresenceAnswerFrame(const AnswerContext& context,
                              const std::vector<PresenceAnswerMember>& members,
                              uint32_t connection_count);
 
+// Where a client resumes a channel on another node (or this one, restarted): the last offset
+// queued for it under `epoch`. Subscribing there with `since=offset&epoch=epoch` loses nothing.
+struct ResumePosition {
+  std::string channel;
+  std::string epoch;
+  uint64_t offset = 0;
+};
+// Sent at shutdown after the last event queued for the connection and just before its close
+// 1001: `{"type":"reconnect","reason":…,"positions":{"<channel>":{"epoch":…,"offset":…}}}`.
+FramePtr ReconnectFrame(std::string_view reason, const std::vector<ResumePosition>& positions);
+
 }  // namespace bridge::core
 
 #endif  // BRIDGE_CORE_PROTOCOL_H_

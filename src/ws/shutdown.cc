@@ -24,7 +24,7 @@ struct Drain : std::enable_shared_from_this<Drain> {
     const size_t from = n * done / steps;
     const size_t to = n * (done + 1) / steps;
     for (size_t i = from; i < to; ++i) {
-      sessions[i]->Close(1001, "server shutting down");
+      sessions[i]->CloseForShutdown();
       sessions[i].reset();  // a closed session is not kept alive by the drain
     }
     if (++done >= steps) return;
@@ -53,7 +53,7 @@ void CloseAllSessions(ServerState& state, std::chrono::milliseconds spread) {
       std::vector<std::shared_ptr<WsSession>> sessions;
       for (WsSession* s : state.registries[i]) sessions.push_back(s->shared_from_this());
       if (spread.count() <= 0 || sessions.size() <= 1) {
-        for (auto& s : sessions) s->Close(1001, "server shutting down");
+        for (auto& s : sessions) s->CloseForShutdown();
         return;
       }
       std::make_shared<Drain>(*state.shards[i], std::move(sessions), spread)->Step();

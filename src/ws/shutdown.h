@@ -10,8 +10,10 @@ namespace bridge::ws {
 
 // Any thread. Marks the server draining (healthz 503, upgrades refused) and closes every open
 // WebSocket with 1001 on its own shard's thread: all at once, or spread evenly over `spread`
-// so that thousands of clients do not all reconnect (elsewhere) in the same instant. Each client
-// resumes from the offsets it holds (?since=&epoch=), so nothing is lost by waiting its turn.
+// so that thousands of clients do not all reconnect (elsewhere) in the same instant. Each is
+// first sent every frame queued for it, then a `reconnect` frame with its resume position per
+// channel (WsSession::CloseForShutdown); resuming there (?since=&epoch=) loses nothing, so
+// nothing is lost by waiting its turn.
 void CloseAllSessions(ServerState& state,
                       std::chrono::milliseconds spread = std::chrono::milliseconds(0));
 

@@ -117,9 +117,13 @@ bool WriteQueue::MakeRoom(const core::Frame& frame) {
   return fits;
 }
 
-size_t WriteQueue::Close(std::string close_frame) {
+size_t WriteQueue::Close(std::string close_frame, bool keep_events) {
   if (close_queued_) return 0;
   close_queued_ = true;
+  if (keep_events) {
+    close_frame_ = std::move(close_frame);
+    return 0;
+  }
   // Events not yet handed to the socket are dropped; control frames (an error saying why) and
   // the write in flight go out before the close frame.
   const size_t keep = writing_ ? writing_frames_ : 0;

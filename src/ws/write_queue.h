@@ -56,8 +56,9 @@ class WriteQueue {
   // A raw WebSocket control frame (ping, pong); kSlow past the control allowance.
   Push PushRaw(std::string frame);
   // Queues the close frame: events not yet being written are dropped (returned), control frames
-  // stay and go first. Later pushes are refused (kQueued, counted as dropped).
-  size_t Close(std::string close_frame);
+  // stay and go first; with `keep_events` (shutdown) every frame queued goes out before it.
+  // Later pushes are refused (kQueued, counted as dropped).
+  size_t Close(std::string close_frame, bool keep_events = false);
 
   // Fills `buffers` with the next write (raw control frames, then up to 64 frames / 256 KiB,
   // then the close frame once nothing else is left); false when there is nothing to write or a

@@ -508,7 +508,7 @@ void WsSession::HandleSubscribe(const std::string& channel,
         if (r.refused || !r.error.ok()) {
           // Nothing was subscribed: forget the channel (the hub may hold a failed entry).
           state_.hub.Unsubscribe(shard_, channel, this, "refused");
-          std::erase(channels_, channel);
+          ForgetChannel(channel);
           if (r.refused) {
             return SendError(context, ErrorCode::kTooManyChannels,
                              "the bridge holds too many channels");
@@ -517,6 +517,7 @@ void WsSession::HandleSubscribe(const std::string& channel,
                            core::Cat("channel ", channel, " is unavailable: ", r.error.message(),
                                      "; subscribe again later"));
         }
+        NoteEpoch(channel, r.epoch);
         if (ack) {
           std::optional<bool> recovered;
           if (recovering) recovered = r.recovered;
@@ -532,7 +533,7 @@ void WsSession::HandleUnsubscribe(const std::string& channel) {
     return SendError(ErrorCode::kNotSubscribed, "not subscribed to " + channel);
   }
   state_.hub.Unsubscribe(shard_, channel, this, "unsubscribed");
-  std::erase(channels_, channel);
+  ForgetChannel(channel);
   Send(core::WithContext(core::UnsubscribedFrame(channel), answer_));
 }
 
@@ -631,7 +632,27 @@ void WsSession::SendError(const core::AnswerContext& context, ErrorCode code,
   Send(core::WithContext(core::ErrorFrame(code, message), context));
 }
 
-void WsSession::Deliver(const core::FramePtr& frame) { Send(frame); }
+void WsSession::Deliver(const core::FramePtr& frame) {
+  // The broker's state of a channel changed: the offsets that follow are of this epoch.
+  if (frame->is_control() && !frame->epoch.empty()) NoteEpoch(frame->channel, frame->epoch);
+  Send(frame);
+}
+
+void WsSession::NoteEpoch(const std::string& channel, const std::string& epoch) {
+  if (!Subscribed(channel)) return;
+  for (auto& [c, e] : epochs_) {
+    if (c == channel) {
+      e = epoch;
+      return;
+    }
+  }
+  epochs_.emplace_back(channel, epoch);
+}
+
+void WsSession::ForgetChannel(const std::string& channel) {
+  std::erase(channels_, channel);
+  std::erase_if(epochs_, [&](const auto& p) { return p.first == channel; });
+}
 
 void WsSession::Send(const core::FramePtr& frame) {
   if (closing_ || !open_) {
@@ -717,7 +738,25 @@ void WsSession::ScheduleHeartbeat() {
   });
 }
 
-void WsSession::Close(uint16_t code, std::string reason) {
+void WsSession::CloseForShutdown() {
+  if (queue_.closed() || !open_) return;
+  constexpr std::string_view kReason = "server shutting down";
+  // On this thread, the hub's record of each subscription is exactly what was queued so far:
+  // the frame goes behind it, so a client that reads it has every event before the positions.
+  std::vector<core::ResumePosition> positions;
+  for (const std::string& channel : channels_) {
+    auto epoch = std::find_if(epochs_.begin(), epochs_.end(),
+                              [&](const auto& p) { return p.first == channel; });
+    if (epoch == epochs_.end() || epoch->second.empty()) continue;
+    std::optional<uint64_t> offset = state_.hub.DeliveredOffset(shard_, channel, this);
+    if (!offset) continue;  // still waiting for the broker: the client's own since stands
+    positions.push_back(core::ResumePosition{channel, epoch->second, *offset});
+  }
+  Send(core::ReconnectFrame(kReason, positions));
+  Close(CloseValue(CloseCode::kGoingAway), std::string(kReason), /*flush=*/true);
+}
+
+void WsSession::Close(uint16_t code, std::string reason, bool flush) {
   if (queue_.closed() || !open_) return;
   // A close frame carries at most 123 bytes of reason, cut between characters.
   reason.resize(core::TruncateUtf8(reason, 120).size());
@@ -731,7 +770,7 @@ void WsSession::Close(uint16_t code, std::string reason) {
   }
   heartbeat_timer_.cancel();
   auth_timer_.cancel();
-  queue_.Close(core::BuildWsCloseFrame(code, reason));
+  queue_.Close(core::BuildWsCloseFrame(code, reason), flush);
   if (!queue_.writing()) DoWrite();
   // A peer that reads nothing never lets the close frame out: cut the socket after a bound.
   close_timer_.expires_after(options_->close_timeout);

@@ -57,8 +57,12 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   // Starts the session on its upgraded transport (the 101 is written).
   void Start();
 
-  // Closes with `code` (1001 at shutdown).
-  void Close(uint16_t code, std::string reason);
+  // Closes with `code`: what is being written and the control frames queued go first, events
+  // not yet written are dropped; with `flush`, every frame queued goes out before the close.
+  void Close(uint16_t code, std::string reason, bool flush = false);
+  // Shutdown: after every frame already queued, a `reconnect` frame telling where each channel
+  // resumes (core::ReconnectFrame), then the close 1001.
+  void CloseForShutdown();
 
   // core::Subscriber
   void Deliver(const core::FramePtr& frame) override;
@@ -163,6 +167,12 @@ class WsSession : public std::enable_shared_from_this<WsSession>, public core::S
   std::vector<std::unique_ptr<RateGate>> namespace_gates_;
 
   std::vector<std::string> channels_;
+  // The epoch each subscribed channel's stream follows, as told to the client (subscribe answers,
+  // and `subscribed` frames when the broker's state of the channel changed); for the positions
+  // of CloseForShutdown. A channel waiting for its answer has none yet.
+  std::vector<std::pair<std::string, std::string>> epochs_;
+  void NoteEpoch(const std::string& channel, const std::string& epoch);
+  void ForgetChannel(const std::string& channel);
   core::AnswerContext answer_;  // the id and channel of the client frame being handled
   boost::asio::steady_timer heartbeat_timer_;
   std::chrono::milliseconds heartbeat_elapsed_{0};

@@ -92,6 +92,64 @@ TEST(ShutdownTest, DrainSpreadsTheClosesOverTheWindow) {
   EXPECT_LT(took, 3s) << "Shutdown returns once the last close is done, before its deadline";
 }
 
+// At shutdown a connection gets every event already queued for it (a backlog is not dropped),
+// then a `reconnect` frame with the position of each of its channels, then the close 1001.
+TEST(ShutdownTest, QueuedEventsThenResumePositionsThenTheClose) {
+  app::ServerConfig config;
+  config.ws.max_queue_bytes = 32 * 1024 * 1024;
+  auto server = StartBridge(config);
+  ASSERT_NE(server, nullptr);
+  // A small receive buffer: what the kernel does not take waits in the session's queue.
+  auto c = WsClient::Connect(server->ws_port(), "/ws/circles/backlog?ack=1", nullptr, 4096);
+  ASSERT_NE(c, nullptr);
+  auto sub = c->RecvJson();
+  ASSERT_EQ(sub.at("type"), "subscribed") << boost::json::serialize(sub);
+  c->Send(R"({"type":"subscribe","channel":"circles/quiet"})");
+  auto sub2 = c->RecvEvent();
+  ASSERT_EQ(sub2.at("type"), "subscribed") << boost::json::serialize(sub2);
+  auto stub = MakeStub(server->grpc_port());
+  const std::string content(1500, 'x');
+  size_t published = 0;
+  // Published until a backlog of several megabytes waits in the queue (the kernel's buffers
+  // hold some too).
+  while (server->metrics().queued_bytes_current.load() < 4 * 1024 * 1024) {
+    ASSERT_TRUE(PublishMessage(*stub, "circles/backlog", 1, content).ok());
+    ASSERT_LT(++published, 40000u) << "no backlog builds up in the session's queue";
+  }
+
+  std::thread stopper([&] { server->Shutdown(); });
+  size_t events = 0;
+  uint64_t last = 0;
+  boost::json::value reconnect;
+  for (;;) {
+    auto f = c->RecvJson(10s);
+    if (f.is_null()) break;
+    const auto type = f.at("type").as_string();
+    if (type == "ping") continue;
+    if (type == "reconnect") {
+      reconnect = f;
+      continue;
+    }
+    EXPECT_TRUE(reconnect.is_null())
+        << "a frame after the reconnect frame: " << boost::json::serialize(f);
+    ASSERT_EQ(type, "agent_message") << boost::json::serialize(f);
+    ++events;
+    last = f.at("offset").to_number<uint64_t>();
+  }
+  EXPECT_EQ(c->close_code(), 1001);
+  stopper.join();
+  EXPECT_EQ(events, published) << "queued events were dropped at the close";
+  EXPECT_EQ(last, published);
+  ASSERT_FALSE(reconnect.is_null()) << "no reconnect frame before the close";
+  EXPECT_EQ(reconnect.at("reason"), "server shutting down");
+  const auto& positions = reconnect.at("positions").as_object();
+  ASSERT_EQ(positions.size(), 2u) << boost::json::serialize(reconnect);
+  EXPECT_EQ(positions.at("circles/backlog").at("offset").to_number<uint64_t>(), published);
+  EXPECT_EQ(positions.at("circles/backlog").at("epoch"), sub.at("epoch"));
+  EXPECT_EQ(positions.at("circles/quiet").at("offset").to_number<uint64_t>(), 0u);
+  EXPECT_EQ(positions.at("circles/quiet").at("epoch"), sub2.at("epoch"));
+}
+
 class ProcessTest : public ::testing::Test {
  protected:
   void TearDown() override {

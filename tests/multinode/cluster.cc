@@ -349,7 +349,7 @@ std::string TypeOf(const boost::json::value& frame) {
 
 bool IsControl(const boost::json::value& frame) {
   static const char* const kControl[] = {"ping",          "pong",  "subscribed", "unsubscribed",
-                                         "authenticated", "error", "gap"};
+                                         "authenticated", "error", "gap",        "reconnect"};
   const std::string t = TypeOf(frame);
   for (const char* c : kControl) {
     if (t == c) return true;

@@ -149,7 +149,7 @@ class Cluster {
 // The JSON "type" of a frame ("" when it has none).
 std::string TypeOf(const boost::json::value& frame);
 // Frames the bridge sends itself rather than events: ping, pong, subscribed, unsubscribed,
-// authenticated, error, gap.
+// authenticated, error, gap, reconnect.
 bool IsControl(const boost::json::value& frame);
 // An event's "offset" (0 when missing) and its data.content ("" when missing).
 uint64_t OffsetOf(const boost::json::value& frame);

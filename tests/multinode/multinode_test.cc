@@ -389,6 +389,71 @@ TEST_F(MultiNodeTest, RecoveryOnAnotherNode) {
   ExpectNextEventEverywhere(0, channel, "live-2", {b.get()});
 }
 
+// A node shutting down tells each client where every channel of its resumes (after the last
+// event it queued for it); the client resumes there on another node and misses nothing that was
+// published while it moved.
+TEST_F(MultiNodeTest, ShutdownTellsResumePositionsAnotherNodeResumesThere) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster({.nodes = 2}));
+  const std::string first = "circles/moving-a";
+  const std::string second = "circles/moving-b";
+  boost::json::object sub;
+  auto a = Join(0, "/ws/" + first + "?ack=1", &sub);
+  ASSERT_NE(a, nullptr);
+  a->Send(R"({"type":"subscribe","channel":")" + second + R"("})");
+  auto sub2 = NextOfType(*a, "subscribed");
+  ASSERT_FALSE(sub2.empty()) << "no subscribed frame for " << second;
+  auto via_b = cluster_.Stub(1);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Publish(*via_b, first, 1, absl::StrCat("a-", i)).ok());
+  ASSERT_TRUE(Publish(*via_b, second, 1, "b-0").ok());
+  Received before = CollectEvents(*a, 4, 10s);
+  ASSERT_EQ(before.events.size(), 4u) << before.Summary();
+
+  // The node stops (SIGTERM) while the client reads on its own thread: the reconnect frame is
+  // the last text frame, then the close 1001.
+  boost::json::object reconnect;
+  std::vector<boost::json::object> after;
+  int code = 0;
+  std::thread reader([&] {
+    reconnect = NextOfType(*a, "reconnect", 15s, &after);
+    code = a->AwaitClose(15s);
+  });
+  EXPECT_EQ(cluster_.node(0).Stop(15s), 0) << cluster_.node(0).LogTail();
+  reader.join();
+  ASSERT_FALSE(reconnect.empty()) << "no reconnect frame before the close; frames:\n"
+                                  << Describe(after);
+  EXPECT_EQ(code, 1001);
+  EXPECT_TRUE(after.empty()) << "frames between the last event and the reconnect frame:\n"
+                             << Describe(after);
+  const auto* positions = reconnect.if_contains("positions");
+  ASSERT_TRUE(positions != nullptr && positions->is_object()) << boost::json::serialize(reconnect);
+  ASSERT_EQ(positions->as_object().size(), 2u) << boost::json::serialize(reconnect);
+  const auto& pa = positions->as_object().at(first).as_object();
+  const auto& pb2 = positions->as_object().at(second).as_object();
+  EXPECT_EQ(StringField(pa, "epoch"), StringField(sub, "epoch"));
+  EXPECT_EQ(pa.at("offset").to_number<uint64_t>(), 3u) << boost::json::serialize(reconnect);
+  EXPECT_EQ(StringField(pb2, "epoch"), StringField(sub2, "epoch"));
+  EXPECT_EQ(pb2.at("offset").to_number<uint64_t>(), 1u) << boost::json::serialize(reconnect);
+
+  // Published while the client moves.
+  std::map<uint64_t, std::string> missed;
+  for (int i = 3; i < 5; ++i) {
+    pb::PublishResponse resp;
+    const std::string content = absl::StrCat("a-", i);
+    ASSERT_TRUE(Publish(*via_b, first, 1, content, &resp).ok());
+    missed[resp.offset()] = content;
+  }
+  boost::json::object resumed;
+  auto b = Join(1,
+                absl::StrCat("/ws/", first, "?since=", pa.at("offset").to_number<uint64_t>(),
+                             "&epoch=", StringField(pa, "epoch")),
+                &resumed);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(boost::json::value(resumed["recovered"]), boost::json::value(true))
+      << boost::json::serialize(resumed);
+  Received r = CollectEvents(*b, missed.size(), 10s);
+  EXPECT_EQ(CheckSequence(r.events, missed), "") << r.Summary();
+}
+
 // 4. History answers the same on every node, including one that never touched the channel.
 TEST_F(MultiNodeTest, HistoryIsTheSameOnEveryNode) {
   ASSERT_NO_FATAL_FAILURE(StartCluster());
