@@ -27,7 +27,7 @@ EVENT_TYPES: Dict[str, Type[Message]] = {
 TYPE_OF_MESSAGE: Dict[str, str] = {cls.DESCRIPTOR.full_name: name for name, cls in EVENT_TYPES.items()}
 
 CONTROL_TYPES = frozenset({"ping", "pong", "subscribed", "unsubscribed", "authenticated", "gap", "auth", "subscribe", "unsubscribe",
-                           "ack", "history", "presence"})
+                           "ack", "history", "presence", "reconnect"})
 _ENVELOPE = ("type", "channel", "offset", "timestamp", "sender")
 
 

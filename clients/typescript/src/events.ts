@@ -37,7 +37,7 @@ export function isKnownEventType(type: string): type is KnownEventType {
 /** Types that are frames of the protocol itself, never events. */
 export const CONTROL_TYPES = new Set([
   "ping", "pong", "subscribed", "unsubscribed", "authenticated", "gap", "auth", "subscribe", "unsubscribe",
-  "ack", "history", "presence",
+  "ack", "history", "presence", "reconnect",
 ]);
 
 /** One JSON frame as the server sent it. */
