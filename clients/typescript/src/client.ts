@@ -171,6 +171,16 @@ export interface GapInfo {
   epochChanged: boolean;
 }
 
+/**
+ * The bridge's `reconnect` frame: it is shutting down (close 1001 follows, and the client
+ * reconnects with its usual backoff). `positions` are the bridge's resume positions for the
+ * channels of this client it listed, already set as where the next connection resumes.
+ */
+export interface GoingAwayInfo {
+  reason: string;
+  positions: Record<string, ChannelPosition>;
+}
+
 export interface StateChange {
   state: ConnectionState;
   previous: ConnectionState;
@@ -455,6 +465,7 @@ export class BridgeClient {
   private readonly subscribedL = new Listeners<[SubscribedFrame]>();
   private readonly gapL = new Listeners<[GapInfo]>();
   private readonly closeL = new Listeners<[CloseInfo]>();
+  private readonly goingAwayL = new Listeners<[GoingAwayInfo]>();
   private readonly frameL = new Listeners<[Frame]>();
   private readonly errorL = new Listeners<[BridgeError]>();
   private readonly authL = new Listeners<[{ identity: string; expiresAt: Date | undefined }]>();
@@ -725,6 +736,13 @@ export class BridgeClient {
   }
   onClose(fn: (info: CloseInfo) => void): () => void {
     return this.closeL.add(fn);
+  }
+  /**
+   * The bridge is shutting down (its `reconnect` frame, just before the close 1001): the reason,
+   * and the resume positions it sent, which the next connection resubscribes from.
+   */
+  onGoingAway(fn: (info: GoingAwayInfo) => void): () => void {
+    return this.goingAwayL.add(fn);
   }
   /**
    * The bridge's refusals (error frames, matched to the request they answer when possible) and
@@ -1037,6 +1055,10 @@ export class BridgeClient {
       case "gap":
         this.handleGapFrame(frame);
         return;
+      case "reconnect":
+        if (frame.sender !== undefined) break; // a client message someone typed "reconnect"
+        this.handleReconnectFrame(frame);
+        return;
       case "error":
         // The bridge's own error frames have no offset; `error` events published to a channel do.
         if (typeof frame.offset !== "number") {
@@ -1222,6 +1244,28 @@ export class BridgeClient {
     const gap = { channel, from: from ?? (st ? st.offset + 1 : 0), to, epochChanged: false };
     if (st) this.emitGap(st, gap);
     else this.gapL.emit(gap);
+  }
+
+  /**
+   * `{"type":"reconnect","positions":{...}}`: the bridge's position of each channel is exact for
+   * this socket (it counts the offsets of this client's own messages, which are never echoed),
+   * so it replaces the client's for every channel the bridge had acknowledged.
+   */
+  private handleReconnectFrame(frame: Frame): void {
+    const raw = frame.positions;
+    const applied: Record<string, ChannelPosition> = {};
+    if (raw && typeof raw === "object" && !Array.isArray(raw)) {
+      for (const [channel, pos] of Object.entries(raw)) {
+        const st = this.channels.get(channel);
+        if (!st || !st.acked || !pos || typeof pos !== "object" || Array.isArray(pos)) continue;
+        const { epoch, offset } = pos as Record<string, JsonValue>;
+        if (typeof epoch !== "string" || typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) continue;
+        st.epoch = epoch;
+        st.offset = offset;
+        applied[channel] = { epoch, offset };
+      }
+    }
+    this.goingAwayL.emit({ reason: typeof frame.reason === "string" ? frame.reason : "", positions: applied });
   }
 
   private emitGap(st: Subscription, gap: GapInfo): void {

@@ -10,6 +10,7 @@ export type {
   CloseInfo,
   ConnectionState,
   GapInfo,
+  GoingAwayInfo,
   ReconnectOptions,
   StateChange,
   WebSocketConstructor,

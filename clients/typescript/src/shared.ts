@@ -11,8 +11,9 @@
 //   so that it loses nothing; the last tab's `unsubscribe` goes to the bridge;
 // - ids are rewritten: every frame with an `id` goes out with a leader-wide one, and the answer
 //   carrying it goes back to the tab that asked, with the tab's own id;
-// - events go to the tabs subscribed to their channel; frames about no channel to every tab; the
-//   bridge's JSON pings are answered by the leader;
+// - events go to the tabs subscribed to their channel; frames about no channel to every tab (the
+//   bridge's `reconnect` at shutdown too: each tab's client takes the positions of its own
+//   channels from it); the bridge's JSON pings are answered by the leader;
 // - hand-over: when the leader tab goes, its lock is released and a waiting tab takes it; the new
 //   leader announces itself, every virtual socket of the old one closes (1006), and each tab's
 //   BridgeClient reconnects through the new leader with since/epoch for every channel, as after

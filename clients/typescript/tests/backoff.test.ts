@@ -1,7 +1,8 @@
 // The reconnect policy on its own, with a scripted WebSocket (no bridge needed): exponential
-// bounds with full jitter, the backoff starting over after a subscription, and the stop codes.
+// bounds with full jitter, the backoff starting over after a subscription, the stop codes, and
+// the resume positions of the bridge's `reconnect` frame.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { BridgeClient, type StateChange } from "../src/index.js";
+import { BridgeClient, type BridgeEvent, type GoingAwayInfo, type StateChange } from "../src/index.js";
 
 class FakeSocket {
   static all: FakeSocket[] = [];
@@ -148,6 +149,42 @@ describe("reconnect policy", () => {
     expect(c.positions()).toEqual({ "circles/a": { epoch: "E", offset: 3 }, "workspace/1": { epoch: "E", offset: 0 } });
     c.close();
     return Promise.resolve().then(() => expect(ready).toBe(true));
+  });
+
+  it("takes the reconnect frame's positions for acknowledged channels and resumes from them after 1001", () => {
+    const c = new BridgeClient({ url: "ws://bridge.test", channels: ["circles/a", "circles/b", "workspace/1"], WebSocket: FakeSocket, random: () => 0 });
+    const away: GoingAwayInfo[] = [];
+    const evs: BridgeEvent[] = [];
+    const closes: unknown[] = [];
+    c.onGoingAway((i) => away.push(i));
+    c.onEvent((e) => evs.push(e));
+    c.onClose((i) => closes.push(i));
+    c.connect().catch(() => undefined);
+    last().accept();
+    // Answered by id, as a bridge with a broker answers: circles/b's answer is still to come.
+    const idOf = (ch: string) => last().sent.map((t) => JSON.parse(t)).find((f) => f.channel === ch).id;
+    last().frame({ type: "subscribed", channel: "circles/a", epoch: "E", offset: 2, id: idOf("circles/a") });
+    last().frame({ type: "subscribed", channel: "workspace/1", epoch: "W", offset: 4, id: idOf("workspace/1") });
+    last().frame({ type: "agent_message", channel: "circles/a", offset: 3, data: { agent_id: 7 } });
+    // circles/b has no answer yet; circles/zz is not this client's; a broken entry is skipped.
+    last().frame({
+      type: "reconnect",
+      reason: "server shutting down",
+      positions: { "circles/a": { epoch: "E", offset: 5 }, "circles/b": { epoch: "E", offset: 1 }, "circles/zz": { epoch: "E", offset: 9 }, "workspace/1": { epoch: "W", offset: "x" } },
+    });
+    expect(away).toEqual([{ reason: "server shutting down", positions: { "circles/a": { epoch: "E", offset: 5 } } }]);
+    expect(evs.map((e) => e.offset)).toEqual([3]);
+    expect(c.positions()).toEqual({ "circles/a": { epoch: "E", offset: 5 }, "workspace/1": { epoch: "W", offset: 4 } });
+    last().drop(1001, "server shutting down");
+    expect(closes).toEqual([{ code: 1001, reason: "server shutting down", willReconnect: true }]);
+    vi.advanceTimersByTime(0);
+    last().accept();
+    expect(sentFrames(last())).toEqual([
+      { type: "subscribe", channel: "circles/a", since: 5, epoch: "E" },
+      { type: "subscribe", channel: "circles/b" },
+      { type: "subscribe", channel: "workspace/1", since: 4, epoch: "W" },
+    ]);
+    c.close();
   });
 
   it.each([1000, 1001, 1006, 1009, 1011, 1012, 1013, 4000, 4008, 4429])("retries after close code %i", (code) => {
