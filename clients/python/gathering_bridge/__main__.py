@@ -108,6 +108,9 @@ async def _subscribe(args: argparse.Namespace) -> int:
                               + (" (epoch changed)" if g.epoch_changed else "")),
         on_error=lambda e: note(f"error {e}"),
         on_control=control,
+        on_going_away=lambda reason, positions: note(
+            f"going away ({reason}); resuming "
+            + (", ".join(f"{ch} epoch={e} offset={o}" for ch, (e, o) in positions.items()) or "nothing")),
     )
     if args.since is not None:
         for ch in sub.channels:

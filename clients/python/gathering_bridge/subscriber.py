@@ -215,6 +215,7 @@ class BridgeSubscriber:
         on_gap: Optional[Callable[[Gap], None]] = None,
         on_error: Optional[Callable[[BaseException], None]] = None,
         on_control: Optional[Callable[[Dict[str, Any]], None]] = None,
+        on_going_away: Optional[Callable[[str, Dict[str, Tuple[str, int]]], None]] = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         parts = urlsplit(url)
@@ -254,6 +255,9 @@ class BridgeSubscriber:
         self.ssl = ssl
         self.on_state, self.on_subscribed, self.on_gap = on_state, on_subscribed, on_gap
         self.on_error, self.on_control = on_error, on_control
+        #: ``on_going_away(reason, positions)``: the bridge's ``reconnect`` frame (see
+        #: :attr:`going_away`).
+        self.on_going_away = on_going_away
         self._rng = rng
         self._queue: "asyncio.Queue[Any]" = asyncio.Queue(maxsize=queue_size)
         self._ws: Any = None
@@ -270,6 +274,10 @@ class BridgeSubscriber:
         self.close_codes: List[Optional[int]] = []
         self.gaps: List[Gap] = []
         self.error: Optional[BridgeClosed] = None
+        #: The reason of the bridge's last ``reconnect`` frame (it is shutting down; the close
+        #: 1001 follows and the subscriber reconnects with its usual backoff), None until one came.
+        #: Its positions are set as where each channel resumes (``positions()``).
+        self.going_away: Optional[str] = None
         #: Error frames and token failures seen (BridgeError), most recent last.
         self.errors: List[BaseException] = []
         #: When the bridge closes this connection 4001 (``authenticated.expires_at``).
@@ -693,6 +701,9 @@ class BridgeSubscriber:
             self._gap(Gap(frame.get("channel") or "", first if isinstance(first, int) else 0,
                           last if isinstance(last, int) else None, False), st)
             return
+        if type_ == "reconnect":
+            self._handle_reconnect(frame)
+            return
         if type_ in CONTROL_TYPES:
             return
         channel = frame.get("channel") or ""
@@ -719,6 +730,26 @@ class BridgeSubscriber:
                 log.warning("dropped a %s event on %s, a type its namespace does not carry", type_, channel)
             return
         await self._queue.put(event)
+
+    def _handle_reconnect(self, frame: Dict[str, Any]) -> None:
+        """The bridge shuts down: its position of each channel is exact for this socket (it counts
+        the offsets of this client's own messages, never echoed), so it replaces the
+        subscriber's for every channel the bridge had acknowledged."""
+        positions = frame.get("positions")
+        applied: Dict[str, Tuple[str, int]] = {}
+        for name, pos in (positions.items() if isinstance(positions, dict) else ()):
+            st = self._channels.get(name)
+            if st is None or not st.acked or not isinstance(pos, dict):
+                continue
+            epoch, offset = pos.get("epoch"), pos.get("offset")
+            if not isinstance(epoch, str) or isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                continue
+            st.epoch, st.offset = epoch, offset
+            applied[name] = (epoch, offset)
+        reason = frame.get("reason")
+        self.going_away = reason if isinstance(reason, str) else ""
+        if self.on_going_away:
+            self.on_going_away(self.going_away, applied)
 
     def _gap(self, gap: Gap, st: Optional[Subscription] = None) -> None:
         self.gaps.append(gap)
