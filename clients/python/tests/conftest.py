@@ -1,11 +1,13 @@
 """Starts the real gathering-bridge (BRIDGE_BIN) on free ports for the tests, and always stops it.
-``tls_certs`` makes a throwaway CA and a server certificate for it (``Bridge(tls=...)``: wss://)."""
+``tls_certs`` makes a throwaway CA and a server certificate for it (``Bridge(tls=...)``: wss://).
+``redis_server`` starts a real redis-server on a free port, for bridges sharing a broker."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -137,6 +139,90 @@ class Bridge:
             self.proc.kill()
             self.proc.wait()
         self._dir.cleanup()
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, no persistence, in a temporary directory (as
+    tests/broker/redis_server.cc starts it for the C++ tests). ``url`` is the bridge's --broker."""
+
+    def __init__(self, ready_timeout: float = 10.0) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed (scripts/setup.sh installs it)")
+        self._dir = tempfile.TemporaryDirectory(prefix="bridge-py-redis-")
+        self.proc: Optional[subprocess.Popen] = None
+        self._log: deque = deque(maxlen=100)
+        for _ in range(10):  # redis cannot bind port 0: probe one, retry when another took it
+            self.port = _free_port()
+            cmd = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", self._dir.name, "--daemonize", "no"]
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if self._wait_ready(ready_timeout):
+                break
+            self._stop_proc()
+            if not any("in use" in line for line in self._log):
+                self._dir.cleanup()
+                raise RuntimeError(f"redis-server did not start: {cmd}\n{self.log()}")
+        else:
+            self._dir.cleanup()
+            raise RuntimeError(f"redis-server found no free port\n{self.log()}")
+        self.url = f"redis://127.0.0.1:{self.port}"
+
+    def _wait_ready(self, timeout: float) -> bool:
+        """Reads the log until redis says it accepts connections (False if it exited first)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        ready = False
+
+        def read() -> None:
+            nonlocal ready
+            for raw in self.proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                self._log.append(line)
+                if "Ready to accept connections" in line:
+                    ready = True
+                    break
+
+        reader = Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(max(0.0, deadline - time.monotonic()))
+        if ready:
+            # Keep draining its output so that it never blocks on a full pipe.
+            Thread(target=lambda: [self._log.append(l.decode(errors="replace").rstrip()) for l in self.proc.stdout],
+                   daemon=True).start()
+        return ready
+
+    def log(self) -> str:
+        return "\n".join(self._log)
+
+    def _stop_proc(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def stop(self) -> None:
+        self._stop_proc()
+        self._dir.cleanup()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for this test (skipped where it is not installed), always stopped."""
+    r = RedisServer()
+    try:
+        yield r
+    finally:
+        r.stop()
 
 
 @pytest.fixture(scope="session")

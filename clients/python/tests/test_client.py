@@ -193,6 +193,69 @@ async def test_reconnects_after_bridge_restart(start_bridge, channel):
         assert sub.positions()[channel] == (r2.epoch, 1)
 
 
+async def test_resumes_on_another_bridge_from_the_reconnect_positions(redis_server, start_bridge, channel):
+    # Two bridges on one Redis: the subscriber's bridge shuts down, and its `reconnect` frame
+    # says where each channel stands for this client, counting the offset its own message took
+    # (never echoed to it). Resuming there on the other bridge loses nothing and repeats nothing.
+    b1 = start_bridge(args=[f"--broker={redis_server.url}"])
+    b2 = start_bridge(args=[f"--broker={redis_server.url}"])
+    subscribed, away = [], []
+    sub = BridgeSubscriber(f"{b1.ws_url}/ws/{channel}", min_delay=0.05, max_delay=0.3,
+                           on_subscribed=subscribed.append, on_going_away=lambda r, p: away.append((r, p)))
+    async with sub, BridgeSubscriber(f"{b2.ws_url}/ws/{channel}") as peer:
+        with BridgePublisher(b2.grpc_target) as pub:
+            epoch = pub.publish(channel, "agent_message", {"content": "m1"}).epoch
+            for i in (2, 3):
+                pub.publish(channel, "agent_message", {"content": f"m{i}"})
+            assert [e.offset for e in await collect(sub, 3)] == [1, 2, 3]
+            await sub.send({"type": "message", "content": "mine"})
+            own = (await collect(peer, 4))[-1]
+            assert (own.offset, own.data) == (4, {"content": "mine"})
+            assert sub.positions()[channel] == (epoch, 3)  # its own message is not echoed to it
+
+            assert b1.stop() == 0, b1.log()
+            for _ in range(500):
+                if sub.close_codes:
+                    break
+                await asyncio.sleep(0.01)
+            assert sub.close_codes[:1] == [1001]
+            assert sub.going_away == "server shutting down"
+            assert away == [("server shutting down", {channel: (epoch, 4)})]
+            assert sub.positions()[channel] == (epoch, 4)
+
+            # Published while the subscriber is away (it retries b1's closed port), then it moves.
+            for i in (5, 6, 7):
+                assert pub.publish(channel, "agent_message", {"content": f"m{i}"}).epoch == epoch
+            sub.base_url = b2.ws_url
+            await sub.wait_ready(timeout=10)
+            evs = await collect(sub, 3)
+        assert [(e.offset, e.data.content) for e in evs] == [(5, "m5"), (6, "m6"), (7, "m7")]
+        assert subscribed[-1]["recovered"] is True and subscribed[-1]["epoch"] == epoch
+        assert sub.gaps == []
+        # Nothing more: a round trip through the bridge (answered after any replay) first.
+        assert await sub.history(channel, since=7) is not None
+        assert sub._queue.empty()  # noqa: SLF001
+        assert sub.positions()[channel] == (epoch, 7)
+
+
+async def test_reconnect_frame_sets_positions_of_acknowledged_channels_only():
+    # The frame handling alone: positions for acknowledged channels replace the subscriber's,
+    # channels it does not have or still waits on are ignored, and the frame is no event.
+    seen = []
+    sub = BridgeSubscriber("ws://127.0.0.1:9", channels=["circles/a", "circles/b"],
+                           on_going_away=lambda r, p: seen.append((r, p)))
+    sub.subscription("circles/a").acked = True
+    sub.resume("circles/b", "e0", 2)
+    await sub._handle(json.dumps({  # noqa: SLF001
+        "type": "reconnect", "reason": "server shutting down",
+        "positions": {"circles/a": {"epoch": "e1", "offset": 9}, "circles/b": {"epoch": "e1", "offset": 5},
+                      "circles/zz": {"epoch": "e1", "offset": 1}}}))
+    assert seen == [("server shutting down", {"circles/a": ("e1", 9)})]
+    assert sub.positions() == {"circles/a": ("e1", 9), "circles/b": ("e0", 2)}
+    assert sub.going_away == "server shutting down"
+    assert sub._queue.empty()  # noqa: SLF001
+
+
 async def test_auto_pong(start_bridge, channel):
     b = start_bridge(args=["--heartbeat_interval=0.2s"])
     sent = []
