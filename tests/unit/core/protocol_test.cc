@@ -102,6 +102,26 @@ TEST(ProtocolTest, ControlFramesAreJsonWithTheirFields) {
   EXPECT_EQ(a.at("expires_at"), "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(PongFrame()->text, R"({"type":"pong"})");
   EXPECT_EQ(PingFrame()->text, R"({"type":"ping"})");
+  auto r = boost::json::parse(
+      ReconnectFrame("server shutting down", {{"circles/\"a\"", "e1", 7}, {"agents/b", "e2", 0}})
+          ->text);
+  EXPECT_EQ(r.at("type"), "reconnect");
+  EXPECT_EQ(r.at("reason"), "server shutting down");
+  EXPECT_EQ(r.at("positions").at("circles/\"a\"").at("epoch"), "e1");
+  EXPECT_EQ(r.at("positions").at("circles/\"a\"").at("offset"), 7);
+  EXPECT_EQ(r.at("positions").at("agents/b").at("offset"), 0);
+  EXPECT_TRUE(
+      boost::json::parse(ReconnectFrame("x", {})->text).at("positions").as_object().empty());
+}
+
+// A subscribed frame names its channel and epoch on the frame itself (the session keeps the
+// epoch for its resume positions), through WithContext too.
+TEST(ProtocolTest, SubscribedFramesCarryTheirEpoch) {
+  auto s = WithContext(SubscribedFrame("circles/a", "e1", 7, std::nullopt), {"3", "circles/a"});
+  EXPECT_TRUE(s->is_control());
+  EXPECT_EQ(s->channel, "circles/a");
+  EXPECT_EQ(s->epoch, "e1");
+  EXPECT_TRUE(GapFrame("circles/a", 1, 2)->epoch.empty());
 }
 
 TEST(ProtocolTest, EveryTypeTheBridgeEmitsIsReserved) {

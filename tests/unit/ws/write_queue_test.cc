@@ -136,6 +136,27 @@ TEST_F(WriteQueueTest, CloseDropsEventsKeepsControlFramesAndGoesLast) {
   EXPECT_EQ(metrics_.queued_bytes_current.load(), 0);
 }
 
+// Shutdown: every queued event goes out, in order, then the close frame (over several writes
+// when the backlog is longer than one).
+TEST_F(WriteQueueTest, CloseKeepingEventsSendsTheBacklogThenTheClose) {
+  WriteQueue q(Small(), hub_, metrics_);
+  for (uint64_t i = 1; i <= 9; ++i) q.PushFrame(Event("circles/a", i, 10));
+  q.PushFrame(core::ReconnectFrame("server shutting down", {{"circles/a", "e1", 9}}));
+  EXPECT_EQ(q.Close(core::BuildWsCloseFrame(1001, "server shutting down"), true), 0u);
+  EXPECT_EQ(q.PushFrame(Event("circles/a", 10, 10)), WriteQueue::Push::kQueued);  // dropped
+  EXPECT_EQ(q.queued_frames(), 10u);
+  std::vector<boost::asio::const_buffer> b;
+  ASSERT_TRUE(q.Prepare(b));
+  // 10 text frames (header + payload each), then the close.
+  ASSERT_EQ(b.size(), 21u);
+  std::string reconnect(static_cast<const char*>(b[19].data()), b[19].size());
+  EXPECT_EQ(reconnect, R"({"type":"reconnect","reason":"server shutting down",)"
+                       R"("positions":{"circles/a":{"epoch":"e1","offset":9}}})");
+  EXPECT_EQ(static_cast<uint8_t>(*static_cast<const char*>(b[20].data())), 0x88);
+  EXPECT_TRUE(q.Written().close);
+  EXPECT_EQ(metrics_.queued_bytes_current.load(), 0);
+}
+
 TEST_F(WriteQueueTest, OneWriteCarriesRawControlFramesFirstThenFrames) {
   WriteQueue q(Small(), hub_, metrics_);
   q.PushFrame(Event("circles/a", 1, 3));
