@@ -25,7 +25,7 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
   for (auto& e : shard_executors) {
     auto shard = std::make_unique<Shard>();
     shard->executor = std::move(e);
-    shard->max_pending_frames = cluster.max_pending_frames;
+    shard->max_pending_frames.store(cluster.max_pending_frames, std::memory_order_relaxed);
     shards_.push_back(std::move(shard));
   }
   if (broker_ != nullptr) {
@@ -47,6 +47,23 @@ Hub::Hub(std::vector<Executor> shard_executors, NamespaceRegistry namespaces, Me
   }
 }
 
+void Hub::SetLimits(const HubLimits& limits) {
+  max_channels_.store(limits.max_channels, std::memory_order_relaxed);
+  idle_timeout_.store(limits.idle_timeout, std::memory_order_relaxed);
+  max_pending_frames_.store(limits.max_pending_frames, std::memory_order_relaxed);
+  for (auto& shard : shards_) {
+    shard->max_pending_frames.store(limits.max_pending_frames, std::memory_order_relaxed);
+  }
+  link_linger_.store(limits.link_linger, std::memory_order_relaxed);
+}
+
+HubLimits Hub::limits() const {
+  return HubLimits{max_channels_.load(std::memory_order_relaxed),
+                   idle_timeout_.load(std::memory_order_relaxed),
+                   max_pending_frames_.load(std::memory_order_relaxed),
+                   link_linger_.load(std::memory_order_relaxed)};
+}
+
 Hub::~Hub() {
   // The gauges describe live state; the metrics may outlive this hub.
   int64_t bytes = 0;
@@ -61,7 +78,8 @@ Hub::~Hub() {
 Hub::ChannelState* Hub::FindOrCreateLocked(Stripe& stripe, const std::string& channel) {
   auto it = stripe.channels.find(channel);
   if (it != stripe.channels.end()) return &it->second;
-  if (channel_count_.fetch_add(1, std::memory_order_relaxed) >= max_channels_) {
+  if (channel_count_.fetch_add(1, std::memory_order_relaxed) >=
+      max_channels_.load(std::memory_order_relaxed)) {
     channel_count_.fetch_sub(1, std::memory_order_relaxed);
     metrics_.channels_refused_total.fetch_add(1, std::memory_order_relaxed);
     metrics_.CountLimit(Limit::kMaxChannels);
@@ -79,8 +97,12 @@ bool Hub::Evictable(const ChannelState& state, std::chrono::steady_clock::time_p
   if (state.connections != 0) return false;
   // Under pressure a channel nobody subscribes to goes even with history left (presence events
   // and client messages leave some): invented names must not fill the limit for a history ttl.
-  if (channel_count_.load(std::memory_order_relaxed) >= max_channels_ / 2) return true;
-  return state.history.empty() && now - state.last_active >= idle_timeout_;
+  if (channel_count_.load(std::memory_order_relaxed) >=
+      max_channels_.load(std::memory_order_relaxed) / 2) {
+    return true;
+  }
+  return state.history.empty() &&
+         now - state.last_active >= idle_timeout_.load(std::memory_order_relaxed);
 }
 
 bool Hub::EvictIfIdleLocked(Stripe& stripe,
@@ -223,7 +245,7 @@ void Hub::Shard::Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t ge
     if (e.pending) {
       // Waiting for the broker: kept for the merge (its own messages included: the merge does
       // not know who sent what, and a recovering client gets them from history anyway).
-      if (e.pending->frames.size() < max_pending_frames) {
+      if (e.pending->frames.size() < max_pending_frames.load(std::memory_order_relaxed)) {
         e.pending->frames.push_back(frame);
       } else {
         if (e.pending->dropped_from == 0) e.pending->dropped_from = frame->offset;
@@ -307,6 +329,7 @@ SubscribeResult Hub::Subscribe(size_t shard, const std::string& channel, Subscri
       if (m.connections++ == 0) {
         m.joined_at = std::chrono::system_clock::now();
         joined = ns != nullptr && ns->presence;
+        m.announced = joined;
       }
     }
   }
@@ -351,7 +374,7 @@ void Hub::ForwardLifecycle(const std::string& channel, const Subscriber& s, bool
   ForwardToBackends(r);
 }
 
-bool Hub::RemoveFromShard(size_t shard, const std::string& channel, Subscriber* s) {
+bool Hub::RemoveFromShard(size_t shard, const std::string& channel, Subscriber* s, bool* presence) {
   auto& channels = shards_[shard]->channels;
   auto it = channels.find(channel);
   if (it == channels.end()) return false;
@@ -359,6 +382,7 @@ bool Hub::RemoveFromShard(size_t shard, const std::string& channel, Subscriber* 
   auto pos = std::find_if(entries.begin(), entries.end(),
                           [s](const Entry& e) { return e.subscriber == s; });
   if (pos == entries.end()) return false;
+  if (presence != nullptr) *presence = pos->presence;
   entries.erase(pos);
   CountSubscription(channel, -1);
   if (entries.empty()) channels.erase(it);
@@ -370,7 +394,6 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
   if (broker_ != nullptr) return UnsubscribeClustered(shard, channel, s, reason);
   if (!RemoveFromShard(shard, channel, s)) return;
 
-  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   bool left = false;
   bool idle = false;
   {
@@ -385,8 +408,9 @@ void Hub::Unsubscribe(size_t shard, const std::string& channel, Subscriber* s,
     }
     auto m = state.members.find(s->identity());
     if (!s->identity().empty() && m != state.members.end() && --m->second.connections == 0) {
+      // Announced or not by the policy when it joined (a reload may have changed it since).
+      left = m->second.announced;
       state.members.erase(m);
-      left = ns != nullptr && ns->presence;
     }
     if (state.connections == 0) {
       idle = true;

@@ -164,6 +164,16 @@ struct ClusterStats {
   Metrics::Gauge linked_channels{0};       // channels this node subscribes to in the broker
 };
 
+// The hub's limits that may change while it runs (Hub::SetLimits), as the constructor and
+// ClusterOptions take them.
+struct HubLimits {
+  size_t max_channels = 1000000;
+  std::chrono::milliseconds idle_timeout{30000};
+  // Broker mode (ClusterOptions' max_pending_frames and link_linger).
+  size_t max_pending_frames = 8192;
+  std::chrono::milliseconds link_linger{2000};
+};
+
 class Hub {
  public:
   // Posts a task to a shard's thread.
@@ -191,7 +201,29 @@ class Hub {
   Hub& operator=(const Hub&) = delete;
 
   size_t shard_count() const { return shards_.size(); }
+  // Any thread. The set of names never changes; the policies may (ReplaceNamespacePolicies).
   const NamespaceRegistry& namespaces() const { return namespaces_; }
+
+  // Any thread, at any time (the app calls it at SIGHUP). Each limit is an atomic the hub reads
+  // where it applies, so the new value takes effect from the next read on:
+  // - max_channels: for channels created from then on. Lowering it frees nothing at once: the
+  //   channels held stay until idle (and while the hub holds half the limit or more, idle ones go
+  //   at once, as always), and new ones are refused until the count is under it.
+  // - idle_timeout: at the next Sweep or last unsubscribe.
+  // - max_pending_frames: for frames a waiting subscription (or channel link) buffers from then
+  //   on; what is already buffered stays.
+  // - link_linger: at the next Sweep.
+  void SetLimits(const HubLimits& limits);
+  HubLimits limits() const;
+  // Any thread (a reload). The namespaces' policies from now on: publishes, subscribes, frames
+  // and sweeps read them at each use (a subscription made before keeps running: a policy checked
+  // at subscribe time, such as personal_channels, is not checked again). Presence turned on
+  // applies to members who join from then on; turned off, members announced before still get
+  // their agent_left. FAILED_PRECONDITION, and nothing changes, unless `next` has the same names
+  // in the same order. True when a policy changed.
+  absl::StatusOr<bool> ReplaceNamespacePolicies(const NamespaceRegistry& next) {
+    return namespaces_.ReplacePolicies(next);
+  }
   Metrics& metrics() { return metrics_; }
 
   bool clustered() const { return broker_ != nullptr; }
@@ -315,6 +347,9 @@ class Hub {
       uint64_t dropped_to = 0;
     };
     std::unique_ptr<Pending> pending;
+    // Broker mode: the connection was registered with the presence manager (its namespace had
+    // presence when it subscribed), so it leaves it when it goes.
+    bool presence = false;
   };
   struct ShardChannel {
     // The ChannelState's generation: frames posted for an earlier incarnation of the channel
@@ -326,7 +361,7 @@ class Hub {
   struct Shard {
     Executor executor;
     std::unordered_map<std::string, ShardChannel> channels;
-    size_t max_pending_frames = 8192;  // ClusterOptions'
+    std::atomic<size_t> max_pending_frames{8192};  // ClusterOptions'; SetLimits
     void Deliver(const FramePtr& frame, uint64_t exclude_id, uint64_t generation);
     // Broker mode: a control frame (gap, subscribed) for the channel's live subscriptions;
     // `reset` also forgets their offsets (the channel's epoch changed).
@@ -335,6 +370,7 @@ class Hub {
   struct Member {
     uint32_t connections = 0;
     std::chrono::system_clock::time_point joined_at;
+    bool announced = false;  // its agent_joined was published: its agent_left will be
   };
   struct ChannelState {
     std::string epoch;        // random, set at creation
@@ -351,6 +387,7 @@ class Hub {
     // Broker mode. The link: none; Subscribe sent; Open (the top) in flight; live, delivering.
     enum class Link : uint8_t { kNone, kSubscribing, kOpening, kLive };
     Link link = Link::kNone;
+    bool watched = false;       // presence_->Watch was called: Unwatch when the state goes
     StreamPosition delivered;   // live: the last offset posted to the shards, and its epoch
     uint64_t published = 0;     // the highest offset a publish through this node was given
     uint8_t stall_ticks = 0;    // sweeps for which `published` stayed above `delivered`
@@ -388,8 +425,10 @@ class Hub {
                         std::string_view reason);
   // The event's frame parts, or INVALID_ARGUMENT (counted as a rejected publish).
   absl::StatusOr<FrameParts> EncodeForPublish(const gathering::bridge::v1::Event& event);
-  // Removes `s` from `channel` on its shard; false when it was not there.
-  bool RemoveFromShard(size_t shard, const std::string& channel, Subscriber* s);
+  // Removes `s` from `channel` on its shard; false when it was not there. `presence` (may be
+  // null) gets the entry's Entry::presence.
+  bool RemoveFromShard(size_t shard, const std::string& channel, Subscriber* s,
+                       bool* presence = nullptr);
   // Drops history past the namespace's count, bytes and age; returns the bytes dropped (the
   // caller updates history_bytes_current). Stripe lock held.
   static size_t TrimHistory(ChannelState& state, const NamespaceConfig* ns,
@@ -434,7 +473,8 @@ class Hub {
   void Repair(const std::string& channel);
   void OnRepaired(const std::string& channel, uint64_t generation, uint64_t seq,
                   absl::StatusOr<BrokerHistory> h);
-  void LinkChannel(const std::string& channel, uint64_t generation);
+  // `watch`: Watch the channel's presence (the caller set ChannelState::watched).
+  void LinkChannel(const std::string& channel, uint64_t generation, bool watch);
   void OnLinked(const std::string& channel, uint64_t generation, absl::Status s);
   void OnOpened(const std::string& channel, uint64_t generation, absl::StatusOr<BrokerHistory> h);
   // Fails the channel's pending subscriptions on every shard with `why`.
@@ -450,6 +490,7 @@ class Hub {
                             std::string_view reason);
   size_t SweepClustered(std::chrono::steady_clock::time_point now);
   std::string PresenceConnection(const Subscriber& s) const;
+  // The caller checked the namespace's presence (and recorded it in the entry).
   void JoinPresence(const std::string& channel, const std::string& identity,
                     const std::string& connection);
   void PublishPresenceChange(const std::string& channel, const std::string& identity, bool joined,
@@ -463,8 +504,8 @@ class Hub {
   std::atomic<bool> stopped_{false};
   std::atomic<bool> count_channels_{false};
   std::atomic<size_t> lifecycle_sinks_{0};
-  const size_t max_channels_;
-  const std::chrono::milliseconds idle_timeout_;
+  std::atomic<size_t> max_channels_;                     // SetLimits
+  std::atomic<std::chrono::milliseconds> idle_timeout_;  // SetLimits
   std::atomic<size_t> channel_count_{0};
   std::atomic<uint64_t> next_generation_{1};
   std::vector<std::unique_ptr<Shard>> shards_;
@@ -484,8 +525,8 @@ class Hub {
   Broker* const broker_;
   PresenceManager* const presence_;
   const std::string node_id_;
-  const size_t max_pending_frames_;
-  const std::chrono::milliseconds link_linger_;
+  std::atomic<size_t> max_pending_frames_;              // SetLimits
+  std::atomic<std::chrono::milliseconds> link_linger_;  // SetLimits
   ClusterStats cluster_stats_;
   std::atomic<uint64_t> next_token_{1};
   std::atomic<bool> broker_down_{false};  // a kDown was seen: repair every channel at kUp

@@ -178,6 +178,10 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
   SubscribeResult now_result;
   bool answer_now = false;
   uint64_t generation = 0;
+  bool join = false;   // a new entry in a presence namespace: it joins, and will leave
+  bool watch = false;  // a new link in a presence namespace: dead nodes' members are reaped
+  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
+  const bool presence = ns != nullptr && ns->presence;
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
@@ -193,9 +197,10 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
       auto pos = std::find_if(sc.entries.begin(), sc.entries.end(),
                               [s](const Entry& e) { return e.subscriber == s; });
       if (pos == sc.entries.end()) {
-        sc.entries.push_back(Entry{s, 0, nullptr});
+        sc.entries.push_back(Entry{s, 0, nullptr, presence});
         pos = sc.entries.end() - 1;
         is_new = true;
+        join = presence;
         ++state.connections;
         if (state.shard_subscribers.empty()) state.shard_subscribers.resize(shards_.size());
         ++state.shard_subscribers[shard];
@@ -214,7 +219,7 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
         entry.pending->recovery = recovery;
         // The presence join follows the answer, so the member's own agent_joined comes after
         // the position the subscription starts from (as embedded).
-        entry.pending->done = [this, channel, join = is_new, identity = s->identity(),
+        entry.pending->done = [this, channel, join, identity = s->identity(),
                                connection = PresenceConnection(*s),
                                done = std::move(done)](SubscribeResult r) mutable {
           const bool ok = !r.refused && r.error.ok();
@@ -226,6 +231,8 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
         } else if (state.link == ChannelState::Link::kNone) {
           state.link = ChannelState::Link::kSubscribing;
           link = true;
+          watch = presence && !state.watched;
+          state.watched = state.watched || presence;
         }
       }
     }
@@ -238,19 +245,17 @@ void Hub::SubscribeClustered(size_t shard, const std::string& channel, Subscribe
   if (answer_now) {
     // Registered before the answer, as embedded: a Presence read after `subscribed` lists it.
     // Its agent_joined still follows the answer (it is delivered through the shard's queue).
-    if (is_new) JoinPresence(channel, s->identity(), PresenceConnection(*s));
+    if (join) JoinPresence(channel, s->identity(), PresenceConnection(*s));
     return done(std::move(now_result));
   }
-  if (link) LinkChannel(channel, generation);
+  if (link) LinkChannel(channel, generation, watch);
   if (recover) StartRecovery(shard, channel, token, recovery->since);
 }
 
 void Hub::JoinPresence(const std::string& channel, const std::string& identity,
                        const std::string& connection) {
-  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
   // Anonymous connections are registered too (identity ""): Presence counts every connection,
   // and lists identified members only.
-  if (ns == nullptr || !ns->presence) return;
   presence_->Join(channel, identity, connection,
                   [this, channel, identity](absl::StatusOr<bool> changed) {
                     if (changed.ok() && *changed)
@@ -258,11 +263,10 @@ void Hub::JoinPresence(const std::string& channel, const std::string& identity,
                   });
 }
 
-void Hub::LinkChannel(const std::string& channel, uint64_t generation) {
+void Hub::LinkChannel(const std::string& channel, uint64_t generation, bool watch) {
   cluster_stats_.linked_channels.fetch_add(1, std::memory_order_relaxed);
   // A node with subscribers in a presence channel also reaps dead nodes' members there.
-  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
-  if (ns != nullptr && ns->presence) presence_->Watch(channel);
+  if (watch) presence_->Watch(channel);
   broker_->Subscribe(channel, [this, channel, generation](absl::Status s) {
     OnLinked(channel, generation, std::move(s));
   });
@@ -452,7 +456,8 @@ void Hub::CompleteRecovery(size_t shard, const std::string& channel, uint64_t to
 
 void Hub::UnsubscribeClustered(size_t shard, const std::string& channel, Subscriber* s,
                                std::string_view reason) {
-  if (!RemoveFromShard(shard, channel, s)) return;
+  bool presence = false;
+  if (!RemoveFromShard(shard, channel, s, &presence)) return;
   {
     Stripe& stripe = StripeFor(channel);
     std::lock_guard lock(stripe.mu);
@@ -468,8 +473,8 @@ void Hub::UnsubscribeClustered(size_t shard, const std::string& channel, Subscri
       if (state.connections == 0) state.last_active = std::chrono::steady_clock::now();
     }
   }
-  const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
-  if (ns != nullptr && ns->presence) {
+  // As it joined (the namespace's policy may have changed since: a reload).
+  if (presence) {
     presence_->Leave(channel, s->identity(), PresenceConnection(*s),
                      [this, channel, identity = s->identity(),
                       reason = std::string(reason)](absl::StatusOr<bool> changed) {
@@ -497,13 +502,17 @@ void Hub::OnBrokerMessage(BrokerMessage m) {
         return;
       case ChannelState::Link::kSubscribing:
       case ChannelState::Link::kOpening:
-        if (state.held.size() < max_pending_frames_) state.held.push_back(std::move(m));
+        if (state.held.size() < max_pending_frames_.load(std::memory_order_relaxed)) {
+          state.held.push_back(std::move(m));
+        }
         return;
       case ChannelState::Link::kLive:
         break;
     }
     if (state.repairing) {
-      if (state.held.size() < max_pending_frames_) state.held.push_back(std::move(m));
+      if (state.held.size() < max_pending_frames_.load(std::memory_order_relaxed)) {
+        state.held.push_back(std::move(m));
+      }
       return;
     }
     std::string channel = m.channel;
@@ -738,18 +747,21 @@ void Hub::OnBrokerState(BrokerState state, const absl::Status& why) {
 
 size_t Hub::SweepClustered(std::chrono::steady_clock::time_point now) {
   std::vector<std::string> unlink;
+  std::vector<std::string> unwatch;
   std::vector<std::string> probe;
   size_t freed = 0;
+  const std::chrono::milliseconds linger = link_linger_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < kStripes; ++i) {
     std::lock_guard lock(stripes_[i].mu);
     auto& channels = stripes_[i].channels;
     for (auto it = channels.begin(); it != channels.end();) {
       ChannelState& st = it->second;
-      if (st.connections == 0 && now - st.last_active >= link_linger_) {
+      if (st.connections == 0 && now - st.last_active >= linger) {
         if (st.link != ChannelState::Link::kNone) {
           unlink.push_back(it->first);
           cluster_stats_.linked_channels.fetch_sub(1, std::memory_order_relaxed);
         }
+        if (st.watched) unwatch.push_back(it->first);
         it = channels.erase(it);
         channel_count_.fetch_sub(1, std::memory_order_relaxed);
         metrics_.channels_current.fetch_sub(1, std::memory_order_relaxed);
@@ -771,11 +783,8 @@ size_t Hub::SweepClustered(std::chrono::steady_clock::time_point now) {
       ++it;
     }
   }
-  for (const auto& channel : unlink) {
-    broker_->Unsubscribe(channel);
-    const NamespaceConfig* ns = namespaces_.Find(NamespaceOf(channel));
-    if (ns != nullptr && ns->presence) presence_->Unwatch(channel);
-  }
+  for (const auto& channel : unlink) broker_->Unsubscribe(channel);
+  for (const auto& channel : unwatch) presence_->Unwatch(channel);
   for (const auto& channel : probe) Repair(channel);
   return freed;
 }

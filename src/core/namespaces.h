@@ -1,11 +1,16 @@
 // Per-namespace behaviour: what clients may send, how much history is kept, presence.
 //
-// Built once at start-up from flags and read-only afterwards, so any thread may read it.
+// Built at start-up from the configuration. The set of names and their order never change
+// afterwards (indexes into all() are stable: frames, metrics and sinks keep them); the policies
+// may, at a reload (ReplacePolicies). Any thread may read.
 #ifndef BRIDGE_CORE_NAMESPACES_H_
 #define BRIDGE_CORE_NAMESPACES_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +70,12 @@ struct NamespaceConfig {
 
 class NamespaceRegistry {
  public:
+  NamespaceRegistry();
+  // A copy holds the other's current policies (and none of its earlier versions).
+  NamespaceRegistry(const NamespaceRegistry& other);
+  NamespaceRegistry& operator=(const NamespaceRegistry& other);
+  ~NamespaceRegistry();
+
   // GatheRing's defaults: circles (broadcast, history 100/5 min, presence), workspace
   // (history 100/5 min), agents (history 50/2 min); each history at most 1 MiB per channel.
   static NamespaceRegistry Defaults();
@@ -80,14 +91,34 @@ class NamespaceRegistry {
   // malformed or repeated name.
   static absl::StatusOr<NamespaceRegistry> FromList(std::vector<NamespaceConfig> list);
 
-  // The namespace's config, or nullptr when the namespace is not configured.
+  // Any thread. The namespace's current config, or nullptr when the namespace is not
+  // configured. The pointer stays valid for the registry's lifetime (a later ReplacePolicies
+  // does not change what it points to: it is the policy as it was when read).
   const NamespaceConfig* Find(std::string_view ns) const;
-  // The namespace's position in all(), or -1.
+  // The namespace's position in all(), or -1. Stable for the registry's lifetime.
   int IndexOf(std::string_view ns) const;
-  const std::vector<NamespaceConfig>& all() const { return namespaces_; }
+  // Any thread. The current policies, in configuration order; valid for the registry's
+  // lifetime, like Find's pointers. One acquire load: no lock, no allocation.
+  const std::vector<NamespaceConfig>& all() const {
+    return *current_.load(std::memory_order_acquire);
+  }
+
+  // True when `other` has the same names in the same order (so its policies may replace these).
+  bool SameNames(const NamespaceRegistry& other) const;
+  // Any thread (a reload). Readers from now on see `next`'s policies; readers holding a pointer
+  // or a reference keep the version they read. FAILED_PRECONDITION, and nothing changes, unless
+  // `next` has the same names in the same order. Returns whether anything changed. Every version
+  // is kept until the registry is destroyed (a few hundred bytes per namespace per reload that
+  // changed something): that is what lets readers go without a lock or a reference count.
+  absl::StatusOr<bool> ReplacePolicies(const NamespaceRegistry& next);
 
  private:
-  std::vector<NamespaceConfig> namespaces_;
+  using Version = std::vector<NamespaceConfig>;
+  explicit NamespaceRegistry(Version list);
+
+  std::atomic<const Version*> current_;
+  std::mutex mu_;                                   // writers
+  std::vector<std::unique_ptr<Version>> versions_;  // mu_; every version, current_ the last
 };
 
 }  // namespace bridge::core
