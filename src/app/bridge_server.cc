@@ -184,11 +184,13 @@ struct BridgeServer::Impl {
   std::vector<std::thread> threads;
   uint16_t grpc_port = 0;
   bool stopped = false;
-  // Calls hub->Sweep every config.sweep_interval until StopSweeper.
+  // Calls hub->Sweep every sweep_interval until StopSweeper.
   std::thread sweeper;
   std::mutex sweeper_mu;
   std::condition_variable sweeper_cv;
-  bool sweeper_stop = false;
+  bool sweeper_stop = false;                 // sweeper_mu
+  std::chrono::milliseconds sweep_interval;  // sweeper_mu; config.sweep_interval at first
+  uint64_t sweep_interval_changes = 0;       // sweeper_mu: wakes the sweeper to wait anew
 
   // The gRPC health service (grpc.health.v1) follows /readyz: SERVING while the listeners are
   // up, the broker (if any) is connected and the server is not draining. Called at start, by
@@ -208,10 +210,18 @@ struct BridgeServer::Impl {
   }
 
   void StartSweeper() {
-    auto interval = std::max(config.sweep_interval, std::chrono::milliseconds(10));
-    sweeper = std::thread([this, interval] {
+    sweep_interval = config.sweep_interval;
+    sweeper = std::thread([this] {
       std::unique_lock lock(sweeper_mu);
-      while (!sweeper_cv.wait_for(lock, interval, [this] { return sweeper_stop; })) {
+      while (!sweeper_stop) {
+        const uint64_t changes = sweep_interval_changes;
+        const auto interval = std::max(sweep_interval, std::chrono::milliseconds(10));
+        // A new interval (a reload) starts a new wait at once: a long one shortened applies now.
+        if (sweeper_cv.wait_for(lock, interval, [&] {
+              return sweeper_stop || sweep_interval_changes != changes;
+            })) {
+          continue;
+        }
         lock.unlock();
         hub->Sweep(std::chrono::steady_clock::now());
         lock.lock();
@@ -229,6 +239,15 @@ struct BridgeServer::Impl {
     });
   }
   std::thread health_thread;
+  void SetSweepInterval(std::chrono::milliseconds interval) {
+    {
+      std::lock_guard lock(sweeper_mu);
+      if (interval == sweep_interval) return;
+      sweep_interval = interval;
+      ++sweep_interval_changes;
+    }
+    sweeper_cv.notify_all();
+  }
   void StopSweeper() {
     {
       std::lock_guard lock(sweeper_mu);
@@ -400,9 +419,56 @@ absl::Status BridgeServer::ReloadTls() {
   return absl::OkStatus();
 }
 
+absl::Status BridgeServer::CheckReload(const ServerConfig& next) const {
+  const Impl& s = *impl_;
+  if (!s.config.namespaces.SameNames(next.namespaces)) return absl::OkStatus();  // not applied
+  if (s.broker->cluster.broker != nullptr) {
+    for (const auto& ns : next.namespaces.all()) {
+      core::HistoryPolicy p{ns.history_size, ns.history_ttl, ns.history_max_bytes};
+      if (absl::Status st = s.broker->cluster.broker->ValidatePolicy(p); !st.ok()) {
+        return absl::InvalidArgumentError(core::Cat(
+            "namespace ", ns.name, ": the broker cannot keep its history: ", st.message()));
+      }
+    }
+  }
+  // Warnings were logged at start: the names, which they are about, are the same.
+  if (auto typed = core::TypedChannels::Load(next.namespaces, nullptr); !typed.ok()) {
+    return absl::InvalidArgumentError(typed.status().message());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status BridgeServer::Reload(const ServerConfig& next) {
   Impl& s = *impl_;
   absl::Status result;
+  // Namespace policies first: CheckReload's refusal applies none of them (main refuses the whole
+  // file before calling this).
+  if (s.config.namespaces.SameNames(next.namespaces)) {
+    if (absl::Status check = CheckReload(next); !check.ok()) {
+      result.Update(check);
+    } else {
+      auto changed = s.hub->ReplaceNamespacePolicies(next.namespaces);
+      if (changed.ok() && *changed) s.config.namespaces = next.namespaces;
+    }
+  }
+  // The hub's limits (atomics it reads where they apply) and the sweeper's period.
+  s.hub->SetLimits(core::HubLimits{next.max_channels, next.channel_idle_timeout,
+                                   next.max_pending_frames, next.broker_link_linger});
+  if (s.broker->memory) s.broker->memory->SetMaxChannels(next.max_channels);
+  s.config.max_channels = next.max_channels;
+  s.config.channel_idle_timeout = next.channel_idle_timeout;
+  s.config.max_pending_frames = next.max_pending_frames;
+  s.config.broker_link_linger = next.broker_link_linger;
+  s.SetSweepInterval(next.sweep_interval);
+  s.config.sweep_interval = next.sweep_interval;
+  // gRPC streams opened from now on.
+  s.service->SetStreamLimits(rpc::StreamLimits::Of(next.rpc));
+  s.config.rpc.subscribe_queue_messages = next.rpc.subscribe_queue_messages;
+  s.config.rpc.max_subscribe_streams_per_identity = next.rpc.max_subscribe_streams_per_identity;
+  s.config.rpc.max_subscribe_streams = next.rpc.max_subscribe_streams;
+  s.config.rpc.publish_stream_in_flight = next.rpc.publish_stream_in_flight;
+  s.config.rpc.publish_bucket_keys = next.rpc.publish_bucket_keys;
+  s.state->auth_timeout.store(next.auth.auth_timeout, std::memory_order_relaxed);
   if (s.state->tls()) {
     s.config.ws_tls_cert_file = next.ws_tls_cert_file;
     s.config.ws_tls_key_file = next.ws_tls_key_file;

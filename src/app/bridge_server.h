@@ -80,10 +80,17 @@ class BridgeServer {
   // Reads --ws_tls_cert_file/--ws_tls_key_file again (any thread): new connections use the new
   // certificate, open ones keep theirs. On error the current certificate stays.
   absl::Status ReloadTls();
+  // Whether Reload(next) may go ahead: INVALID_ARGUMENT when `next`'s namespace policies (with
+  // the running names) could not have started the bridge: a history the broker cannot keep, or
+  // a policy events.proto's typed channels do not allow. Any thread but an io thread.
+  absl::Status CheckReload(const ServerConfig& next) const;
   // SIGHUP: applies what can change while running from `next` (built like the running
   // configuration): the WebSocket TLS files read again, the token verifier's keys and claims, the
-  // API keys, the allowed origins. A TLS failure leaves the running certificate and is returned;
-  // the rest applies. Call from one thread at a time, not from an io thread.
+  // API keys, the allowed origins, the connection and rate limits, the hub's channel limits, the
+  // sweep interval, the gRPC stream limits, the auth timeout and, when `next` has the running
+  // namespaces' names in the same order, their policies (CheckReload's failure: not them). A TLS
+  // failure leaves the running certificate and is returned; the rest applies. Call from one
+  // thread at a time, not from an io thread.
   absl::Status Reload(const ServerConfig& next);
   void Shutdown();
 

@@ -625,6 +625,12 @@ void LogAddresses(const std::string& host, uint16_t ws_port, uint16_t grpc_port,
   }
 }
 
+std::string Joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += out.empty() ? n : Cat(",", n);
+  return out;
+}
+
 // SIGHUP: the file and the command line again; what may change applies, the rest is logged.
 void Reload(bridge::app::BridgeServer& server, const std::string& file,
             bridge::config::Config& running) {
@@ -637,18 +643,38 @@ void Reload(bridge::app::BridgeServer& server, const std::string& file,
     return;
   }
   bridge::config::Config merged = running;
-  size_t applied = 0;
+  // Logged once the new configuration is known to apply (CheckReload).
+  std::vector<std::string> applied_lines;
+  std::vector<std::string> restart_lines;
   for (const bridge::config::Field* f : bridge::config::Changed(running, next)) {
     const std::string before = bridge::config::ValueText(running, *f);
     const std::string after = bridge::config::ValueText(next, *f);
+    if (f->path == "namespaces") {
+      // Policies apply when the names and their order stay (config.proto, Config.namespaces).
+      const bridge::config::NamespaceDiff d = bridge::config::DiffNamespaces(running, next);
+      if (!d.same_names) {
+        restart_lines.push_back(Cat(
+            "SIGHUP: namespaces changed (names '", Joined(d.names_before), "' -> '",
+            Joined(d.names_after),
+            "') but adding, removing, renaming or reordering a namespace needs a restart; running "
+            "with '",
+            before, "' (no namespace policy applied)"));
+        continue;
+      }
+      *merged.mutable_namespaces() = next.namespaces();
+      for (const auto& c : d.changes) {
+        applied_lines.push_back(Cat("SIGHUP: ", c.path, " (namespace '", c.name, "') is now '",
+                                    c.after, "' (was '", c.before, "')"));
+      }
+      continue;
+    }
     if (!f->reloadable) {
-      spdlog::warn("SIGHUP: {} changed ('{}' -> '{}') but needs a restart; running with '{}'",
-                   f->path, before, after, before);
+      restart_lines.push_back(Cat("SIGHUP: ", f->path, " changed ('", before, "' -> '", after,
+                                  "') but needs a restart; running with '", before, "'"));
       continue;
     }
     (void)bridge::config::ApplyFlag(f->flag, after, merged);
-    spdlog::info("SIGHUP: {} is now '{}' (was '{}')", f->path, after, before);
-    ++applied;
+    applied_lines.push_back(Cat("SIGHUP: ", f->path, " is now '", after, "' (was '", before, "')"));
   }
   auto server_config = bridge::app::ServerConfigFrom(merged);
   if (!server_config.ok()) {
@@ -656,6 +682,15 @@ void Reload(bridge::app::BridgeServer& server, const std::string& file,
                   std::string(server_config.status().message()));
     return;
   }
+  if (absl::Status check = server.CheckReload(*server_config); !check.ok()) {
+    spdlog::error("SIGHUP: {}", std::string(check.message()));
+    spdlog::error("SIGHUP: {} refused: the running configuration is kept",
+                  file.empty() ? "the configuration" : file);
+    return;
+  }
+  for (const std::string& line : restart_lines) spdlog::warn("{}", line);
+  for (const std::string& line : applied_lines) spdlog::info("{}", line);
+  const size_t applied = applied_lines.size();
   absl::Status s = server.Reload(*server_config);
   if (!s.ok()) spdlog::warn("SIGHUP: TLS certificate not reloaded: {}", std::string(s.message()));
   spdlog::set_level(spdlog::level::from_str(merged.logging().level()));

@@ -8,7 +8,7 @@
 namespace bridge::broker {
 
 MemoryBroker::MemoryBroker(MemoryBrokerOptions options)
-    : options_(options), stripes_(new Stripe[kStripes]) {}
+    : options_(options), max_channels_(options.max_channels), stripes_(new Stripe[kStripes]) {}
 
 MemoryBroker::~MemoryBroker() = default;
 
@@ -62,7 +62,8 @@ void MemoryBroker::Publish(const std::string& channel, std::string_view head, st
     std::lock_guard lock(stripe.mu);
     ChannelState* state = FindLive(stripe, channel, now);
     if (state == nullptr) {
-      if (channel_count_.load(std::memory_order_relaxed) >= options_.max_channels) {
+      if (channel_count_.load(std::memory_order_relaxed) >=
+          max_channels_.load(std::memory_order_relaxed)) {
         result = absl::ResourceExhaustedError("the broker holds too many channels");
       } else {
         state = &stripe.channels[channel];
@@ -122,7 +123,8 @@ void MemoryBroker::ReadHistory(const std::string& channel, uint64_t since, size_
     std::lock_guard lock(stripe.mu);
     ChannelState* state = FindLive(stripe, channel, now);
     if (state == nullptr && create) {
-      if (channel_count_.load(std::memory_order_relaxed) >= options_.max_channels) {
+      if (channel_count_.load(std::memory_order_relaxed) >=
+          max_channels_.load(std::memory_order_relaxed)) {
         refused = true;
       } else {
         state = &stripe.channels[channel];

@@ -54,6 +54,9 @@ class MemoryBroker : public core::Broker {
   MemoryBroker& operator=(const MemoryBroker&) = delete;
 
   void SetHandler(core::BrokerHandler handler) override;
+  // Any thread (a reload): channels created from now on are counted against `n`; those held
+  // stay.
+  void SetMaxChannels(size_t n) { max_channels_.store(n, std::memory_order_relaxed); }
   absl::Status ValidatePolicy(const core::HistoryPolicy& policy) const override;
   void Publish(const std::string& channel, std::string_view head, std::string_view tail,
                const core::HistoryPolicy& policy, std::string_view origin,
@@ -119,6 +122,7 @@ class MemoryBroker : public core::Broker {
   static constexpr size_t kStripes = 64;
   static_assert(kStripes <= core::BrokerStats::kLatencyShards, "a histogram shard per stripe");
   const MemoryBrokerOptions options_;
+  std::atomic<size_t> max_channels_;  // options_'s at first; SetMaxChannels
   core::BrokerHandler handler_;
   std::unique_ptr<Stripe[]> stripes_;
   std::atomic<size_t> channel_count_{0};

@@ -535,6 +535,35 @@ Config Effective(const Config& c) {
   return out;
 }
 
+namespace {
+
+// A singular scalar field's value as text, as ApplyFlag takes it.
+std::string ScalarText(const pb::Message& message, const pb::FieldDescriptor* field) {
+  const pb::Message* m = &message;
+  const pb::Reflection* r = m->GetReflection();
+  switch (field->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      return r->GetString(*m, field);
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return std::to_string(r->GetUInt32(*m, field));
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return std::to_string(r->GetInt32(*m, field));
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE: {
+      char buf[64];
+      auto res = std::to_chars(buf, buf + sizeof(buf), r->GetDouble(*m, field));
+      return std::string(buf, res.ptr);
+    }
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return r->GetBool(*m, field) ? "true" : "false";
+    case pb::FieldDescriptor::CPPTYPE_ENUM:
+      return r->GetEnum(*m, field)->name();
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
 std::string ValueText(const Config& c, const Field& f) {
   const pb::Message* m = Holder(c, f);
   const pb::Reflection* r = m->GetReflection();
@@ -551,25 +580,7 @@ std::string ValueText(const Config& c, const Field& f) {
     }
     return out;
   }
-  switch (f.field->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_STRING:
-      return r->GetString(*m, f.field);
-    case pb::FieldDescriptor::CPPTYPE_UINT32:
-      return std::to_string(r->GetUInt32(*m, f.field));
-    case pb::FieldDescriptor::CPPTYPE_INT32:
-      return std::to_string(r->GetInt32(*m, f.field));
-    case pb::FieldDescriptor::CPPTYPE_DOUBLE: {
-      char buf[64];
-      auto res = std::to_chars(buf, buf + sizeof(buf), r->GetDouble(*m, f.field));
-      return std::string(buf, res.ptr);
-    }
-    case pb::FieldDescriptor::CPPTYPE_BOOL:
-      return r->GetBool(*m, f.field) ? "true" : "false";
-    case pb::FieldDescriptor::CPPTYPE_ENUM:
-      return r->GetEnum(*m, f.field)->name();
-    default:
-      return "";
-  }
+  return ScalarText(*m, f.field);
 }
 
 std::vector<const Field*> Changed(const Config& a, const Config& b) {
@@ -594,6 +605,26 @@ std::vector<const Field*> Changed(const Config& a, const Config& b) {
     }
   }
   return out;
+}
+
+NamespaceDiff DiffNamespaces(const Config& a, const Config& b) {
+  NamespaceDiff d;
+  for (const v1::Namespace& n : a.namespaces()) d.names_before.push_back(n.name());
+  for (const v1::Namespace& n : b.namespaces()) d.names_after.push_back(n.name());
+  d.same_names = d.names_before == d.names_after;
+  if (!d.same_names) return d;
+  const pb::Descriptor* ns = v1::Namespace::descriptor();
+  for (int i = 0; i < a.namespaces_size(); ++i) {
+    for (int j = 0; j < ns->field_count(); ++j) {
+      const pb::FieldDescriptor* f = ns->field(j);
+      const std::string before = ScalarText(a.namespaces(i), f);
+      const std::string after = ScalarText(b.namespaces(i), f);
+      if (before == after) continue;
+      d.changes.push_back(
+          {Cat("namespaces[", i, "].", f->name()), a.namespaces(i).name(), before, after});
+    }
+  }
+  return d;
 }
 
 absl::Duration DurationOf(const std::string& text) {

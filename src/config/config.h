@@ -65,6 +65,19 @@ Config Effective(const Config& c);
 std::vector<std::string> Validate(const Config& effective);
 // The paths of the fields whose values differ ("namespaces" for any change in the list).
 std::vector<const Field*> Changed(const Config& a, const Config& b);
+// How the namespaces of two effective configurations differ. A reload applies `changes` when
+// `same_names` (the same names in the same order); any other change needs a restart.
+struct NamespaceDiff {
+  struct Change {
+    std::string path;  // "namespaces[1].history_size"
+    std::string name;  // that namespace's name
+    std::string before, after;
+  };
+  bool same_names = true;
+  std::vector<std::string> names_before, names_after;
+  std::vector<Change> changes;  // with same_names only: the fields that differ, in order
+};
+NamespaceDiff DiffNamespaces(const Config& a, const Config& b);
 // One field's value as text, as ApplyFlag takes it.
 std::string ValueText(const Config& c, const Field& f);
 

@@ -81,8 +81,11 @@ class FailedWriteReactor : public grpc::ServerWriteReactor<pb::ClientMessage> {
 class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> {
  public:
   PublishStreamReactor(EventService* service, pb::PublishStreamResponse* response,
-                       std::optional<auth::Principal> principal)
-      : service_(service), response_(response), principal_(std::move(principal)) {
+                       std::optional<auth::Principal> principal, size_t max_in_flight)
+      : service_(service),
+        response_(response),
+        principal_(std::move(principal)),
+        max_in_flight_(max_in_flight) {
     Read();
   }
 
@@ -106,7 +109,7 @@ class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> 
     service_->PublishOne(raw->request, principal_ ? &*principal_ : nullptr, &raw->response,
                          [this, raw, index](grpc::Status s) { OnPublished(raw, index, s); });
     std::unique_lock lock(mu_);
-    if (in_flight_ < service_->options().publish_stream_in_flight) {
+    if (in_flight_ < max_in_flight_) {
       lock.unlock();
       Read();
     } else {
@@ -162,6 +165,7 @@ class PublishStreamReactor : public grpc::ServerReadReactor<pb::PublishRequest> 
   pb::PublishStreamResponse* response_;
   std::unique_ptr<pb::PublishRequest> request_;
   std::optional<auth::Principal> principal_;
+  const size_t max_in_flight_;  // the service's when the stream opened
   std::mutex mu_;
   std::vector<std::unique_ptr<Slot>> slots_;  // requests being published
   uint64_t index_ = 0;
@@ -261,8 +265,9 @@ class EventService::SubscribeReactor : public grpc::ServerWriteReactor<pb::Clien
                    std::string identity)
       : service_(service),
         identity_(std::move(identity)),
-        sink_(std::make_shared<Sink>(this, service->options_.subscribe_queue_messages,
-                                     service->hub_.metrics())) {
+        sink_(std::make_shared<Sink>(
+            this, service->subscribe_queue_messages_.load(std::memory_order_relaxed),
+            service->hub_.metrics())) {
     service_->hub_.metrics().backend_streams_current.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lock(service_->streams_mu_);
@@ -302,6 +307,14 @@ void PublishBuckets::SetRate(double rate, double burst) {
   lru_.clear();
 }
 
+void PublishBuckets::SetCapacity(size_t capacity) {
+  capacity_ = std::max<size_t>(capacity, 1);
+  while (index_.size() > capacity_) {
+    index_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+}
+
 bool PublishBuckets::Take(const std::string& key) {
   auto it = index_.find(key);
   if (it != index_.end()) {
@@ -326,6 +339,10 @@ EventService::EventService(core::Hub& hub, RpcOptions options, core::TypedChanne
       options_(options),
       api_keys_(options_.auth.api_keys),
       typed_(std::move(typed)),
+      max_streams_per_identity_(options.max_subscribe_streams_per_identity),
+      max_streams_(options.max_subscribe_streams),
+      subscribe_queue_messages_(options.subscribe_queue_messages),
+      publish_stream_in_flight_(options.publish_stream_in_flight),
       buckets_(options.publish_rate_per_key, options.publish_burst_per_key,
                options.publish_bucket_keys),
       publish_limited_(buckets_.limited()) {}
@@ -345,12 +362,12 @@ grpc::Status EventService::AcquireStream(const std::string& identity) {
   size_t limit = 0;
   auto it = streams_per_identity_.find(identity);
   size_t mine = it == streams_per_identity_.end() ? 0 : it->second;
-  if (mine >= options_.max_subscribe_streams_per_identity) {
+  if (mine >= max_streams_per_identity_) {
     refusal = "too many Subscribe streams for this identity";
-    limit = options_.max_subscribe_streams_per_identity;
-  } else if (stream_count_ >= options_.max_subscribe_streams) {
+    limit = max_streams_per_identity_;
+  } else if (stream_count_ >= max_streams_) {
     refusal = "the bridge has too many Subscribe streams";
-    limit = options_.max_subscribe_streams;
+    limit = max_streams_;
   }
   if (refusal != nullptr) {
     hub_.metrics().backend_streams_refused_total.fetch_add(1, std::memory_order_relaxed);
@@ -381,6 +398,33 @@ void EventService::SetPublishRate(double rate, double burst) {
   std::lock_guard lock(buckets_mu_);
   buckets_.SetRate(rate, burst);
   publish_limited_.store(buckets_.limited(), std::memory_order_relaxed);
+}
+
+void EventService::SetStreamLimits(const StreamLimits& limits) {
+  subscribe_queue_messages_.store(limits.subscribe_queue_messages, std::memory_order_relaxed);
+  publish_stream_in_flight_.store(std::max<size_t>(limits.publish_stream_in_flight, 1),
+                                  std::memory_order_relaxed);
+  {
+    std::lock_guard lock(streams_mu_);
+    max_streams_per_identity_ = limits.max_subscribe_streams_per_identity;
+    max_streams_ = limits.max_subscribe_streams;
+  }
+  std::lock_guard lock(buckets_mu_);
+  buckets_.SetCapacity(limits.publish_bucket_keys);
+}
+
+StreamLimits EventService::stream_limits() const {
+  StreamLimits l;
+  l.subscribe_queue_messages = subscribe_queue_messages_.load(std::memory_order_relaxed);
+  l.publish_stream_in_flight = publish_stream_in_flight_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock(streams_mu_);
+    l.max_subscribe_streams_per_identity = max_streams_per_identity_;
+    l.max_subscribe_streams = max_streams_;
+  }
+  std::lock_guard lock(buckets_mu_);
+  l.publish_bucket_keys = buckets_.capacity();
+  return l;
 }
 
 void EventService::BeginShutdown() {
@@ -510,7 +554,8 @@ grpc::ServerReadReactor<pb::PublishRequest>* EventService::PublishStream(
     grpc::CallbackServerContext* ctx, pb::PublishStreamResponse* response) {
   auto principal = Authenticate(ctx);
   if (!principal.ok()) return new FailedReadReactor(Unauthenticated(principal.status()));
-  return new PublishStreamReactor(this, response, std::move(*principal));
+  return new PublishStreamReactor(this, response, std::move(*principal),
+                                  publish_stream_in_flight_.load(std::memory_order_relaxed));
 }
 
 grpc::ServerWriteReactor<pb::ClientMessage>* EventService::Subscribe(

@@ -56,6 +56,19 @@ struct RpcOptions {
   RpcAuth auth;
 };
 
+// The RpcOptions a reload may change (EventService::SetStreamLimits).
+struct StreamLimits {
+  size_t subscribe_queue_messages = 1024;
+  size_t max_subscribe_streams_per_identity = 64;
+  size_t max_subscribe_streams = 1024;
+  size_t publish_stream_in_flight = 64;
+  size_t publish_bucket_keys = 100000;
+  static StreamLimits Of(const RpcOptions& o) {
+    return {o.subscribe_queue_messages, o.max_subscribe_streams_per_identity,
+            o.max_subscribe_streams, o.publish_stream_in_flight, o.publish_bucket_keys};
+  }
+};
+
 // Per-identity publish token buckets, at most `capacity` of them, forgetting the least recently
 // used one past it; every operation O(1). Not thread-safe: the owner locks.
 class PublishBuckets {
@@ -64,6 +77,10 @@ class PublishBuckets {
   // Takes a token from `key`'s bucket, created full if `key` has none.
   bool Take(const std::string& key);
   size_t size() const { return index_.size(); }
+  // At most `capacity` buckets from now on (at least 1); past it the least recently used go at
+  // once. The others keep their tokens.
+  void SetCapacity(size_t capacity);
+  size_t capacity() const { return capacity_; }
   // New rate and burst; every bucket starts again full (a reload is not a punishment).
   void SetRate(double rate, double burst);
   bool limited() const { return rate_ > 0; }
@@ -75,7 +92,7 @@ class PublishBuckets {
   };
   double rate_;
   double burst_;
-  const size_t capacity_;
+  size_t capacity_;
   std::list<Node> lru_;  // most recently used first
   std::unordered_map<std::string_view, std::list<Node>::iterator> index_;  // views of Node::key
 };
@@ -90,6 +107,13 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   void BeginShutdown();
   // Any thread (a reload): the per-identity publish rate and burst from now on; 0: no limit.
   void SetPublishRate(double rate, double burst);
+  // Any thread (a reload). Streams opened from now on get the new subscribe queue and
+  // PublishStream in-flight bound (an open stream keeps the ones it started with); Subscribe
+  // streams are counted against the new maxima from now on: lowering one does not end open
+  // streams, it refuses new ones (RESOURCE_EXHAUSTED) until the count is under it. The bucket
+  // count applies at once, forgetting the least recently publishing identities past it.
+  void SetStreamLimits(const StreamLimits& limits);
+  StreamLimits stream_limits() const;
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* ctx,
                                     const gathering::bridge::v1::PublishRequest* request,
@@ -126,6 +150,7 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   absl::StatusOr<std::optional<auth::Principal>> Authenticate(
       const grpc::CallbackServerContext* ctx);
 
+  // As constructed: the reloadable limits are stream_limits().
   const RpcOptions& options() const { return options_; }
   // A reload of the API key file (SIGHUP): calls that authenticate after it use `keys`. Any
   // thread.
@@ -145,16 +170,20 @@ class EventService final : public gathering::bridge::v1::EventService::CallbackS
   void ReleaseStream(const std::string& identity);
 
   core::Hub& hub_;
-  const RpcOptions options_;
+  const RpcOptions options_;  // the reloadable limits are the members below
   std::mutex api_keys_mu_;
   std::shared_ptr<const auth::ApiKeys> api_keys_;  // api_keys_mu_; options_.auth's at first
   const core::TypedChannels typed_;
   std::atomic<bool> shutting_down_{false};
-  std::mutex streams_mu_;
+  mutable std::mutex streams_mu_;
   std::vector<std::weak_ptr<core::ClientMessageSink>> streams_;
-  size_t stream_count_ = 0;                                       // streams_mu_
+  size_t stream_count_ = 0;          // streams_mu_
+  size_t max_streams_per_identity_;  // streams_mu_
+  size_t max_streams_;               // streams_mu_
+  std::atomic<size_t> subscribe_queue_messages_;
+  std::atomic<size_t> publish_stream_in_flight_;
   std::unordered_map<std::string, size_t> streams_per_identity_;  // streams_mu_; no zeros
-  std::mutex buckets_mu_;
+  mutable std::mutex buckets_mu_;
   PublishBuckets buckets_;  // per backend identity; buckets_mu_
   // Whether buckets_ limits at all, read without the lock (the default is to limit).
   std::atomic<bool> publish_limited_;

@@ -67,6 +67,7 @@ struct ServerState {
       : hub(hub),
         metrics(metrics),
         auth(std::move(auth)),
+        auth_timeout(this->auth.auth_timeout),
         shards(std::move(shards)),
         registries(this->shards.size()),
         options_(std::make_shared<const WsOptions>(std::move(options))),
@@ -75,6 +76,9 @@ struct ServerState {
   core::Hub& hub;
   core::Metrics& metrics;
   const AuthSettings auth;
+  // auth.auth_timeout at first; a reload sets it (any thread). A connection reads it when it
+  // starts waiting for its auth frame.
+  std::atomic<std::chrono::milliseconds> auth_timeout;
   const std::vector<boost::asio::io_context*> shards;
   std::vector<std::unordered_set<WsSession*>> registries;
   // TLS for every client connection (wss://, https://); null: plain ws://. Set before the

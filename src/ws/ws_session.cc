@@ -119,7 +119,7 @@ void WsSession::Start() {
   } else if (!token_.empty()) {
     Authenticate(std::exchange(token_, ""));
   } else {
-    auth_timer_.expires_after(state_.auth.auth_timeout);
+    auth_timer_.expires_after(state_.auth_timeout.load(std::memory_order_relaxed));
     auth_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
       auto self = weak.lock();
       if (ec || !self || self->authenticated_) return;
@@ -553,7 +553,8 @@ bool WsSession::NamespaceAdmits(const std::string& channel) {
   // many as there are namespaces.
   if (namespace_gates_.size() <= static_cast<size_t>(index)) namespace_gates_.resize(index + 1);
   auto& gate = namespace_gates_[index];
-  if (!gate) {
+  // Made again (full) when a reload changed the namespace's rate.
+  if (!gate || gate->rate != ns.client_message_rate || gate->burst != ns.client_message_burst) {
     gate = std::make_unique<RateGate>(ns.client_message_rate, ns.client_message_burst,
                                       "messages on this namespace");
   }
