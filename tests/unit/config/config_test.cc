@@ -359,6 +359,59 @@ TEST(ConfigReload, ChangedListsTheFieldsThatDiffer) {
   EXPECT_TRUE(Changed(a, a).empty());
 }
 
+TEST(ConfigReload, TheHubAndStreamLimitsAreReloadableAndTheServerBuildersAreNot) {
+  for (const char* flag :
+       {"max_channels", "channel_idle_timeout", "max_pending_frames", "broker_link_linger",
+        "sweep_interval", "subscribe_queue_messages", "max_backend_streams_per_identity",
+        "max_backend_streams", "publish_stream_in_flight", "publish_bucket_keys", "auth_timeout"}) {
+    ASSERT_NE(FindFlag(flag), nullptr) << flag;
+    EXPECT_TRUE(FindFlag(flag)->reloadable) << flag;
+  }
+  // Fixed in the gRPC server builder at start.
+  EXPECT_FALSE(FindFlag("grpc_max_message_bytes")->reloadable);
+  // The list as a whole is not: its policies are (DiffNamespaces), its names are not.
+  EXPECT_FALSE(FindFlag("namespaces")->reloadable);
+}
+
+TEST(ConfigReload, DiffNamespacesNamesEachChangedPolicyWhenTheNamesStay) {
+  Config a = Effective(Config());  // circles, workspace, agents
+  Config b = a;
+  b.mutable_namespaces(1)->set_history_size(10);
+  b.mutable_namespaces(1)->set_client_messages(gathering::bridge::v1::Namespace::BROADCAST);
+  b.mutable_namespaces(2)->set_history_ttl("1m");
+  NamespaceDiff d = DiffNamespaces(a, b);
+  EXPECT_TRUE(d.same_names);
+  std::vector<std::string> changes;
+  for (const auto& c : d.changes) {
+    changes.push_back(c.path + " " + c.name + " " + c.before + " -> " + c.after);
+  }
+  EXPECT_EQ(changes, (std::vector<std::string>{
+                         "namespaces[1].client_messages workspace BACKENDS -> BROADCAST",
+                         "namespaces[1].history_size workspace 100 -> 10",
+                         "namespaces[2].history_ttl agents 2m -> 1m"}));
+  EXPECT_TRUE(DiffNamespaces(a, a).changes.empty());
+}
+
+TEST(ConfigReload, DiffNamespacesTellsAddedRemovedRenamedAndReorderedNamespaces) {
+  const Config a = Effective(Config());
+  Config added = a;
+  added.add_namespaces()->set_name("rooms");
+  Config removed = a;
+  removed.mutable_namespaces()->RemoveLast();
+  Config renamed = a;
+  renamed.mutable_namespaces(0)->set_name("circle");
+  Config reordered = a;
+  reordered.mutable_namespaces()->SwapElements(0, 1);
+  for (const Config* c : {&added, &removed, &renamed, &reordered}) {
+    NamespaceDiff d = DiffNamespaces(a, Effective(*c));
+    EXPECT_FALSE(d.same_names);
+    EXPECT_TRUE(d.changes.empty());
+    EXPECT_EQ(d.names_before, (std::vector<std::string>{"circles", "workspace", "agents"}));
+  }
+  EXPECT_EQ(DiffNamespaces(a, Effective(added)).names_after,
+            (std::vector<std::string>{"circles", "workspace", "agents", "rooms"}));
+}
+
 TEST(ConfigReference, DocsOperationsHoldsTheGeneratedReference) {
   std::ifstream in(std::string(BRIDGE_SOURCE_DIR) + "/docs/operations.md");
   ASSERT_TRUE(in) << "docs/operations.md";

@@ -201,6 +201,106 @@ TEST(HubLimitTest, NewChannelsPastTheLimitAreRefused) {
   hub.Unsubscribe(0, "circles/a", &s);
 }
 
+TEST(HubLimitTest, ALoweredChannelLimitRefusesNewChannelsAndKeepsTheOnesHeld) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), NamespaceRegistry::Defaults(), metrics, /*max_channels=*/100,
+          std::chrono::hours(1));
+  RecordingSubscriber s(1);
+  for (const char* ch : {"circles/a", "circles/b", "circles/c"}) {
+    ASSERT_FALSE(hub.Subscribe(0, ch, &s, std::nullopt).refused) << ch;
+  }
+  HubLimits limits = hub.limits();
+  limits.max_channels = 2;
+  hub.SetLimits(limits);
+  EXPECT_EQ(hub.limits().max_channels, 2u);
+  EXPECT_TRUE(hub.Subscribe(0, "circles/d", &s, std::nullopt).refused);
+  // The three held stay and keep working.
+  EXPECT_FALSE(hub.Subscribe(0, "circles/a", &s, std::nullopt).refused);
+  EXPECT_EQ(metrics.channels_current.load(), 3);
+  // Raised again: new channels are taken.
+  limits.max_channels = 10;
+  hub.SetLimits(limits);
+  EXPECT_FALSE(hub.Subscribe(0, "circles/d", &s, std::nullopt).refused);
+  for (const char* ch : {"circles/a", "circles/b", "circles/c", "circles/d"}) {
+    hub.Unsubscribe(0, ch, &s);
+  }
+}
+
+TEST(HubIdleTest, ALoweredIdleTimeoutAppliesAtTheNextSweep) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), NamespaceRegistry::Defaults(), metrics, 1000,
+          std::chrono::hours(1));
+  RecordingSubscriber s(1);
+  hub.Subscribe(0, "circles/quiet", &s, std::nullopt);
+  hub.Unsubscribe(0, "circles/quiet", &s, "closed");
+  const auto soon = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  EXPECT_EQ(hub.Sweep(soon, SIZE_MAX), 0u);
+  HubLimits limits = hub.limits();
+  limits.idle_timeout = std::chrono::seconds(30);
+  hub.SetLimits(limits);
+  EXPECT_EQ(hub.Sweep(soon, SIZE_MAX), 1u);
+}
+
+TEST(HubNamespaceTest, ReplacedPoliciesApplyToPublishesFromThenOn) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), *NamespaceRegistry::Parse("rooms,feeds:history=5"), metrics);
+  const NamespaceConfig* before = hub.namespaces().Find("rooms");
+  hub.PublishFrame("rooms/a", R"({"offset":)", "}", 0);
+  EXPECT_TRUE(hub.History("rooms/a", 0, 0).frames.empty());
+  ASSERT_TRUE(*hub.ReplaceNamespacePolicies(
+      *NamespaceRegistry::Parse("rooms:history=10:broadcast,feeds:history=5")));
+  // A pointer read before keeps the policy it pointed to; readers from now on see the new one.
+  EXPECT_EQ(before->history_size, 0u);
+  EXPECT_EQ(hub.namespaces().Find("rooms")->history_size, 10u);
+  EXPECT_TRUE(hub.namespaces().all()[0].client_broadcast);
+  hub.PublishFrame("rooms/a", R"({"offset":)", "}", 0);
+  hub.PublishFrame("rooms/a", R"({"offset":)", "}", 0);
+  EXPECT_EQ(hub.History("rooms/a", 0, 0).frames.size(), 2u);
+  // The same policies again: nothing changes.
+  EXPECT_FALSE(*hub.ReplaceNamespacePolicies(
+      *NamespaceRegistry::Parse("rooms:history=10:broadcast,feeds:history=5")));
+  // Lowered: the history is trimmed at its next use.
+  ASSERT_TRUE(
+      *hub.ReplaceNamespacePolicies(*NamespaceRegistry::Parse("rooms:history=1,feeds:history=5")));
+  EXPECT_EQ(hub.History("rooms/a", 0, 0).frames.size(), 1u);
+}
+
+TEST(HubNamespaceTest, OtherNamesOrAnotherOrderAreRefusedAndChangeNothing) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), *NamespaceRegistry::Parse("rooms,feeds"), metrics);
+  for (const char* spec : {"rooms:history=3", "rooms:history=3,feeds,more", "feeds,rooms:history=3",
+                           "rooms:history=3,logs"}) {
+    auto r = hub.ReplaceNamespacePolicies(*NamespaceRegistry::Parse(spec));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << spec;
+  }
+  EXPECT_EQ(hub.namespaces().Find("rooms")->history_size, 0u);
+  EXPECT_EQ(hub.namespaces().all().size(), 2u);
+}
+
+TEST(HubNamespaceTest, PresenceTurnedOnOrOffKeepsJoinsAndLeavesInPairs) {
+  Metrics metrics;
+  std::vector<Hub::Executor> executors{[](std::function<void()> t) { t(); }};
+  Hub hub(std::move(executors), *NamespaceRegistry::Parse("rooms"), metrics);
+  RecordingSubscriber observer(1), alice(2, "alice"), bob(3, "bob");
+  hub.Subscribe(0, "rooms/r", &observer, std::nullopt);
+  hub.Subscribe(0, "rooms/r", &alice, std::nullopt);  // not announced: no presence yet
+  ASSERT_TRUE(*hub.ReplaceNamespacePolicies(*NamespaceRegistry::Parse("rooms:presence")));
+  hub.Subscribe(0, "rooms/r", &bob, std::nullopt);  // announced
+  ASSERT_TRUE(*hub.ReplaceNamespacePolicies(*NamespaceRegistry::Parse("rooms")));
+  hub.Unsubscribe(0, "rooms/r", &alice, "closed");  // joined unannounced: no agent_left
+  hub.Unsubscribe(0, "rooms/r", &bob, "closed");    // joined announced: its agent_left
+  ASSERT_EQ(observer.frames.size(), 2u);
+  EXPECT_NE(observer.frames[0]->text.find(R"("type":"agent_joined")"), std::string::npos);
+  EXPECT_NE(observer.frames[0]->text.find(R"("identity":"bob")"), std::string::npos);
+  EXPECT_NE(observer.frames[1]->text.find(R"("type":"agent_left")"), std::string::npos);
+  EXPECT_NE(observer.frames[1]->text.find(R"("identity":"bob")"), std::string::npos);
+  hub.Unsubscribe(0, "rooms/r", &observer);
+}
+
 class RecordingSink : public ClientMessageSink {
  public:
   void OnClientMessage(const ClientMessagePtr& m) override { got.push_back(m); }
