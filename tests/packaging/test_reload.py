@@ -402,6 +402,21 @@ class Reload(unittest.TestCase):
         self.assertEqual(asyncio.run(first_frame(rooms, origin)), ("close", 4004))
         self.assertEqual(self.connect(token, origin), ("frame", "authenticated"))
 
+    def test_a_namespace_policy_that_could_not_start_the_bridge_refuses_the_file(self):
+        token_a = mint(self.secret_a)
+        # events.proto types workspace channels without custom events: a broadcasting workspace
+        # would not start, so it is not reloaded either, nor anything else of the file.
+        self.write_config(self.secret_a, ["http://two.example"], "info",
+                          namespaces=[{"name": "circles"},
+                                      {"name": "workspace", "client_messages": "BROADCAST"},
+                                      {"name": "agents"}])
+        log = self.hup_and_wait("the running configuration is kept")
+        self.assertIn("namespace 'workspace' broadcasts client messages", log)
+        self.assertNotIn("SIGHUP: reloaded", log)
+        self.assertNotIn("is now", log)
+        self.assertEqual(self.connect(token_a, "http://one.example"), ("frame", "authenticated"))
+        self.assertEqual(self.connect(token_a, "http://two.example"), ("http", 403))
+
     def test_a_bad_file_is_refused_whole_and_the_bridge_keeps_serving(self):
         token_a = mint(self.secret_a)
         with open(self.config, "w") as f:
