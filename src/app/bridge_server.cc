@@ -496,7 +496,11 @@ absl::Status BridgeServer::Reload(const ServerConfig& next) {
   s.state->set_origins(std::move(origins));
   s.state->set_options(limits);
   s.config.ws = std::move(limits);
-  s.service->SetPublishRate(next.rpc.publish_rate_per_key, next.rpc.publish_burst_per_key);
+  // A new rate fills every bucket again; an unchanged one (a SIGHUP for a certificate) must not.
+  if (next.rpc.publish_rate_per_key != s.config.rpc.publish_rate_per_key ||
+      next.rpc.publish_burst_per_key != s.config.rpc.publish_burst_per_key) {
+    s.service->SetPublishRate(next.rpc.publish_rate_per_key, next.rpc.publish_burst_per_key);
+  }
   s.config.rpc.publish_rate_per_key = next.rpc.publish_rate_per_key;
   s.config.rpc.publish_burst_per_key = next.rpc.publish_burst_per_key;
   // Read by Shutdown, on this same thread.

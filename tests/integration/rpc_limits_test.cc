@@ -202,6 +202,64 @@ TEST_F(RpcLimitsTest, AReloadedPublishRateAppliesToTheNextCall) {
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(Publish(key, "circles/x").ok()) << i;
 }
 
+// A lowered bucket count forgets the least recently publishing identities at once; the others
+// keep their buckets (the rate did not change: nothing is refilled).
+TEST_F(RpcLimitsTest, AReloadedBucketCountForgetsTheLeastRecentIdentities) {
+  app::ServerConfig cfg;
+  cfg.rpc.publish_rate_per_key = 0.001;  // no refill during the test
+  cfg.rpc.publish_burst_per_key = 1;
+  cfg.rpc.publish_bucket_keys = 100;
+  ASSERT_NO_FATAL_FAILURE(Start(cfg));
+  const std::string a = Token("a"), b = Token("b"), c = Token("c");
+  for (const std::string* key : {&a, &b, &c}) ASSERT_TRUE(Publish(*key, "circles/x").ok());
+  ASSERT_EQ(Publish(a, "circles/x").error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  app::ServerConfig next = cfg_;
+  next.rpc.publish_bucket_keys = 1;
+  ASSERT_TRUE(server_->Reload(next).ok());
+  // "a" (refused last, so the most recent) is kept with its empty bucket; b and c are forgotten
+  // and start full.
+  EXPECT_EQ(Publish(a, "circles/x").error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(Publish(b, "circles/x").ok());
+  EXPECT_EQ(server_->Reload(next).code(), absl::StatusCode::kOk);
+  EXPECT_EQ(Publish(b, "circles/x").error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << "a reload that leaves the rate alone refilled the buckets";
+}
+
+// SIGHUP's path: a lowered Subscribe stream maximum refuses new streams and ends none.
+TEST_F(RpcLimitsTest, AReloadedStreamMaximumRefusesNewStreamsAndKeepsTheOpenOnes) {
+  app::ServerConfig cfg;
+  ASSERT_NO_FATAL_FAILURE(Start(cfg));
+  const std::string a = "a-key-0123456789abcdef", b = "b-key-0123456789abcdef";
+  auto a1 = Subscribe(a), b1 = Subscribe(b);
+  ASSERT_TRUE(StreamsAre(2));
+  app::ServerConfig next = cfg_;
+  next.rpc.max_subscribe_streams = 1;
+  ASSERT_TRUE(server_->Reload(next).ok());
+  grpc::Status refused = RefusedSubscribe("c-key-0123456789abcdef", {"circles/*"});
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("(at most 1)"), std::string::npos)
+      << refused.error_message();
+  // Both open streams still receive; one closing leaves one: still at the bound.
+  auto c = WsClient::Connect(server_->ws_port(), "/ws/circles/x?ack=1&token=" + Token("client"));
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->RecvEvent().is_object());
+  c->Send(R"({"type":"message","content":"hi"})");
+  for (auto* s : {a1.get(), b1.get()}) {
+    pb::ClientMessage m;
+    ASSERT_TRUE(s->reader->Read(&m));
+    EXPECT_EQ(m.channel(), "circles/x");
+  }
+  b1->Finish();
+  ASSERT_TRUE(StreamsAre(1));
+  EXPECT_EQ(RefusedSubscribe(b, {"circles/*"}).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  a1->Finish();
+  ASSERT_TRUE(StreamsAre(0));
+  auto b2 = Subscribe(b);
+  EXPECT_TRUE(StreamsAre(1));
+  b2->Finish();
+}
+
 TEST_F(RpcLimitsTest, InvalidRequestsAreInvalidArgumentWhateverTheGrants) {
   ASSERT_NO_FATAL_FAILURE(Start({}));
   const std::string narrow = "narrow-key-0123456789";
