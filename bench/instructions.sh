@@ -8,7 +8,7 @@
 # 2-core machine is shared; its times swing 1.5x): use them for before/after comparisons of the
 # hot path, next to bench/run.sh's times.
 #
-#   bench/instructions.sh                  both loads: fanout, channels
+#   bench/instructions.sh                  the loads fanout, channels and light
 #   bench/instructions.sh fanout           one load
 #   BRIDGE_BIN=/path/gathering-bridge LOAD_BIN=/path/bridge-load bench/instructions.sh
 #   BRIDGE_ARGS="--io_threads=1"           extra gathering-bridge flags
@@ -16,23 +16,29 @@
 #                                          (fresh per load) and --broker=redis://127.0.0.1:<port>
 #   INSTR_LABEL=before                     label copied into the JSON line (default: the binary's
 #                                          `--version` line)
-#   INSTR_FANOUT / INSTR_CHANNELS          the bridge-load flags of each load (defaults below)
+#   INSTR_FANOUT / INSTR_CHANNELS / INSTR_LIGHT   the bridge-load flags of each load (below)
 #   INSTR_PUBLISH=stream                   publish mode (default unary)
 #   INSTR_TOP=10                           how many functions to list
 #   INSTR_DUMPS=dir                        keep each callgrind dump as dir/<label>-<load>-<time>.cg
 #   bench/instructions.sh --diff A.cg B.cg  the functions whose self Ir differ most between two
 #                                          kept dumps (B - A), the binaries' paths left out
+#   bench/instructions.sh --calls NAME A.cg...  calls to the functions whose name contains NAME
+#                                          (e.g. sendmsg: the socket writes) in each dump
 #
 # Loads (valgrind makes the bridge ~50x slower; each load takes about a minute here):
 #   fanout    100 subscribers on 1 channel, 2,000 events as fast as accepted (200,000 deliveries)
 #   channels  500 subscribers on 500 channels (one each), 2,000 events round-robin
+#   light     100 subscribers on 1 channel, 300 events at 10/s: each event is written before the
+#             next is published (one frame per write), so its count does not depend on batching
 #
-# Prints per load the Ir total, Ir per delivery and per published event, and the top functions
-# (callgrind_annotate, inclusive of nothing: self cost), and appends bridge-load's JSON line with
-# ir_total / ir_per_delivery / ir_per_event / label added to bench/results/<date>-instructions.jsonl.
-# The count varies a little with how frames batch into writes (thread timing under valgrind):
-# run a case twice to see the spread (about 1 % here). Needs valgrind (scripts/setup.sh
-# --with-bench) and, for REDIS=1, redis-server.
+# Prints per load the Ir total, Ir per delivery and per published event, the socket writes
+# (sendmsg calls) and the top functions by self cost (callgrind_annotate --inclusive=no), and
+# appends bridge-load's JSON line with ir_total / ir_per_delivery / ir_per_event / label added to
+# bench/results/<date>-instructions.jsonl. The totals vary with thread timing under valgrind
+# (how many frames each write carries, how often gRPC's mutexes spin): the same binary twice
+# agrees within 1-2 % here, so run each side at least twice and read --diff for small changes
+# (functions doing fixed work per event count the same every time). Needs valgrind and ss
+# (scripts/setup.sh --with-bench) and, for REDIS=1, redis-server.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,9 +47,10 @@ case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
 BRIDGE_BIN=${BRIDGE_BIN:-$BUILD_DIR/src/app/gathering-bridge}
 LOAD_BIN=${LOAD_BIN:-$BUILD_DIR/bench/load/bridge-load}
 RESULTS_DIR=${BENCH_RESULTS:-$ROOT/bench/results}
-LOADS=${*:-"fanout channels"}
+LOADS=${*:-"fanout channels light"}
 FANOUT_ARGS=${INSTR_FANOUT:-"--subscribers=100 --channels=1 --events=2000 --rate=0"}
 CHANNELS_ARGS=${INSTR_CHANNELS:-"--subscribers=500 --channels=500 --events=2000 --rate=0"}
+LIGHT_ARGS=${INSTR_LIGHT:-"--subscribers=100 --channels=1 --events=300 --rate=10"}
 PUBLISH=${INSTR_PUBLISH:-unary}
 TOP=${INSTR_TOP:-10}
 # bridge-load holds the connected subscribers this long before publishing: the window in which
@@ -51,6 +58,33 @@ TOP=${INSTR_TOP:-10}
 IDLE_S=20
 PY=/usr/bin/python3
 DATE=$(date +%F)
+
+# --calls NAME dump...: the calls to functions whose name contains NAME (callgrind's calls= lines).
+count_calls() {
+  $PY - "$@" <<'EOF'
+import re, sys
+pat = sys.argv[1]
+for path in sys.argv[2:]:
+    names, total, callee = {}, 0, None
+    for line in open(path, errors="replace"):
+        m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+        if m:
+            if m.group(3):
+                names[m.group(2)] = m.group(3)
+            if m.group(1) == "cfn":
+                callee = names.get(m.group(2), "")
+            continue
+        if line.startswith("calls=") and callee is not None and pat in callee:
+            total += int(line.split("=")[1].split()[0])
+    print("%s: %d calls to *%s*" % (path, total, pat))
+EOF
+}
+if [ "${1:-}" = --calls ]; then
+  [ $# -ge 3 ] || { echo "usage: bench/instructions.sh --calls NAME A.cg..." >&2; exit 2; }
+  shift
+  count_calls "$@"
+  exit 0
+fi
 
 # --diff A B: self Ir per function (callgrind_annotate), largest differences first.
 if [ "${1:-}" = --diff ]; then
@@ -92,7 +126,7 @@ done
 [ -x "$BRIDGE_BIN" ] || { echo "no $BRIDGE_BIN: build first" >&2; exit 1; }
 [ -x "$LOAD_BIN" ] || { echo "no $LOAD_BIN: build first" >&2; exit 1; }
 for l in $LOADS; do
-  case "$l" in fanout|channels) ;; *) echo "unknown load: $l (fanout | channels)" >&2; exit 2 ;; esac
+  case "$l" in fanout|channels|light) ;; *) echo "unknown load: $l (fanout | channels | light)" >&2; exit 2 ;; esac
 done
 LABEL=${INSTR_LABEL:-$("$BRIDGE_BIN" --version 2>/dev/null | head -1 || echo "$BRIDGE_BIN")}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -140,7 +174,7 @@ stop_redis() {
 
 run_load() {  # name
   local name=$1 args subscribers broker=() out=$WORK/cg.$1 t_conn t_on t0 t1 last quiet
-  case "$name" in fanout) args=$FANOUT_ARGS ;; channels) args=$CHANNELS_ARGS ;; esac
+  case "$name" in fanout) args=$FANOUT_ARGS ;; channels) args=$CHANNELS_ARGS ;; light) args=$LIGHT_ARGS ;; esac
   subscribers=$(echo "$args" | sed -n 's/.*--subscribers=\([0-9]*\).*/\1/p')
   if [ "${REDIS:-0}" = 1 ]; then start_redis; broker=(--broker="$REDIS_URL"); fi
 
@@ -238,6 +272,7 @@ print("%s (%s): %s/%s delivered, lost %s, dup %s, %s published; Ir %s = %.0f per
           r["published"], format(total, ","), total / d, total / p,
           float(sys.argv[10]) - float(sys.argv[9]), sys.argv[4]))
 EOF
+  count_calls sendmsg "$dump" | sed 's/^.*: /  socket writes: /'
   echo "  top $TOP functions (self Ir):"
   callgrind_annotate --inclusive=no "$dump" 2>/dev/null |
     awk -v top="$TOP" '/file:function/ { on = 1; next } on && /^-+$/ { next }
