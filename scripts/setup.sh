@@ -7,7 +7,8 @@
 #   --with-tests      the test suite: GoogleTest, Redis, Python packages, dpkg tools (make test)
 #   --with-browser    Chromium and Node for the browser and TypeScript client tests (make test)
 #   --with-packaging  the Debian package with CPack (make package)
-#   --with-bench      nginx + nchan for the comparison benchmarks (make bench)
+#   --with-bench      nginx + nchan for the comparison benchmarks (make bench), valgrind and ss
+#                     (iproute2) for bench/instructions.sh, redis-server for bench/multinode.sh
 #   --with-fuzz       clang and libFuzzer (make fuzz)
 #   --with-dev        clang-format (make fmt)
 set -euo pipefail
@@ -27,7 +28,7 @@ for arg in "$@"; do
     --with-tests) pkgs+=("${tests[@]}") ;;
     --with-browser) pkgs+=(chromium nodejs npm) ;;
     --with-packaging) pkgs+=(dpkg-dev file) ;;
-    --with-bench) pkgs+=(nginx-light libnginx-mod-nchan libbenchmark-dev) ;;
+    --with-bench) pkgs+=(nginx-light libnginx-mod-nchan libbenchmark-dev valgrind redis-server iproute2) ;;
     --with-fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     --with-dev) pkgs+=(clang-format) ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
