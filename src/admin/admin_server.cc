@@ -13,6 +13,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_set>
@@ -26,6 +27,7 @@
 #include "core/strings.h"
 #include "core/uri.h"
 #include "core/websocket_codec.h"
+#include "ws/transport.h"
 
 namespace bridge::admin {
 
@@ -34,6 +36,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using FramePtr = std::shared_ptr<const std::string>;
+using Transport = ws::Transport;
 
 namespace {
 
@@ -64,6 +67,11 @@ struct AdminServer::Impl {
   void DoAccept();
   void Tick();
   void CloseAll();
+  // The context new connections handshake with; null: plain HTTP. Any thread.
+  std::shared_ptr<asio::ssl::context> tls() const {
+    std::lock_guard lock(tls_mu);
+    return tls_context;
+  }
 
   const AdminOptions options;
   const AdminSources sources;
@@ -76,6 +84,8 @@ struct AdminServer::Impl {
   // pass the max_feeds check.
   size_t upgrading = 0;
   uint16_t port = 0;
+  mutable std::mutex tls_mu;
+  std::shared_ptr<asio::ssl::context> tls_context;  // tls_mu; set at Start, replaced by SetTls
   std::thread thread;
   bool stopped = false;  // the owner's thread
   // Destroyed first (reverse order): the sessions its pending handlers own unregister above.
@@ -88,8 +98,8 @@ struct AdminServer::Impl {
 // A dashboard's live feed after the upgrade: samples out, only control frames in.
 class FeedSession : public std::enable_shared_from_this<FeedSession> {
  public:
-  FeedSession(tcp::socket socket, AdminServer::Impl& impl, std::string who)
-      : socket_(std::move(socket)), impl_(impl), who_(std::move(who)), decoder_(1024) {
+  FeedSession(Transport transport, AdminServer::Impl& impl, std::string who)
+      : transport_(std::move(transport)), impl_(impl), who_(std::move(who)), decoder_(1024) {
     ++impl_.connections;
   }
   ~FeedSession() {
@@ -119,9 +129,7 @@ class FeedSession : public std::enable_shared_from_this<FeedSession> {
   void Cut() {
     closing_ = true;
     impl_.feeds.erase(this);
-    beast::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+    transport_.Cut();
   }
 
  private:
@@ -135,7 +143,7 @@ class FeedSession : public std::enable_shared_from_this<FeedSession> {
 
   void DoWrite() {
     writing_ = true;
-    asio::async_write(socket_, asio::buffer(*queue_.front()),
+    asio::async_write(transport_, asio::buffer(*queue_.front()),
                       beast::bind_front_handler(&FeedSession::OnWrite, shared_from_this()));
   }
 
@@ -148,8 +156,8 @@ class FeedSession : public std::enable_shared_from_this<FeedSession> {
   }
 
   void DoRead() {
-    socket_.async_read_some(asio::buffer(in_.data() + in_size_, in_.size() - in_size_),
-                            beast::bind_front_handler(&FeedSession::OnRead, shared_from_this()));
+    transport_.async_read_some(asio::buffer(in_.data() + in_size_, in_.size() - in_size_),
+                               beast::bind_front_handler(&FeedSession::OnRead, shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, size_t n) {
@@ -185,7 +193,7 @@ class FeedSession : public std::enable_shared_from_this<FeedSession> {
     DoRead();
   }
 
-  tcp::socket socket_;
+  Transport transport_;
   AdminServer::Impl& impl_;
   const std::string who_;  // " for <subject>" with auth, else ""
   core::WsDecoder decoder_;
@@ -199,8 +207,8 @@ class FeedSession : public std::enable_shared_from_this<FeedSession> {
 // One HTTP connection: requests until it closes, times out, or upgrades to a feed.
 class HttpConn : public std::enable_shared_from_this<HttpConn> {
  public:
-  HttpConn(tcp::socket socket, AdminServer::Impl& impl)
-      : socket_(std::move(socket)), impl_(impl), deadline_(impl.ioc) {
+  HttpConn(Transport transport, AdminServer::Impl& impl)
+      : transport_(std::move(transport)), impl_(impl), deadline_(impl.ioc) {
     ++impl_.connections;
     impl_.conns.insert(this);
   }
@@ -212,17 +220,21 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
 
   void Run() {
     if (impl_.connections > impl_.options.max_connections) {
+      // Over TLS, closed before the handshake: a 503 in clear would not be read, and a handshake
+      // is the cost the bound is there to refuse.
+      if (transport_.is_tls()) return Cut();
       Request none;
       auto res = MakeResponse(503, "text/plain", "too many admin connections\n", none);
       res.keep_alive(false);
       return Reply(std::move(res));
     }
-    DoRead();
+    if (!transport_.is_tls()) return DoRead();
+    ArmDeadline();
+    transport_.Handshake(beast::bind_front_handler(&HttpConn::OnHandshake, shared_from_this()));
   }
 
   void Cut() {
-    beast::error_code ec;
-    socket_.close(ec);
+    transport_.Cut();
     deadline_.cancel();
   }
 
@@ -234,11 +246,18 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
     deadline_.expires_after(impl_.options.handshake_timeout);
     deadline_.async_wait([weak = weak_from_this()](beast::error_code ec) {
       if (ec) return;
-      if (auto self = weak.lock()) {
-        beast::error_code ignored;
-        self->socket_.close(ignored);
-      }
+      if (auto self = weak.lock()) self->transport_.Cut();  // the pending operation fails
     });
+  }
+
+  void OnHandshake(beast::error_code ec) {
+    if (ec) {
+      // Plain HTTP to the TLS port, an untrusted certificate, a client too slow: nothing was
+      // said in clear; the connection goes with this object.
+      spdlog::debug("admin: TLS handshake failed: {}", ec.message());
+      return Cut();
+    }
+    DoRead();
   }
 
   void DoRead() {
@@ -246,7 +265,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
     parser_->header_limit(static_cast<uint32_t>(impl_.options.max_header_bytes));
     parser_->body_limit(1024);
     ArmDeadline();
-    http::async_read(socket_, buffer_, *parser_,
+    http::async_read(transport_, buffer_, *parser_,
                      beast::bind_front_handler(&HttpConn::OnRead, shared_from_this()));
   }
 
@@ -374,7 +393,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
     upgrading_ = true;
     ++impl_.upgrading;
     http::async_write(
-        socket_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+        transport_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
           self->deadline_.cancel();
           self->upgrading_ = false;
           --self->impl_.upgrading;
@@ -382,7 +401,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
           // A client that sent frames before the 101 breaks no rule we rely on,
           // but the feed reads none: drop them.
           auto feed =
-              std::make_shared<FeedSession>(std::move(self->socket_), self->impl_, self->who_);
+              std::make_shared<FeedSession>(std::move(self->transport_), self->impl_, self->who_);
           feed->Start();
         });
   }
@@ -390,12 +409,11 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
   void Reply(Response res) {
     auto shared = std::make_shared<Response>(std::move(res));
     const bool close = shared->need_eof();
-    http::async_write(socket_, *shared,
+    http::async_write(transport_, *shared,
                       [self = shared_from_this(), shared, close](beast::error_code ec, size_t) {
                         if (ec) return;
                         if (close) {
-                          beast::error_code ignored;
-                          self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+                          self->transport_.ShutdownSend();
                           self->deadline_.cancel();
                           return;
                         }
@@ -403,7 +421,7 @@ class HttpConn : public std::enable_shared_from_this<HttpConn> {
                       });
   }
 
-  tcp::socket socket_;
+  Transport transport_;
   AdminServer::Impl& impl_;
   asio::steady_timer deadline_;
   beast::flat_buffer buffer_;
@@ -425,7 +443,10 @@ void AdminServer::Impl::DoAccept() {
       return;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<HttpConn>(std::move(socket), *this)->Run();
+    auto context = tls();
+    Transport transport =
+        context ? Transport(std::move(socket), std::move(context)) : Transport(std::move(socket));
+    std::make_shared<HttpConn>(std::move(transport), *this)->Run();
     DoAccept();
   });
 }
@@ -478,6 +499,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(AdminOptions opt
                                             impl->options.port, ": ", ec.message()));
   }
   impl->port = impl->acceptor.local_endpoint().port();
+  impl->tls_context = impl->options.tls;
   impl->sources.hub->EnableChannelCounts();
   // A first sample at once: the rates start from here, and a dashboard opened in the first
   // second has its gauges.
@@ -495,6 +517,15 @@ void AdminServer::SetNodes(std::vector<NodeInfo> nodes) {
   asio::post(impl_->ioc, [impl = impl_.get(), nodes = std::move(nodes)]() mutable {
     impl->sampler.SetNodes(std::move(nodes));
   });
+}
+
+bool AdminServer::tls() const { return impl_->options.tls != nullptr; }
+
+bool AdminServer::SetTls(std::shared_ptr<boost::asio::ssl::context> context) {
+  if (!tls() || context == nullptr) return false;
+  std::lock_guard lock(impl_->tls_mu);
+  impl_->tls_context = std::move(context);
+  return true;
 }
 
 void AdminServer::Stop() {

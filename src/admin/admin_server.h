@@ -6,16 +6,19 @@
 // Bounds: `max_connections` open connections (503 past it), request headers of
 // `max_header_bytes` (431), one deadline per request (`handshake_timeout`), `max_feeds` open
 // feeds (503), and per feed a write queue of `max_feed_queue_frames` frames: a dashboard that
-// does not read is dropped, it never holds more. Plain HTTP only (no TLS): bind it to a private
-// address or put it behind a proxy. With an auth verifier, /admin and /admin/ws need an admin
-// token (admin_auth.h), and so does /admin/nodes (the node list as JSON, NodesJson);
-// /metrics and the health endpoints never do.
+// does not read is dropped, it never holds more. With a TLS context (`AdminOptions::tls`) every
+// connection does the TLS handshake first, within `handshake_timeout`: https:// and wss:// only,
+// and a client speaking plain HTTP gets no answer (its handshake fails, the connection is
+// closed). Without one it is plain HTTP: bind it to a private address. With an auth verifier,
+// /admin and /admin/ws need an admin token (admin_auth.h), and so does /admin/nodes (the node list
+// as JSON, NodesJson); /metrics and the health endpoints never do.
 //
 // Start() binds (port 0 picks a free one) and runs; Stop() (any thread but the admin thread;
 // idempotent, the destructor calls it) closes every connection and joins the thread.
 #ifndef BRIDGE_ADMIN_ADMIN_SERVER_H_
 #define BRIDGE_ADMIN_ADMIN_SERVER_H_
 
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +44,8 @@ struct AdminOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds sample_interval{1000};
   size_t max_feed_queue_frames = 8;  // ~8 s of samples; more: the dashboard is dropped
+  // TLS for every connection (https://, wss://); null: plain http://.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 // What the admin listener reads; all outlive the AdminServer.
@@ -65,6 +70,10 @@ class AdminServer {
   uint16_t port() const;
   // Any thread: the node list of the next samples (NodeDirectory).
   void SetNodes(std::vector<NodeInfo> nodes);
+  bool tls() const;  // serving https:// (fixed at Start)
+  // Any thread: connections accepted from now on handshake with `context` (a renewed
+  // certificate); open ones keep theirs. Ignored (false) when the listener started without TLS.
+  bool SetTls(std::shared_ptr<boost::asio::ssl::context> context);
   void Stop();
 
   struct Impl;

@@ -49,6 +49,16 @@ absl::StatusOr<std::shared_ptr<asio::ssl::context>> WsTlsContext(const ServerCon
                           "ws_tls_key_file");
 }
 
+// The admin listener's TLS context; null for plain http://.
+absl::StatusOr<std::shared_ptr<asio::ssl::context>> AdminTlsContext(const ServerConfig& c) {
+  if (c.admin_tls_cert_file.empty() && c.admin_tls_key_file.empty()) return nullptr;
+  if (c.admin_tls_cert_file.empty() || c.admin_tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--admin_tls_cert_file and --admin_tls_key_file go together");
+  }
+  return ServerTlsContext(c.admin_tls_cert_file, c.admin_tls_key_file, "admin_tls_cert_file",
+                          "admin_tls_key_file");
+}
+
 GrpcTlsFiles GrpcFiles(const ServerConfig& c) {
   return {c.grpc_tls_cert_file, c.grpc_tls_key_file, c.grpc_client_ca_file};
 }
@@ -341,7 +351,11 @@ absl::StatusOr<std::unique_ptr<BridgeServer>> BridgeServer::Start(ServerConfig c
     if (impl->broker->cluster.broker != nullptr) {
       sources.broker_stats = &impl->broker->cluster.broker->stats();
     }
-    auto admin = admin::AdminServer::Start(*c.admin, std::move(sources));
+    admin::AdminOptions options = *c.admin;
+    auto admin_tls = AdminTlsContext(c);
+    if (!admin_tls.ok()) return admin_tls.status();
+    options.tls = *admin_tls;
+    auto admin = admin::AdminServer::Start(std::move(options), std::move(sources));
     if (!admin.ok()) return admin.status();
     impl->admin = std::move(*admin);
   }
@@ -438,6 +452,22 @@ absl::Status BridgeServer::CheckReload(const ServerConfig& next) const {
   return absl::OkStatus();
 }
 
+absl::Status BridgeServer::ReloadAdminTls(const ServerConfig& next) {
+  const bool on = impl_->admin != nullptr && impl_->admin->tls();
+  if (on != (!next.admin_tls_cert_file.empty() || !next.admin_tls_key_file.empty())) {
+    return absl::FailedPreconditionError(
+        core::Cat("admin listener: turning TLS ", on ? "off" : "on", " needs a restart"));
+  }
+  if (!on) return absl::OkStatus();
+  auto tls = AdminTlsContext(next);
+  if (!tls.ok())
+    return absl::Status(tls.status().code(), core::Cat("admin: ", tls.status().message()));
+  impl_->admin->SetTls(*tls);
+  impl_->config.admin_tls_cert_file = next.admin_tls_cert_file;
+  impl_->config.admin_tls_key_file = next.admin_tls_key_file;
+  return absl::OkStatus();
+}
+
 absl::Status BridgeServer::Reload(const ServerConfig& next) {
   Impl& s = *impl_;
   absl::Status result;
@@ -474,6 +504,7 @@ absl::Status BridgeServer::Reload(const ServerConfig& next) {
     s.config.ws_tls_key_file = next.ws_tls_key_file;
     result = ReloadTls();
   }
+  result.Update(ReloadAdminTls(next));
   if (s.grpc_tls != nullptr) {
     if (absl::Status g = s.grpc_tls->Reload(GrpcFiles(next)); !g.ok()) {
       result.Update(absl::Status(g.code(), core::Cat("gRPC: ", g.message())));

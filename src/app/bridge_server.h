@@ -66,6 +66,11 @@ struct ServerConfig {
   // The admin listener (metrics, health, the dashboard): nullopt, off. Its verifier is
   // `auth.verifier`.
   std::optional<admin::AdminOptions> admin;
+  // The admin listener's TLS (PEM files): https:// and wss://; empty: plain http://. With
+  // admin.tls_from_ws these are the WebSocket listener's files. Its `tls` context is made from
+  // them at Start.
+  std::string admin_tls_cert_file;
+  std::string admin_tls_key_file;
 };
 
 class BridgeServer {
@@ -84,6 +89,9 @@ class BridgeServer {
   // the running names) could not have started the bridge: a history the broker cannot keep, or
   // a policy events.proto's typed channels do not allow. Any thread but an io thread.
   absl::Status CheckReload(const ServerConfig& next) const;
+  // Reads the admin listener's TLS files of `next` again (as ReloadTls; Reload calls it). Turning
+  // admin TLS on or off is refused: that needs a restart.
+  absl::Status ReloadAdminTls(const ServerConfig& next);
   // SIGHUP: applies what can change while running from `next` (built like the running
   // configuration): the WebSocket TLS files read again, the token verifier's keys and claims, the
   // API keys, the allowed origins, the connection and rate limits, the hub's channel limits, the

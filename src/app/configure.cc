@@ -138,6 +138,8 @@ absl::StatusOr<ServerConfig> ServerConfigFrom(const config::Config& c) {
     admin.max_header_bytes = s.ws.max_header_bytes;
     admin.handshake_timeout = s.ws.handshake_timeout;
     s.admin = admin;
+    s.admin_tls_cert_file = a.tls_from_ws() ? t.ws_cert_file() : a.tls_cert_file();
+    s.admin_tls_key_file = a.tls_from_ws() ? t.ws_key_file() : a.tls_key_file();
   }
   return s;
 }

@@ -606,7 +606,8 @@ std::string ShownHost(const std::string& host, std::string* note) {
 
 // `admin_port` 0: no admin listener.
 void LogAddresses(const std::string& host, uint16_t ws_port, uint16_t grpc_port, bool ws_tls,
-                  bool grpc_tls, const std::string& admin_host, uint16_t admin_port) {
+                  bool grpc_tls, const std::string& admin_host, uint16_t admin_port,
+                  bool admin_tls) {
   std::string note;
   const std::string shown = ShownHost(host, &note);
   const std::string web = bridge::core::Cat(shown, ":", ws_port);
@@ -619,9 +620,8 @@ void LogAddresses(const std::string& host, uint16_t ws_port, uint16_t grpc_port,
     std::string admin_note;
     const std::string admin =
         bridge::core::Cat(ShownHost(admin_host, &admin_note), ":", admin_port);
-    spdlog::info(
-        "admin http://{0}/admin · metrics http://{0}/metrics · health http://{0}/healthz{1}", admin,
-        admin_note);
+    spdlog::info("admin {2}://{0}/admin · metrics {2}://{0}/metrics · health {2}://{0}/healthz{1}",
+                 admin, admin_note, admin_tls ? "https" : "http");
   }
 }
 
@@ -780,7 +780,7 @@ int main(int argc, char** argv) {
   }
   LogAddresses(running.listeners().host(), (*server)->ws_port(), (*server)->grpc_port(),
                !running.tls().ws_cert_file().empty(), !running.tls().grpc_cert_file().empty(),
-               running.admin().host(), (*server)->admin_port());
+               running.admin().host(), (*server)->admin_port(), !c->admin_tls_cert_file.empty());
   const std::string ready = running.listeners().ready_file();
   if (!ready.empty() && !WriteReadyFile(ready, (*server)->ws_port(), (*server)->grpc_port(),
                                         (*server)->admin_port())) {

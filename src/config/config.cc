@@ -734,6 +734,24 @@ std::vector<std::string> Validate(const Config& c) {
   if (!tls.grpc_client_ca_file().empty() && tls.grpc_cert_file().empty()) {
     fail("tls.grpc_client_ca_file", "needs tls.grpc_cert_file (mTLS is on top of gRPC TLS)");
   }
+  const auto& adm = c.admin();
+  if (adm.tls_cert_file().empty() != adm.tls_key_file().empty()) {
+    fail(adm.tls_cert_file().empty() ? "admin.tls_cert_file" : "admin.tls_key_file",
+         "is needed with admin.tls_cert_file / admin.tls_key_file (both or neither)");
+  }
+  if (adm.tls_from_ws() && !adm.tls_cert_file().empty()) {
+    fail("admin.tls_from_ws", "and admin.tls_cert_file both name a certificate: keep one");
+  }
+  if (adm.tls_from_ws() && tls.ws_cert_file().empty()) {
+    fail("admin.tls_from_ws", "needs tls.ws_cert_file (the WebSocket listener's certificate)");
+  }
+  if (admin_port < 0 &&
+      (adm.tls_from_ws() || !adm.tls_cert_file().empty() || !adm.tls_key_file().empty())) {
+    fail(adm.tls_from_ws()
+             ? "admin.tls_from_ws"
+             : (adm.tls_cert_file().empty() ? "admin.tls_key_file" : "admin.tls_cert_file"),
+         "is set while the admin listener is off (admin.port -1)");
+  }
   for (const Field& f : Fields()) {
     const bool file =
         f.field->name().size() > 5 && f.field->name().substr(f.field->name().size() - 5) == "_file";

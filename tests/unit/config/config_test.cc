@@ -343,6 +343,39 @@ TEST(ConfigValidate, ContradictionsAreRefusedWithTheirPaths) {
   EXPECT_FALSE(HasError(errors, "namespaces[2]")) << Joined(errors);
 }
 
+// The admin listener's TLS: a pair, readable, and only with an admin listener to serve it.
+TEST(ConfigValidate, AdminTlsContradictionsAreRefused) {
+  const std::string ok = R"({"admin":{"port":0,"tls_cert_file":"/etc/hostname",
+                                      "tls_key_file":"/etc/hostname"}})";
+  EXPECT_TRUE(ErrorsOf(ok).empty()) << Joined(ErrorsOf(ok));
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"admin":{"port":0,"tls_cert_file":"/etc/hostname"}})"),
+                       "admin.tls_key_file (--admin_tls_key_file): is needed with"));
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"admin":{"port":0,"tls_key_file":"/etc/hostname"}})"),
+                       "admin.tls_cert_file (--admin_tls_cert_file): is needed with"));
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"admin":{"port":0,"tls_cert_file":"/nonexistent/admin.pem",
+                                             "tls_key_file":"/etc/hostname"}})"),
+                       "admin.tls_cert_file (--admin_tls_cert_file): cannot read"));
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"admin":{"port":0,"tls_cert_file":"/etc/hostname",
+                                             "tls_key_file":"/nonexistent/admin.key"}})"),
+                       "admin.tls_key_file (--admin_tls_key_file): cannot read"));
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"admin":{"tls_cert_file":"/etc/hostname",
+                                             "tls_key_file":"/etc/hostname"}})"),
+                       "admin.tls_cert_file (--admin_tls_cert_file): is set while the admin "
+                       "listener is off"));
+  EXPECT_TRUE(HasError(ErrorsOf("{}", {{"admin_tls_from_ws", "true"}}),
+                       "admin.tls_from_ws (--admin_tls_from_ws): is set while the admin"));
+  // The WebSocket listener's certificate: only when it has one, and not besides another.
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"admin":{"port":0,"tls_from_ws":true}})"),
+                       "admin.tls_from_ws (--admin_tls_from_ws): needs tls.ws_cert_file"));
+  const std::string from_ws = R"({"admin":{"port":0,"tls_from_ws":true},
+      "tls":{"ws_cert_file":"/etc/hostname","ws_key_file":"/etc/hostname"}})";
+  EXPECT_TRUE(ErrorsOf(from_ws).empty()) << Joined(ErrorsOf(from_ws));
+  EXPECT_TRUE(HasError(ErrorsOf(R"({"admin":{"port":0,"tls_from_ws":true,
+      "tls_cert_file":"/etc/hostname","tls_key_file":"/etc/hostname"},
+      "tls":{"ws_cert_file":"/etc/hostname","ws_key_file":"/etc/hostname"}})"),
+                       "admin.tls_from_ws (--admin_tls_from_ws): and admin.tls_cert_file"));
+}
+
 TEST(ConfigReload, ChangedListsTheFieldsThatDiffer) {
   Config a = Effective(Config());
   Config b = a;
