@@ -150,6 +150,12 @@ export interface BridgeClientOptions {
   resumeFrom?: Record<string, ChannelPosition>;
   /** Random source in [0,1) for the jitter (default Math.random). */
   random?: () => number;
+  /**
+   * How long `publish()` waits for its answer once the bridge has answered a later frame (default
+   * 10000 ms): a bridge with a broker acks after Redis has, later than the `ping` behind it. A
+   * message with no answer by then (refused silently inside a rate-limit burst) rejects `timeout`.
+   */
+  publishTimeoutMs?: number;
 }
 
 export interface CloseInfo {
@@ -415,6 +421,9 @@ interface Pending {
   channel?: string;
   resolve?: (v: any) => void;
   reject?: (e: Error) => void;
+  /** A message sent with its `id`: a bridge that echoes ids answers it itself (ack or error). */
+  idSent?: boolean;
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 // Error codes each request can be refused with (docs/protocol.md "Error codes"), for matching an
@@ -457,6 +466,8 @@ export class BridgeClient {
   private httpStatus: number | undefined;
   private nextId = 0;
   private pending: Pending[] = [];
+  /** The bridge on this socket echoes ids, so it answers each message sent with one. */
+  private echoesIds = false;
   private readonly handlers = new Map<string, Set<(data: any, event: BridgeEvent) => void>>();
   /** Types dropped for not being the channel's (typed channels), each logged once. */
   private readonly dropped = new Set<string>();
@@ -801,7 +812,10 @@ export class BridgeClient {
   private failPending(err: Error): void {
     const p = this.pending;
     this.pending = [];
-    for (const x of p) x.reject?.(err);
+    for (const x of p) {
+      clearTimeout(x.timer);
+      x.reject?.(err);
+    }
   }
 
   private checkReady(): void {
@@ -824,6 +838,8 @@ export class BridgeClient {
     // one; pings, refreshes and unconfirmed messages fail.
     const lost = this.pending;
     this.pending = [];
+    this.echoesIds = false;
+    for (const p of lost) clearTimeout(p.timer);
     for (const p of lost) if (p.kind !== "subscribe") p.reject?.(new BridgeError("connection_lost", "bridge-client: connection lost before the bridge answered", p.channel, p.kind));
     for (const sub of this.channels.values()) {
       sub.acked = false;
@@ -960,6 +976,7 @@ export class BridgeClient {
     const entry = p as Pending;
     entry.id = String(++this.nextId);
     if (p.kind !== "message" || withId) frame.id = entry.id;
+    if (p.kind === "message" && withId) entry.idSent = true;
     this.pending.push(entry);
     if (!this.sendRaw(frame)) {
       const i = this.pending.indexOf(entry);
@@ -1111,23 +1128,50 @@ export class BridgeClient {
     if (i < 0) return undefined;
     const p = this.pending[i];
     if (byId) {
-      // Answers that echo ids may come out of order (a bridge with a broker answers a subscribe
-      // once the broker has): only earlier messages, which get no answer when accepted without
-      // an id, are settled; earlier requests wait for their own answers.
+      // Answers that echo ids may come out of order (a bridge with a broker answers a subscribe,
+      // and acks a message, once the broker has): only earlier messages sent without an id, which
+      // get no answer when accepted, are settled; the rest wait for their own answers.
+      this.echoesIds = true;
       this.pending.splice(i, 1);
       for (let j = i - 1; j >= 0; j--) {
         const x = this.pending[j];
-        if (x.kind === "message") {
-          this.pending.splice(j, 1);
-          this.settleUnanswered(x);
+        if (x.kind !== "message") continue;
+        if (x.idSent) {
+          this.awaitOwnAnswer(x);
+          continue;
         }
+        this.pending.splice(j, 1);
+        this.settleUnanswered(x);
       }
+      clearTimeout(p.timer);
       return p;
     }
     const before = this.pending.splice(0, i + 1);
     before.pop();
-    for (const x of before) this.settleUnanswered(x);
+    const keep: Pending[] = [];
+    for (const x of before) {
+      if (this.echoesIds && x.kind === "message" && x.idSent) {
+        keep.push(x);
+        this.awaitOwnAnswer(x);
+      } else {
+        this.settleUnanswered(x);
+      }
+    }
+    this.pending.unshift(...keep);
+    clearTimeout(p.timer);
     return p;
+  }
+
+  /** A message whose later frame was answered first: its own ack or error comes, or a timeout. */
+  private awaitOwnAnswer(p: Pending): void {
+    if (p.timer !== undefined) return;
+    const ms = this.options.publishTimeoutMs ?? 10_000;
+    p.timer = setTimeout(() => {
+      const i = this.pending.indexOf(p);
+      if (i < 0) return;
+      this.pending.splice(i, 1);
+      p.reject?.(new BridgeError("timeout", `bridge-client: no answer to the message within ${ms} ms`, p.channel, "message"));
+    }, ms);
   }
 
   private settleUnanswered(p: Pending): void {
@@ -1163,8 +1207,11 @@ export class BridgeClient {
         p = this.pending[i];
         const keep: Pending[] = [];
         for (const x of this.pending.slice(0, i)) {
-          if (x.kind === "message") this.settleUnanswered(x);
-          else keep.push(x);
+          if (x.kind !== "message") keep.push(x);
+          else if (this.echoesIds && x.idSent) {
+            keep.push(x);
+            this.awaitOwnAnswer(x);
+          } else this.settleUnanswered(x);
         }
         this.pending = [...keep, ...this.pending.slice(i + 1)];
       }
