@@ -41,12 +41,7 @@
 # (scripts/setup.sh --with-bench) and, for REDIS=1, redis-server.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
-case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
-BRIDGE_BIN=${BRIDGE_BIN:-$BUILD_DIR/src/app/gathering-bridge}
-LOAD_BIN=${LOAD_BIN:-$BUILD_DIR/bench/load/bridge-load}
-RESULTS_DIR=${BENCH_RESULTS:-$ROOT/bench/results}
+. "$(dirname "$0")/paths.sh"
 LOADS=${*:-"fanout channels light"}
 FANOUT_ARGS=${INSTR_FANOUT:-"--subscribers=100 --channels=1 --events=2000 --rate=0"}
 CHANNELS_ARGS=${INSTR_CHANNELS:-"--subscribers=500 --channels=500 --events=2000 --rate=0"}

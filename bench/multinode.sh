@@ -14,12 +14,7 @@
 #   BUILD_DIR=build/release            where gathering-bridge and bridge-load are
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
-case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
-BRIDGE_BIN=${BRIDGE_BIN:-$BUILD_DIR/src/app/gathering-bridge}
-LOAD_BIN=${LOAD_BIN:-$BUILD_DIR/bench/load/bridge-load}
-RESULTS_DIR=${BENCH_RESULTS:-$ROOT/bench/results}
+. "$(dirname "$0")/paths.sh"
 QUICK=${BENCH_QUICK:-0}
 LOADS=${*:-"fanout-max channels"}
 PY=/usr/bin/python3

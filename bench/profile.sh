@@ -7,11 +7,7 @@
 #
 # Writes bench/results/profile-<scenario>.txt. Needs linux-perf (perf_event_paranoid <= 2 as root).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
-case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
-BRIDGE_BIN=${BRIDGE_BIN:-$BUILD_DIR/src/app/gathering-bridge}
-LOAD_BIN=${LOAD_BIN:-$BUILD_DIR/bench/load/bridge-load}
+. "$(dirname "$0")/paths.sh"
 SCENARIO=${1:-fanout-max}
 shift || true
 command -v perf >/dev/null || { echo "perf not installed (apt-get install linux-perf)" >&2; exit 1; }

@@ -28,14 +28,9 @@
 # same over TLS (the bridge's TLS writes are fewer and bigger).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
-case "$BUILD_DIR" in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
-BRIDGE_BIN=${BRIDGE_BIN:-$BUILD_DIR/src/app/gathering-bridge}
-LOAD_BIN=${LOAD_BIN:-$BUILD_DIR/bench/load/bridge-load}
+. "$(dirname "$0")/paths.sh"
 TARGETS=${BENCH_TARGETS:-"sink bridge nchan"}
 QUICK=${BENCH_QUICK:-0}
-RESULTS_DIR=${BENCH_RESULTS:-$ROOT/bench/results}
 ALL_SCENARIOS="fanout fanout-max fanout-tls fanout-light channels idle connect-storm slow-consumer"
 SCENARIOS=${*:-$ALL_SCENARIOS}
 PY=/usr/bin/python3
