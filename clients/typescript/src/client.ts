@@ -839,8 +839,10 @@ export class BridgeClient {
     const lost = this.pending;
     this.pending = [];
     this.echoesIds = false;
-    for (const p of lost) clearTimeout(p.timer);
-    for (const p of lost) if (p.kind !== "subscribe") p.reject?.(new BridgeError("connection_lost", "bridge-client: connection lost before the bridge answered", p.channel, p.kind));
+    for (const p of lost) {
+      clearTimeout(p.timer);
+      if (p.kind !== "subscribe") p.reject?.(new BridgeError("connection_lost", "bridge-client: connection lost before the bridge answered", p.channel, p.kind));
+    }
     for (const sub of this.channels.values()) {
       sub.acked = false;
       if (sub.state === "subscribed") sub.setState("subscribing");
@@ -1127,6 +1129,7 @@ export class BridgeClient {
     if (i < 0) i = this.pending.findIndex(match);
     if (i < 0) return undefined;
     const p = this.pending[i];
+    clearTimeout(p.timer);
     if (byId) {
       // Answers that echo ids may come out of order (a bridge with a broker answers a subscribe,
       // and acks a message, once the broker has): only earlier messages sent without an id, which
@@ -1135,31 +1138,33 @@ export class BridgeClient {
       this.pending.splice(i, 1);
       for (let j = i - 1; j >= 0; j--) {
         const x = this.pending[j];
-        if (x.kind !== "message") continue;
-        if (x.idSent) {
-          this.awaitOwnAnswer(x);
-          continue;
-        }
-        this.pending.splice(j, 1);
-        this.settleUnanswered(x);
+        if (x.kind === "message" && !this.settleEarlierMessage(x)) this.pending.splice(j, 1);
       }
-      clearTimeout(p.timer);
       return p;
     }
     const before = this.pending.splice(0, i + 1);
     before.pop();
-    const keep: Pending[] = [];
-    for (const x of before) {
-      if (this.echoesIds && x.kind === "message" && x.idSent) {
-        keep.push(x);
-        this.awaitOwnAnswer(x);
-      } else {
-        this.settleUnanswered(x);
-      }
-    }
+    const keep = before.filter((x) => {
+      if (x.kind === "message") return this.settleEarlierMessage(x);
+      this.settleUnanswered(x);
+      return false;
+    });
     this.pending.unshift(...keep);
-    clearTimeout(p.timer);
     return p;
+  }
+
+  /**
+   * A message sent before a frame that got its answer: accepted, so settled as "barrier", unless
+   * the bridge echoes ids and it carried one; then its own ack or error is still to come (or a
+   * timeout). Returns whether it stays pending.
+   */
+  private settleEarlierMessage(x: Pending): boolean {
+    if (this.echoesIds && x.idSent) {
+      this.awaitOwnAnswer(x);
+      return true;
+    }
+    this.settleUnanswered(x);
+    return false;
   }
 
   /** A message whose later frame was answered first: its own ack or error comes, or a timeout. */
@@ -1205,14 +1210,8 @@ export class BridgeClient {
       const i = this.pending.findIndex((x) => ERRORS_OF[x.kind].has(code));
       if (i >= 0) {
         p = this.pending[i];
-        const keep: Pending[] = [];
-        for (const x of this.pending.slice(0, i)) {
-          if (x.kind !== "message") keep.push(x);
-          else if (this.echoesIds && x.idSent) {
-            keep.push(x);
-            this.awaitOwnAnswer(x);
-          } else this.settleUnanswered(x);
-        }
+        clearTimeout(p.timer);
+        const keep = this.pending.slice(0, i).filter((x) => x.kind !== "message" || this.settleEarlierMessage(x));
         this.pending = [...keep, ...this.pending.slice(i + 1)];
       }
     }
