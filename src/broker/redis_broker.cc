@@ -52,6 +52,8 @@ absl::StatusOr<std::shared_ptr<RedisBroker>> RedisBroker::Create(asio::any_io_ex
   if (!s.ok()) return s.status();
   b->cmd_ = *std::move(c);
   b->sub_ = *std::move(s);
+  b->scripts_ = ScriptRunner::Create(*b->cmd_, {&PublishScript(), &HistoryScript(), &RotateScript(),
+                                                &NodesAnnounceScript(), &NodesWithdrawScript()});
   return b;
 }
 
@@ -131,25 +133,7 @@ void RedisBroker::Publish(const std::string& channel, std::string_view head, std
 void RedisBroker::RunScript(const RedisScript& script, std::vector<std::string> keys_and_args,
                             std::chrono::milliseconds timeout,
                             RedisConnection::ReplyCallback done) {
-  std::vector<std::string> args;
-  args.reserve(keys_and_args.size() + 2);
-  args.push_back("EVALSHA");
-  args.push_back(script.sha1);
-  for (const auto& a : keys_and_args) args.push_back(a);
-  std::weak_ptr<RedisBroker> weak = weak_from_this();
-  cmd_->Command(std::move(args), timeout,
-                [weak, &script, timeout, retry = std::move(keys_and_args),
-                 done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
-                  auto self = weak.lock();
-                  if (!self || !r.ok() || !r->is_error() || r->str.rfind("NOSCRIPT", 0) != 0) {
-                    return done(std::move(r));
-                  }
-                  // The script cache was flushed (restart, fail-over, SCRIPT FLUSH): EVAL runs
-                  // the script and caches it again.
-                  retry.insert(retry.begin(), std::string(script.body));
-                  retry.insert(retry.begin(), "EVAL");
-                  self->cmd_->Command(std::move(retry), timeout, std::move(done));
-                });
+  scripts_->Run(script, std::move(keys_and_args), timeout, std::move(done));
 }
 
 void RedisBroker::DoPublish(const std::string& channel, const std::string& head,

@@ -8,10 +8,11 @@
 // and returns. EVERY callback, and the handler's on_message and on_state, run on that strand
 // (an io thread; never inline in the calling method). They must not block.
 //
-// Publish is one EVALSHA round trip (EVAL once more after NOSCRIPT, which also reloads the
-// script). While the command connection is not ready, Publish and History fail at once with
-// UNAVAILABLE; a publish in flight when the link breaks also gets UNAVAILABLE (it may have been
-// stored). OK means the script ran: the event is in the stream and was PUBLISHed.
+// Publish is one EVALSHA round trip, in call order (ScriptRunner: the scripts are loaded at each
+// connect, and an emptied script cache is refilled without reordering). While the command
+// connection is not ready, Publish and History fail at once with UNAVAILABLE; a publish in flight
+// when the link breaks also gets UNAVAILABLE (it may have been stored). OK means the script ran:
+// the event is in the stream and was PUBLISHed.
 //
 // Subscriptions. The broker keeps the set of channels this node is interested in. After the
 // subscriber connection comes back it subscribes to all of them again; on_state reports kDown
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "broker/redis_connection.h"
+#include "broker/redis_script_runner.h"
 #include "broker/redis_scripts.h"
 #include "core/broker.h"
 
@@ -126,6 +128,7 @@ class RedisBroker final : public core::Broker, public std::enable_shared_from_th
   const RedisBrokerOptions options_;
   std::shared_ptr<RedisConnection> cmd_;
   std::shared_ptr<RedisConnection> sub_;
+  std::shared_ptr<ScriptRunner> scripts_;  // on cmd_
   core::BrokerHandler handler_;
 
   // Strand only.

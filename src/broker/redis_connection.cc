@@ -217,7 +217,12 @@ void RedisConnection::OnTlsHandshake(uint64_t gen, const error_code& ec) {
 void RedisConnection::StartSession() {
   DoRead();
   const uint64_t gen = generation_;
-  std::vector<std::pair<const char*, std::vector<std::string>>> steps;
+  struct Step {
+    const char* what;
+    std::vector<std::string> args;
+    bool required = true;  // an error reply fails the handshake
+  };
+  std::vector<Step> steps;
   const RedisUrl& url = options_.url;
   if (!url.password.empty()) {
     if (url.user.empty()) {
@@ -230,24 +235,28 @@ void RedisConnection::StartSession() {
   if (!options_.client_name.empty()) {
     steps.push_back({"CLIENT SETNAME", {"CLIENT", "SETNAME", options_.client_name}});
   }
+  for (const std::string& body : scripts_) {
+    steps.push_back({"SCRIPT LOAD", {"SCRIPT", "LOAD", body}, /*required=*/false});
+  }
   if (steps.empty()) return SetReady();
   for (size_t i = 0; i < steps.size(); ++i) {
-    const char* what = steps[i].first;
+    const char* what = steps[i].what;
+    const bool required = steps[i].required;
     const bool last = i + 1 == steps.size();
     absl::Status s =
-        Enqueue(steps[i].second, options_.connect_timeout, SubKind::kNone,
-                [weak = weak_from_this(), gen, what, last](absl::StatusOr<RedisReply> r) {
-                  if (auto self = weak.lock()) self->OnHandshakeReply(gen, what, last, r);
+        Enqueue(steps[i].args, options_.connect_timeout, SubKind::kNone,
+                [weak = weak_from_this(), gen, what, required, last](absl::StatusOr<RedisReply> r) {
+                  if (auto self = weak.lock()) self->OnHandshakeReply(gen, what, required, last, r);
                 });
     if (!s.ok()) return Fail(s);
   }
 }
 
-void RedisConnection::OnHandshakeReply(uint64_t gen, const char* what, bool last,
+void RedisConnection::OnHandshakeReply(uint64_t gen, const char* what, bool required, bool last,
                                        const absl::StatusOr<RedisReply>& reply) {
   // A failed Status means the link already broke and Fail() reported why.
   if (gen != generation_ || !reply.ok()) return;
-  if (reply->is_error()) {
+  if (reply->is_error() && required) {
     absl::Status s = ReplyToStatus(*reply);
     return Fail(absl::Status(s.code(), absl::StrCat(what, ": ", reply->str)));
   }
@@ -262,6 +271,14 @@ void RedisConnection::SetReady() {
 }
 
 // ---- commands ---------------------------------------------------------------------------------
+
+void RedisConnection::LoadScriptsOnConnect(const std::vector<std::string_view>& bodies) {
+  for (std::string_view body : bodies) {
+    if (std::find(scripts_.begin(), scripts_.end(), body) == scripts_.end()) {
+      scripts_.emplace_back(body);
+    }
+  }
+}
 
 void RedisConnection::Command(std::vector<std::string> args, ReplyCallback done) {
   Command(std::move(args), options_.command_timeout, std::move(done));

@@ -53,6 +53,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -87,7 +88,7 @@ struct RedisConnectionOptions {
 };
 
 enum class RedisConnectionState {
-  kConnecting,  // resolving, connecting, TLS handshake, AUTH/SELECT/SETNAME in flight
+  kConnecting,  // resolving, connecting, TLS handshake, AUTH/SELECT/SETNAME/SCRIPT LOAD in flight
   kReady,       // commands are accepted
   kDown,        // broke or failed to connect (the Status says why); a retry is scheduled
   kStopped,     // Stop() was called; final. Not reported to the state handler.
@@ -126,6 +127,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // Set before Start(); replaced handlers take effect for the next event.
   void SetPushHandler(PushHandler handler);
   void SetStateHandler(StateHandler handler);
+  // Adds Lua script bodies to load (SCRIPT LOAD) at every handshake, before kReady: an EVALSHA
+  // of one of them never finds the server's cache empty after a connect (a fresh server, a
+  // restart, a fail-over). An error reply (e.g. an ACL without SCRIPT) is not fatal: EVALSHA then
+  // answers NOSCRIPT, as without it. Call before Start() (later: from the next handshake on).
+  void LoadScriptsOnConnect(const std::vector<std::string_view>& bodies);
 
   // Starts connecting (kConnecting). Call once.
   void Start();
@@ -179,7 +185,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   void OnConnected(uint64_t gen, const boost::system::error_code& ec);
   void OnTlsHandshake(uint64_t gen, const boost::system::error_code& ec);
   void StartSession();
-  void OnHandshakeReply(uint64_t gen, const char* what, bool last,
+  void OnHandshakeReply(uint64_t gen, const char* what, bool required, bool last,
                         const absl::StatusOr<RedisReply>& reply);
   void SetReady();
 
@@ -211,6 +217,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 
   boost::asio::any_io_executor executor_;
   RedisConnectionOptions options_;
+  std::vector<std::string> scripts_;                    // LoadScriptsOnConnect
   std::unique_ptr<boost::asio::ssl::context> ssl_ctx_;  // null unless url.tls
   boost::asio::ip::tcp::resolver resolver_;
   boost::asio::steady_timer deadline_timer_;

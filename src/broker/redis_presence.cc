@@ -1,7 +1,5 @@
 #include "broker/redis_presence.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <charconv>
@@ -159,36 +157,25 @@ return out
 
 enum Script { kJoinScript, kLeaveScript, kRenewScript, kExpireScript, kListScript, kScripts };
 
-struct Compiled {
-  std::string body;
-  std::string sha1;
-};
-
-std::string Sha1Hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha1(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
-  }
-  return out;
-}
-
-const Compiled& ScriptOf(int which) {
-  static const Compiled* scripts = [] {
+// The prelude and a body, named by their SHA1. The texts live as long as the process.
+const RedisScript& ScriptOf(int which) {
+  static const RedisScript* scripts = [] {
     const std::string_view bodies[kScripts] = {kJoin, kLeave, kRenew, kExpire, kList};
-    auto* out = new Compiled[kScripts];
+    auto* out = new RedisScript[kScripts];
     for (int i = 0; i < kScripts; ++i) {
-      out[i].body = std::string(kPrelude).append(bodies[i]);
-      out[i].sha1 = Sha1Hex(out[i].body);
+      const auto* text = new std::string(std::string(kPrelude).append(bodies[i]));
+      out[i].body = *text;
+      out[i].sha1 = Sha1Hex(*text);
     }
     return out;
   }();
   return scripts[which];
+}
+
+std::vector<const RedisScript*> AllScripts() {
+  std::vector<const RedisScript*> all;
+  for (int i = 0; i < kScripts; ++i) all.push_back(&ScriptOf(i));
+  return all;
 }
 
 bool ParseInt(std::string_view s, int64_t& out) {
@@ -239,6 +226,7 @@ RedisPresence::RedisPresence(asio::any_io_executor executor, RedisConnection& co
                              RedisPresenceOptions options)
     : executor_(std::move(executor)),
       conn_(connection),
+      scripts_(ScriptRunner::Create(connection, AllScripts())),
       options_(std::move(options)),
       timer_(executor_) {}
 
@@ -298,32 +286,15 @@ void RedisPresence::OnConnectionState(RedisConnectionState /*state*/, const absl
 
 void RedisPresence::RunScript(int which, const std::string& channel, std::vector<std::string> args,
                               RedisConnection::ReplyCallback done) {
-  const Compiled& script = ScriptOf(which);
   Keys keys = KeysOf(channel);
   std::vector<std::string> cmd;
-  cmd.reserve(args.size() + 6);
-  cmd.push_back("EVALSHA");
-  cmd.push_back(script.sha1);
+  cmd.reserve(args.size() + 4);
   cmd.push_back("3");
   cmd.push_back(std::move(keys.info));
   cmd.push_back(std::move(keys.lease));
   cmd.push_back(std::move(keys.members));
   for (auto& a : args) cmd.push_back(std::move(a));
-  // The copy for the retry: the first attempt's arguments are consumed by Command().
-  std::vector<std::string> retry(cmd.begin() + 2, cmd.end());
-  std::weak_ptr<RedisPresence> weak = weak_from_this();
-  conn_.Command(std::move(cmd), [weak, &script, retry = std::move(retry),
-                                 done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
-    auto self = weak.lock();
-    if (!self || !r.ok() || !r->is_error() || r->str.rfind("NOSCRIPT", 0) != 0) {
-      return done(std::move(r));
-    }
-    // The script cache is empty (restart, fail-over, SCRIPT FLUSH): EVAL runs and caches it. A
-    // NOSCRIPT reply means nothing ran, so running it now is safe.
-    retry.insert(retry.begin(), script.body);
-    retry.insert(retry.begin(), "EVAL");
-    self->conn_.Command(std::move(retry), std::move(done));
-  });
+  scripts_->Run(ScriptOf(which), std::move(cmd), conn_.options().command_timeout, std::move(done));
 }
 
 void RedisPresence::Join(const std::string& channel, const std::string& identity,

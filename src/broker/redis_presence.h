@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "broker/redis_connection.h"
+#include "broker/redis_script_runner.h"
 #include "core/presence.h"
 
 namespace bridge::broker {
@@ -155,6 +156,7 @@ class RedisPresence final : public core::PresenceManager,
 
   boost::asio::any_io_executor executor_;
   RedisConnection& conn_;
+  std::shared_ptr<ScriptRunner> scripts_;  // on conn_
   const RedisPresenceOptions options_;
   boost::asio::steady_timer timer_;
   ExpiredHandler expired_;

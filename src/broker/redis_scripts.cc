@@ -76,19 +76,6 @@ end
 return {e, redis.call('HGET', KEYS[1], 'o') or '0'}
 )lua";
 
-std::string Sha1Hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha1(), nullptr);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
-  }
-  return out;
-}
-
 // Every time from redis.call('TIME') (one clock for every node). Expired nodes go first, so a
 // full directory makes room as nodes die; the keys live as long as the longest ttl announced.
 constexpr std::string_view kNodesAnnounce = R"lua(
@@ -126,6 +113,19 @@ return redis.call('HDEL', KEYS[1], ARGV[1])
 )lua";
 
 }  // namespace
+
+std::string Sha1Hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha1(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
 
 NodeKeys NodeKeysFor(std::string_view prefix) {
   std::string base = std::string(prefix) + ":{#nodes}";

@@ -60,6 +60,9 @@ struct RedisScript {
   std::string sha1;  // lowercase hex, as EVALSHA wants it
 };
 
+// The SHA1 of `text` in lowercase hex: a script's name for EVALSHA.
+std::string Sha1Hex(std::string_view text);
+
 // KEYS: meta, stream, topic. ARGV: head, tail, size, max_bytes, stream ttl (s), meta ttl (s),
 // a fresh epoch (used only when the meta is new). Returns {offset (string), epoch}.
 const RedisScript& PublishScript();

@@ -634,6 +634,34 @@ TEST_P(RedisBrokerTest, ScriptCacheFlushIsRecoveredWithinThePublish) {
   EXPECT_EQ(Offsets(*h), Range(1, 2));
 }
 
+// A fresh server (or a restarted one) has no scripts cached: each connect loads them before the
+// first call, so pipelined publishes never answer NOSCRIPT and keep their call order.
+TEST_P(RedisBrokerTest, ScriptsAreCachedAtConnectAndPublishesKeepTheirCallOrder) {
+  auto sync = Sync();
+  auto cached =
+      sync.Command({"SCRIPT", "EXISTS", PublishScript().sha1, HistoryScript().sha1,
+                    RotateScript().sha1, NodesAnnounceScript().sha1, NodesWithdrawScript().sha1});
+  ASSERT_TRUE(cached.ok() && cached->elements.size() == 5) << cached->DebugString();
+  for (const auto& e : cached->elements) EXPECT_EQ(e.integer, 1) << "loaded before any call";
+  // Issued back to back and from callbacks: the offsets follow the order of the calls.
+  std::vector<int> calls;
+  std::map<int, uint64_t> offset_of;
+  std::function<void(int)> publish = [&](int n) {
+    calls.push_back(n);
+    node().Publish("c/order", Head("c/order"), Tail(n), kKeep10, "test",
+                   [&, n](absl::StatusOr<StreamPosition> p) {
+                     ASSERT_TRUE(p.ok()) << p.status();
+                     offset_of[n] = p->offset;
+                     if (n < 10) publish(100 + n);
+                   });
+  };
+  for (int n = 0; n < 40; ++n) publish(n);
+  ASSERT_TRUE(RunUntil([&] { return offset_of.size() == 50; })) << offset_of.size();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    EXPECT_EQ(offset_of[calls[i]], i + 1) << "call " << i << " (message " << calls[i] << ")";
+  }
+}
+
 TEST_P(RedisBrokerTest, MetaTtlShorterThanHistoryIsRefused) {
   RedisBrokerOptions o = redis_env().Options(0);
   o.meta_ttl = std::chrono::seconds(60);
@@ -731,6 +759,9 @@ TEST_P(RedisBrokerTest, KillNineFailsPendingPublishesThenEverythingComesBack) {
   auto again = Publish("c/a", 7, kKeep10, /*at=*/1);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->offset, 1u) << "the server lost everything: a new epoch starts at 1";
+  auto cached = Sync().Command({"SCRIPT", "EXISTS", PublishScript().sha1});
+  ASSERT_TRUE(cached.ok() && cached->elements.size() == 1);
+  EXPECT_EQ(cached->elements[0].integer, 1) << "reloaded at the reconnect";
   ASSERT_TRUE(RunUntil([&] {
     return rec(0).Count("c/a") == before0 + 1 && rec(1).Count("c/a") == before1 + 1;
   })) << "subscriptions restored on both nodes";
