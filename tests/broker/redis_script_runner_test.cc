@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,26 @@ const RedisScript& AppendScript() {
 
 class ScriptRunnerTest : public RedisConnectionTest {
  protected:
+  // A connection with a runner of the append script made before its Start(), then ready.
+  std::shared_ptr<ScriptRunner> ReadyRunner(RedisConnectionOptions o) {
+    auto conn = RedisConnection::Create(io_.get_executor(), std::move(o));
+    EXPECT_TRUE(conn.ok()) << conn.status();
+    if (!conn.ok()) return nullptr;
+    auto c = *conn;
+    auto runner = ScriptRunner::Create(*c, {&AppendScript()});
+    c->SetStateHandler([this](State s, const absl::Status& why) {
+      states_.push_back(s);
+      reasons_.push_back(why);
+    });
+    c->Start();
+    connections_.push_back(c);
+    if (!AwaitState(State::kReady)) {
+      ADD_FAILURE() << "never ready: " << StatesString();
+      return nullptr;
+    }
+    return runner;
+  }
+
   // Runs the append script for `n`; its reply lands in replies_[n].
   void Append(ScriptRunner& runner, int n) {
     calls_.push_back(n);
@@ -60,17 +81,8 @@ class ScriptRunnerTest : public RedisConnectionTest {
 
 TEST_F(ScriptRunnerTest, ScriptsAreLoadedAtEveryHandshake) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
-  auto conn = RedisConnection::Create(io_.get_executor(), Options(server_.Url()));
-  ASSERT_TRUE(conn.ok());
-  auto runner = ScriptRunner::Create(**conn, {&AppendScript()});
-  auto c = *conn;
-  c->SetStateHandler([this](State s, const absl::Status& why) {
-    states_.push_back(s);
-    reasons_.push_back(why);
-  });
-  c->Start();
-  connections_.push_back(c);
-  ASSERT_TRUE(AwaitState(State::kReady)) << StatesString();
+  auto runner = ReadyRunner(Options(server_.Url()));
+  ASSERT_TRUE(runner);
   auto exists = Sync().Command({"SCRIPT", "EXISTS", AppendScript().sha1});
   ASSERT_TRUE(exists.ok() && exists->elements.size() == 1);
   EXPECT_EQ(exists->elements[0].integer, 1) << "cached before the first call";
@@ -95,17 +107,9 @@ TEST_F(ScriptRunnerTest, ScriptsAreLoadedAtEveryHandshake) {
 // must still run after the earlier calls' retries.
 TEST_F(ScriptRunnerTest, AFlushedCacheIsRefilledInCallOrder) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
-  auto conn = RedisConnection::Create(io_.get_executor(), Options(server_.Url()));
-  ASSERT_TRUE(conn.ok());
-  auto runner = ScriptRunner::Create(**conn, {&AppendScript()});
-  auto c = *conn;
-  c->SetStateHandler([this](State s, const absl::Status& why) {
-    states_.push_back(s);
-    reasons_.push_back(why);
-  });
-  c->Start();
-  connections_.push_back(c);
-  ASSERT_TRUE(AwaitState(State::kReady)) << StatesString();
+  auto runner = ReadyRunner(Options(server_.Url()));
+  ASSERT_TRUE(runner);
+  auto& c = connections_.back();
 
   c->Command({"SCRIPT", "FLUSH"}, [](absl::StatusOr<RedisReply>) {});
   for (int n = 0; n < 5; ++n) Append(*runner, n);
@@ -138,17 +142,9 @@ TEST_F(ScriptRunnerTest, RefusedScriptLoadIsNotFatal) {
   RedisConnectionOptions o = Options(server_.Url());
   o.url.user = "noscript";
   o.url.password = "pw";
-  auto conn = RedisConnection::Create(io_.get_executor(), o);
-  ASSERT_TRUE(conn.ok());
-  auto runner = ScriptRunner::Create(**conn, {&AppendScript()});
-  auto c = *conn;
-  c->SetStateHandler([this](State s, const absl::Status& why) {
-    states_.push_back(s);
-    reasons_.push_back(why);
-  });
-  c->Start();
-  connections_.push_back(c);
-  ASSERT_TRUE(AwaitState(State::kReady)) << StatesString();
+  auto runner = ReadyRunner(o);
+  ASSERT_TRUE(runner);
+  auto& c = connections_.back();
   auto denied = Call(*c, {"SCRIPT", "LOAD", "return 1"});
   ASSERT_TRUE(denied.ok());
   EXPECT_TRUE(denied->is_error()) << "the ACL refuses SCRIPT: " << denied->DebugString();
