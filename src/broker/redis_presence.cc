@@ -159,17 +159,21 @@ enum Script { kJoinScript, kLeaveScript, kRenewScript, kExpireScript, kListScrip
 
 // The prelude and a body, named by their SHA1. The texts live as long as the process.
 const RedisScript& ScriptOf(int which) {
-  static const RedisScript* scripts = [] {
+  struct Scripts {
+    std::string texts[kScripts];
+    RedisScript scripts[kScripts];
+  };
+  static const Scripts* all = [] {
     const std::string_view bodies[kScripts] = {kJoin, kLeave, kRenew, kExpire, kList};
-    auto* out = new RedisScript[kScripts];
+    auto* out = new Scripts;
     for (int i = 0; i < kScripts; ++i) {
-      const auto* text = new std::string(std::string(kPrelude).append(bodies[i]));
-      out[i].body = *text;
-      out[i].sha1 = Sha1Hex(*text);
+      out->texts[i] = std::string(kPrelude).append(bodies[i]);
+      out->scripts[i].body = out->texts[i];
+      out->scripts[i].sha1 = Sha1Hex(out->texts[i]);
     }
     return out;
   }();
-  return scripts[which];
+  return all->scripts[which];
 }
 
 std::vector<const RedisScript*> AllScripts() {
