@@ -130,12 +130,6 @@ void RedisBroker::Publish(const std::string& channel, std::string_view head, std
   });
 }
 
-void RedisBroker::RunScript(const RedisScript& script, std::vector<std::string> keys_and_args,
-                            std::chrono::milliseconds timeout,
-                            RedisConnection::ReplyCallback done) {
-  scripts_->Run(script, std::move(keys_and_args), timeout, std::move(done));
-}
-
 void RedisBroker::DoPublish(const std::string& channel, const std::string& head,
                             const std::string& tail, const core::HistoryPolicy& policy,
                             const std::string& origin, PublishCallback done) {
@@ -160,35 +154,36 @@ void RedisBroker::DoPublish(const std::string& channel, const std::string& head,
                                    origin};
   int64_t sent = -1;
   SplitStamp(origin, &sent);
-  RunScript(PublishScript(), std::move(args), options_.connection.command_timeout,
-            [this, self = shared_from_this(), sent,
-             done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
-              absl::StatusOr<core::StreamPosition> out;
-              if (!r.ok()) {
-                out = r.status();
-              } else if (r->is_error()) {
-                out = absl::InternalError(absl::StrCat("publish script: ", r->str));
-              } else {
-                core::StreamPosition pos;
-                if (r->is_array() && r->elements.size() == 2 && r->elements[0].is_text() &&
-                    r->elements[1].is_text() && ParseOffset(r->elements[0].str, pos.offset)) {
-                  pos.epoch = r->elements[1].str;
-                  out = std::move(pos);
-                } else {
-                  out = BadReply("publish script", *r);
-                }
-              }
-              if (out.ok()) {
-                stats_.published.fetch_add(1, std::memory_order_relaxed);
-                stats_.publish_latency.Observe(0, 0, SteadyNanos() - sent);  // the strand: shard 0
-              } else {
-                stats_.publish_failed.fetch_add(1, std::memory_order_relaxed);
-                if (out.status().code() == absl::StatusCode::kInternal) {
-                  stats_.errors.fetch_add(1, std::memory_order_relaxed);
-                }
-              }
-              done(std::move(out));
-            });
+  scripts_->Run(PublishScript(), std::move(args), options_.connection.command_timeout,
+                [this, self = shared_from_this(), sent,
+                 done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+                  absl::StatusOr<core::StreamPosition> out;
+                  if (!r.ok()) {
+                    out = r.status();
+                  } else if (r->is_error()) {
+                    out = absl::InternalError(absl::StrCat("publish script: ", r->str));
+                  } else {
+                    core::StreamPosition pos;
+                    if (r->is_array() && r->elements.size() == 2 && r->elements[0].is_text() &&
+                        r->elements[1].is_text() && ParseOffset(r->elements[0].str, pos.offset)) {
+                      pos.epoch = r->elements[1].str;
+                      out = std::move(pos);
+                    } else {
+                      out = BadReply("publish script", *r);
+                    }
+                  }
+                  if (out.ok()) {
+                    stats_.published.fetch_add(1, std::memory_order_relaxed);
+                    stats_.publish_latency.Observe(0, 0,
+                                                   SteadyNanos() - sent);  // the strand: shard 0
+                  } else {
+                    stats_.publish_failed.fetch_add(1, std::memory_order_relaxed);
+                    if (out.status().code() == absl::StatusCode::kInternal) {
+                      stats_.errors.fetch_add(1, std::memory_order_relaxed);
+                    }
+                  }
+                  done(std::move(out));
+                });
 }
 
 void RedisBroker::History(const std::string& channel, uint64_t since, size_t limit,
@@ -216,53 +211,54 @@ void RedisBroker::DoHistory(const std::string& channel, uint64_t since, size_t l
                                 : absl::StrCat(since + 1, "-0");
   // One more than asked for, to know whether the limit cut the range.
   const std::string count = limit == 0 ? "0" : std::to_string(limit + 1);
-  RunScript(HistoryScript(),
-            {"2", std::move(keys.meta), std::move(keys.stream), first, count,
-             create ? NewEpoch() : std::string(), std::to_string(options_.meta_ttl.count())},
-            options_.history_timeout,
-            [this, self = shared_from_this(), since, limit,
-             done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
-              if (!r.ok()) return done(r.status());
-              auto bad = [&](const char* what) {
-                stats_.errors.fetch_add(1, std::memory_order_relaxed);
-                done(r->is_error() ? absl::InternalError(absl::StrCat("history script: ", r->str))
-                                   : BadReply(what, *r));
-              };
-              if (!r->is_array() || r->elements.size() != 3 || !r->elements[0].is_text() ||
-                  !r->elements[1].is_text()) {
-                return bad("history script");
-              }
-              core::BrokerHistory out;
-              out.top.epoch = r->elements[0].str;
-              if (!ParseOffset(r->elements[1].str, out.top.offset)) return bad("history offset");
-              if (out.top.epoch.empty()) {
-                out.top.offset = 0;
-                out.complete = since == 0;
-                stats_.history_reads.fetch_add(1, std::memory_order_relaxed);
-                return done(std::move(out));
-              }
-              RedisReply& entries = r->elements[2];
-              if (!entries.is_array() && !entries.is_nil()) return bad("history entries");
-              for (RedisReply& e : entries.elements) {
-                core::HistoryFrame f;
-                if (!e.is_array() || e.elements.size() != 2 || !e.elements[0].is_text() ||
-                    !ParseEntryId(e.elements[0].str, f.offset) || !e.elements[1].is_array() ||
-                    e.elements[1].elements.size() < 2) {
-                  return bad("history entry");
-                }
-                f.text = std::move(e.elements[1].elements[1].str);
-                out.frames.push_back(std::move(f));
-              }
-              bool cut = false;
-              if (limit != 0 && out.frames.size() > limit) {
-                out.frames.resize(limit);
-                cut = true;
-              }
-              out.complete = since >= out.top.offset || (!cut && !out.frames.empty() &&
-                                                         out.frames.front().offset == since + 1);
-              stats_.history_reads.fetch_add(1, std::memory_order_relaxed);
-              done(std::move(out));
-            });
+  scripts_->Run(
+      HistoryScript(),
+      {"2", std::move(keys.meta), std::move(keys.stream), first, count,
+       create ? NewEpoch() : std::string(), std::to_string(options_.meta_ttl.count())},
+      options_.history_timeout,
+      [this, self = shared_from_this(), since, limit,
+       done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+        if (!r.ok()) return done(r.status());
+        auto bad = [&](const char* what) {
+          stats_.errors.fetch_add(1, std::memory_order_relaxed);
+          done(r->is_error() ? absl::InternalError(absl::StrCat("history script: ", r->str))
+                             : BadReply(what, *r));
+        };
+        if (!r->is_array() || r->elements.size() != 3 || !r->elements[0].is_text() ||
+            !r->elements[1].is_text()) {
+          return bad("history script");
+        }
+        core::BrokerHistory out;
+        out.top.epoch = r->elements[0].str;
+        if (!ParseOffset(r->elements[1].str, out.top.offset)) return bad("history offset");
+        if (out.top.epoch.empty()) {
+          out.top.offset = 0;
+          out.complete = since == 0;
+          stats_.history_reads.fetch_add(1, std::memory_order_relaxed);
+          return done(std::move(out));
+        }
+        RedisReply& entries = r->elements[2];
+        if (!entries.is_array() && !entries.is_nil()) return bad("history entries");
+        for (RedisReply& e : entries.elements) {
+          core::HistoryFrame f;
+          if (!e.is_array() || e.elements.size() != 2 || !e.elements[0].is_text() ||
+              !ParseEntryId(e.elements[0].str, f.offset) || !e.elements[1].is_array() ||
+              e.elements[1].elements.size() < 2) {
+            return bad("history entry");
+          }
+          f.text = std::move(e.elements[1].elements[1].str);
+          out.frames.push_back(std::move(f));
+        }
+        bool cut = false;
+        if (limit != 0 && out.frames.size() > limit) {
+          out.frames.resize(limit);
+          cut = true;
+        }
+        out.complete = since >= out.top.offset ||
+                       (!cut && !out.frames.empty() && out.frames.front().offset == since + 1);
+        stats_.history_reads.fetch_add(1, std::memory_order_relaxed);
+        done(std::move(out));
+      });
 }
 
 void RedisBroker::RotateEpoch(const std::string& channel, const std::string& from_epoch,
@@ -271,20 +267,20 @@ void RedisBroker::RotateEpoch(const std::string& channel, const std::string& fro
       strand_, [self = shared_from_this(), channel, from_epoch, done = std::move(done)]() mutable {
         if (self->stopped_) return done(absl::CancelledError("broker stopped"));
         ChannelKeys keys = KeysFor(self->options_.prefix, channel);
-        self->RunScript(RotateScript(), {"1", std::move(keys.meta), from_epoch, NewEpoch()},
-                        self->options_.connection.command_timeout,
-                        [self, done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
-                          if (!r.ok()) return done(r.status());
-                          core::StreamPosition pos;
-                          if (!r->is_array() || r->elements.size() != 2 ||
-                              !r->elements[0].is_text() || !r->elements[1].is_text() ||
-                              !ParseOffset(r->elements[1].str, pos.offset)) {
-                            self->stats_.errors.fetch_add(1, std::memory_order_relaxed);
-                            return done(BadReply("rotate script", *r));
-                          }
-                          pos.epoch = r->elements[0].str;
-                          done(std::move(pos));
-                        });
+        self->scripts_->Run(RotateScript(), {"1", std::move(keys.meta), from_epoch, NewEpoch()},
+                            self->options_.connection.command_timeout,
+                            [self, done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+                              if (!r.ok()) return done(r.status());
+                              core::StreamPosition pos;
+                              if (!r->is_array() || r->elements.size() != 2 ||
+                                  !r->elements[0].is_text() || !r->elements[1].is_text() ||
+                                  !ParseOffset(r->elements[1].str, pos.offset)) {
+                                self->stats_.errors.fetch_add(1, std::memory_order_relaxed);
+                                return done(BadReply("rotate script", *r));
+                              }
+                              pos.epoch = r->elements[0].str;
+                              done(std::move(pos));
+                            });
       });
 }
 
@@ -512,7 +508,7 @@ void RedisBroker::AnnounceNode(std::string_view node, std::string_view info,
     if (self->stopped_) return done(absl::CancelledError("broker stopped"));
     if (!self->cmd_ready_) return done(absl::UnavailableError("redis commands not ready"));
     NodeKeys keys = NodeKeysFor(self->options_.prefix);
-    self->RunScript(
+    self->scripts_->Run(
         NodesAnnounceScript(),
         {"2", std::move(keys.info), std::move(keys.lease), node, std::move(info),
          std::to_string(std::max<int64_t>(1, ttl.count())), std::to_string(core::kMaxNodes),
@@ -559,12 +555,13 @@ void RedisBroker::WithdrawNode(std::string_view node, StatusCallback done) {
     if (self->stopped_) return done(absl::CancelledError("broker stopped"));
     if (!self->cmd_ready_) return done(absl::UnavailableError("redis not ready"));
     NodeKeys keys = NodeKeysFor(self->options_.prefix);
-    self->RunScript(NodesWithdrawScript(), {"2", std::move(keys.info), std::move(keys.lease), node},
-                    self->options_.connection.command_timeout,
-                    [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
-                      if (!r.ok()) return done(r.status());
-                      done(ReplyToStatus(*r));
-                    });
+    self->scripts_->Run(NodesWithdrawScript(),
+                        {"2", std::move(keys.info), std::move(keys.lease), node},
+                        self->options_.connection.command_timeout,
+                        [done = std::move(done)](absl::StatusOr<RedisReply> r) mutable {
+                          if (!r.ok()) return done(r.status());
+                          done(ReplyToStatus(*r));
+                        });
   });
 }
 

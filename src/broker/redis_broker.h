@@ -105,8 +105,6 @@ class RedisBroker final : public core::Broker, public std::enable_shared_from_th
   RedisBroker(boost::asio::any_io_executor executor, RedisBrokerOptions options);
 
   // Strand only, below.
-  void RunScript(const RedisScript& script, std::vector<std::string> keys_and_args,
-                 std::chrono::milliseconds timeout, RedisConnection::ReplyCallback done);
   void DoPublish(const std::string& channel, const std::string& head, const std::string& tail,
                  const core::HistoryPolicy& policy, const std::string& origin,
                  PublishCallback done);

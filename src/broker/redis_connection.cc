@@ -256,9 +256,17 @@ void RedisConnection::OnHandshakeReply(uint64_t gen, const char* what, bool requ
                                        const absl::StatusOr<RedisReply>& reply) {
   // A failed Status means the link already broke and Fail() reported why.
   if (gen != generation_ || !reply.ok()) return;
-  if (reply->is_error() && required) {
-    absl::Status s = ReplyToStatus(*reply);
-    return Fail(absl::Status(s.code(), absl::StrCat(what, ": ", reply->str)));
+  if (reply->is_error()) {
+    if (!required) {
+      // The first EVALSHA will answer NOSCRIPT and load it then (ScriptRunner).
+      // Rate-limited: every reconnect would say it again.
+      core::log::WriteLimited(
+          spdlog::level::warn, "redis_script_load", "redis refused a script load at connect",
+          {{"url", RedactedUrl(options_.url)}, {"command", what}, {"error", reply->str}});
+    } else {
+      absl::Status s = ReplyToStatus(*reply);
+      return Fail(absl::Status(s.code(), absl::StrCat(what, ": ", reply->str)));
+    }
   }
   if (last) SetReady();
 }
